@@ -1,0 +1,65 @@
+// A tiny "--name value" command-line reader shared by the examples.
+#pragma once
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace examples {
+
+class options {
+public:
+  options(int argc, char **argv, std::vector<std::string_view> known) : known_(std::move(known)) {
+    for (int i = 1; i < argc; ++i) {
+      std::string_view a = argv[i];
+      if (a == "--help" || a == "-h") usage_and_exit(argv[0], 0);
+      if (a.substr(0, 2) != "--" || i + 1 >= argc) fail(argv[0], "expected --name value", a);
+      std::string_view name = a.substr(2);
+      bool ok = false;
+      for (auto k : known_)
+        ok = ok || k == name;
+      if (!ok) fail(argv[0], "unknown option", a);
+      values_.emplace_back(std::string(name), std::string(argv[++i]));
+    }
+  }
+
+  std::string get(std::string_view name, std::string def) const {
+    for (auto &[k, v] : values_)
+      if (k == name) return v;
+    return def;
+  }
+
+  long number(std::string_view name, long def, long lo, long hi) const {
+    std::string text = get(name, std::to_string(def));
+    long v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || p != text.data() + text.size() || v < lo || v > hi) {
+      std::fprintf(stderr, "--%.*s: \"%s\" is not a number in [%ld, %ld]\n", int(name.size()),
+                   name.data(), text.c_str(), lo, hi);
+      std::exit(2);
+    }
+    return v;
+  }
+
+private:
+  void usage_and_exit(const char *prog, int code) const {
+    std::fprintf(code ? stderr : stdout, "usage: %s", prog);
+    for (auto k : known_)
+      std::fprintf(code ? stderr : stdout, " [--%.*s V]", int(k.size()), k.data());
+    std::fprintf(code ? stderr : stdout, "\n");
+    std::exit(code);
+  }
+  [[noreturn]] void fail(const char *prog, const char *why, std::string_view arg) const {
+    std::fprintf(stderr, "%s: %s: %.*s\n", prog, why, int(arg.size()), arg.data());
+    usage_and_exit(prog, 2);
+    std::exit(2);
+  }
+
+  std::vector<std::string_view> known_;
+  std::vector<std::pair<std::string, std::string>> values_;
+};
+
+} // namespace examples

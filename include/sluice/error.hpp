@@ -1,0 +1,147 @@
+// sluice::errc, sluice::error and result<T>: errors are values.
+//
+// Part of sluice::proto: standard library only. Every operation that can fail for a
+// network condition returns result<T>; nothing throws for those. errc is a portable
+// error *condition*: an OS error code (ECONNRESET from Linux, WSAECONNRESET from
+// Winsock) compares equal to the errc it stands for, so callers test
+// `r.error() == errc::connection_reset` whatever backend produced it.
+#pragma once
+
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace sluice {
+
+enum class errc {
+  // recv_disconnect contract (DESIGN.md), with the Winsock code each one stands for.
+  not_initialised = 1, // WSANOTINITIALISED: no live io_context
+  network_down,        // WSAENETDOWN
+  buffer_too_small,    // WSAEFAULT: disconnect data does not fit; it stays pending
+  no_protocol_option,  // WSAENOPROTOOPT: transport carries no disconnect data
+  in_progress,         // WSAEINPROGRESS: another recv_disconnect is in flight
+  not_connected,       // WSAENOTCONN
+  not_a_socket,        // WSAENOTSOCK: closed, moved-from or invalid handle
+  shut_down,           // WSAESHUTDOWN: that direction was shut down
+  // connection and operation outcomes
+  connection_refused,
+  connection_reset,
+  connection_aborted,
+  broken_pipe,
+  timed_out,
+  operation_aborted, // cancelled through a stop_token, a close() or a deadline
+  address_in_use,
+  address_not_available,
+  already_connected,
+  network_unreachable,
+  host_unreachable,
+  invalid_endpoint,    // endpoint text that does not parse
+  backend_unavailable, // a forced backend that cannot start
+  unsupported_backend, // SLUICE_BACKEND names no backend
+  too_many_open_files, // EMFILE / ENFILE / WSAEMFILE
+};
+
+} // namespace sluice
+
+template <> struct std::is_error_condition_enum<sluice::errc> : std::true_type {};
+
+namespace sluice {
+
+const std::error_category &error_category() noexcept;
+
+inline std::error_condition make_error_condition(errc e) noexcept {
+  return {static_cast<int>(e), error_category()};
+}
+
+// An error_code of sluice's own category, for errors sluice decides itself
+// (the stream lifecycle, a deadline, bad endpoint text).
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), error_category()};
+}
+
+// An error code plus the context that makes it actionable: which operation, which
+// endpoint, which limit ("connect to 127.0.0.1:9: connection refused").
+class error {
+public:
+  error() = default;
+  error(std::error_code code, std::string context = {})
+      : code_(code), context_(std::move(context)) {}
+  error(errc e, std::string context = {}) : error(make_error_code(e), std::move(context)) {}
+
+  const std::error_code &code() const noexcept { return code_; }
+  const std::string &context() const noexcept { return context_; }
+  std::string message() const;
+
+  friend bool operator==(const error &a, errc b) noexcept { return a.code_ == b; }
+  friend bool operator==(const error &a, std::errc b) noexcept { return a.code_ == b; }
+  friend bool operator==(const error &a, const std::error_code &b) noexcept { return a.code_ == b; }
+
+private:
+  std::error_code code_;
+  std::string context_;
+};
+
+// Thrown only by result<T>::value() on an error, for callers who prefer exceptions.
+class bad_result_access : public std::system_error {
+public:
+  explicit bad_result_access(const error &e) : std::system_error(e.code(), e.context()) {}
+};
+
+template <class T> class [[nodiscard]] result {
+  static_assert(!std::is_same_v<std::remove_cvref_t<T>, sluice::error>);
+
+public:
+  template <class U = T>
+  requires std::is_constructible_v<T, U &&> result(U &&v)
+      : v_(std::in_place_index<0>, std::forward<U>(v)) {}
+  result(sluice::error e) : v_(std::in_place_index<1>, std::move(e)) {}
+  result(errc e, std::string context = {}) : result(sluice::error(e, std::move(context))) {}
+  result(std::error_code c, std::string context = {})
+      : result(sluice::error(c, std::move(context))) {}
+
+  bool has_value() const noexcept { return v_.index() == 0; }
+  explicit operator bool() const noexcept { return has_value(); }
+
+  T &value() & { return check(), std::get<0>(v_); }
+  const T &value() const & { return check(), std::get<0>(v_); }
+  T &&value() && { return check(), std::move(std::get<0>(v_)); }
+  T &operator*() & { return value(); }
+  T &&operator*() && { return std::move(*this).value(); }
+  T *operator->() { return &value(); }
+  const T *operator->() const { return &value(); }
+
+  // Precondition: !has_value().
+  const sluice::error &error() const & { return std::get<1>(v_); }
+  sluice::error &&error() && { return std::get<1>(std::move(v_)); }
+
+private:
+  void check() const {
+    if (!has_value()) throw bad_result_access(std::get<1>(v_));
+  }
+  std::variant<T, sluice::error> v_;
+};
+
+template <> class [[nodiscard]] result<void> {
+public:
+  result() = default;
+  result(sluice::error e) : e_(std::move(e)), failed_(true) {}
+  result(errc e, std::string context = {}) : result(sluice::error(e, std::move(context))) {}
+  result(std::error_code c, std::string context = {})
+      : result(sluice::error(c, std::move(context))) {}
+
+  bool has_value() const noexcept { return !failed_; }
+  explicit operator bool() const noexcept { return !failed_; }
+  void value() const {
+    if (failed_) throw bad_result_access(e_);
+  }
+  const sluice::error &error() const & { return e_; }
+  sluice::error &&error() && { return std::move(e_); }
+
+private:
+  sluice::error e_;
+  bool failed_ = false;
+};
+
+} // namespace sluice

@@ -1,0 +1,210 @@
+// TCP: tcp::acceptor and tcp::stream.
+//
+// Every operation is an awaitable yielding result<...>; none throws for a network
+// condition. Operations take the awaiting task's stop token: stopping it completes the
+// operation promptly with errc::operation_aborted.
+//
+// Preconditions (as in Asio): a stream or acceptor outlives the operations started on
+// it, and is used only from the thread that runs its io_context.
+#pragma once
+
+#include <cstddef>
+#include <sluice/detail/io_awaiter.hpp>
+#include <sluice/net/endpoint.hpp>
+#include <sluice/proto/lifecycle.hpp>
+#include <sluice/task.hpp>
+#include <span>
+
+namespace sluice::tcp {
+
+class stream;
+class acceptor;
+
+namespace detail {
+using sluice::detail::io_awaiter;
+using sluice::detail::native_handle;
+using sluice::detail::stop_token_of;
+
+class recv_awaiter : public io_awaiter {
+public:
+  recv_awaiter(stream &s, std::span<std::byte> buf);
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return begin() && start(h, stop_token_of(h));
+  }
+  // Bytes received; 0 means the peer closed its sending side (end of stream).
+  result<std::size_t> await_resume() { return end(); }
+
+private:
+  bool begin();
+  result<std::size_t> end();
+  stream *s_;
+  bool began_ = false;
+};
+
+class send_awaiter : public io_awaiter {
+public:
+  send_awaiter(stream &s, std::span<const std::byte> buf);
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return begin() && start(h, stop_token_of(h));
+  }
+  // Bytes sent (may be fewer than asked; see send_all).
+  result<std::size_t> await_resume() { return end(); }
+
+private:
+  bool begin();
+  result<std::size_t> end();
+  stream *s_;
+};
+
+class connect_awaiter : public io_awaiter {
+public:
+  connect_awaiter(stream &s, const endpoint &ep);
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return begin() && start(h, stop_token_of(h));
+  }
+  result<void> await_resume() { return end(); }
+
+private:
+  bool begin();
+  result<void> end();
+  stream *s_;
+  endpoint target_;
+  sluice::detail::address_storage address_;
+};
+
+// recv_disconnect and send_disconnect: a shutdown of one side, ruled by the lifecycle.
+class disconnect_awaiter : public io_awaiter {
+public:
+  disconnect_awaiter(stream &s, int how, std::span<std::byte> in, std::size_t out_size);
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return begin() && start(h, stop_token_of(h));
+  }
+  // recv_disconnect: the size of the disconnect data written to the buffer (0 on TCP).
+  result<std::size_t> await_resume() { return end(); }
+
+private:
+  bool begin();
+  result<std::size_t> end();
+  stream *s_;
+  std::size_t out_size_;
+  bool skipped_ = false; // the lifecycle answered without an OS call
+};
+
+class accept_awaiter : public io_awaiter {
+public:
+  explicit accept_awaiter(acceptor &a);
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return begin() && start(h, stop_token_of(h));
+  }
+  result<stream> await_resume();
+
+private:
+  bool begin();
+  acceptor *a_;
+  sluice::detail::address_storage peer_;
+};
+
+} // namespace detail
+
+class stream {
+public:
+  using native_handle_type = sluice::detail::native_handle;
+
+  stream() = default;
+  stream(stream &&o) noexcept;
+  stream &operator=(stream &&o) noexcept;
+  stream(const stream &) = delete;
+  stream &operator=(const stream &) = delete;
+  ~stream();
+
+  // An open, unconnected socket of the given family (then connect()).
+  static result<stream> open(io_context &io, endpoint::family f = endpoint::family::v4);
+  // Opens a socket and connects it to `ep`.
+  static task<result<stream>> connect(io_context &io, endpoint ep);
+
+  detail::connect_awaiter connect(const endpoint &ep) { return {*this, ep}; }
+  detail::recv_awaiter recv(std::span<std::byte> buf) { return {*this, buf}; }
+  detail::send_awaiter send(std::span<const std::byte> buf) { return {*this, buf}; }
+  // Sends all of `buf` (several sends if needed); the bytes sent, or the first error.
+  task<result<std::size_t>> send_all(std::span<const std::byte> buf);
+
+  // Half-closes the receive side and yields the peer's disconnect data into `data`
+  // (always empty on TCP, whose transport has none). The contract is DESIGN.md's
+  // recv_disconnect table: afterwards every receive — pending or later — fails with
+  // errc::shut_down and delivers nothing; the send side stays usable; the socket stays
+  // open until close(). Never waits for the network.
+  detail::disconnect_awaiter recv_disconnect(std::span<std::byte> data = {}) {
+    return {*this, sluice::detail::shutdown_receive, data, 0};
+  }
+  // Half-closes the send side (FIN). Non-empty `data` fails with
+  // errc::no_protocol_option: TCP carries no disconnect data.
+  detail::disconnect_awaiter send_disconnect(std::span<const std::byte> data = {}) {
+    return {*this, sluice::detail::shutdown_send, {}, data.size()};
+  }
+  detail::disconnect_awaiter shutdown_send() { return send_disconnect(); }
+
+  // Plain TCP carries no disconnect data (the analog of XP1_DISCONNECT_DATA unset).
+  static constexpr bool carries_disconnect_data() noexcept { return false; }
+
+  // Cancels pending operations (they complete with operation_aborted) and closes.
+  // Closing a closed stream does nothing.
+  void close() noexcept;
+
+  bool is_open() const noexcept { return handle_ != sluice::detail::invalid_handle; }
+  result<endpoint> local_endpoint() const;
+  result<endpoint> remote_endpoint() const;
+  result<void> set_nodelay(bool on);
+  result<void> set_linger(bool on, int seconds);
+
+  const proto::stream_lifecycle &lifecycle() const noexcept { return life_; }
+  io_context *context() const noexcept { return io_; }
+  native_handle_type native_handle() const noexcept { return handle_; }
+
+private:
+  friend class detail::recv_awaiter;
+  friend class detail::send_awaiter;
+  friend class detail::connect_awaiter;
+  friend class detail::disconnect_awaiter;
+  friend class detail::accept_awaiter;
+
+  stream(io_context &io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
+  std::string describe(std::string_view op) const; // "recv from 1.2.3.4:5"
+
+  io_context *io_ = nullptr;
+  std::uint64_t io_id_ = 0;
+  native_handle_type handle_ = sluice::detail::invalid_handle;
+  proto::stream_lifecycle life_;
+  endpoint peer_;
+};
+
+class acceptor {
+public:
+  acceptor() = default;
+  acceptor(acceptor &&o) noexcept;
+  acceptor &operator=(acceptor &&o) noexcept;
+  ~acceptor();
+
+  // Binds (SO_REUSEADDR) and listens. Port 0 picks a free port: see local_endpoint().
+  static result<acceptor> bind(io_context &io, const endpoint &ep, int backlog = 1024);
+
+  // The next connection. Errors name the listening endpoint; running out of file
+  // descriptors is errc::too_many_open_files and leaves the acceptor usable.
+  detail::accept_awaiter accept() { return detail::accept_awaiter(*this); }
+
+  bool is_open() const noexcept { return handle_ != sluice::detail::invalid_handle; }
+  const endpoint &local_endpoint() const noexcept { return local_; }
+  void close() noexcept;
+  io_context *context() const noexcept { return io_; }
+
+private:
+  friend class detail::accept_awaiter;
+  io_context *io_ = nullptr;
+  std::uint64_t io_id_ = 0;
+  sluice::detail::native_handle handle_ = sluice::detail::invalid_handle;
+  endpoint local_;
+};
+
+// Connects to `ep` (same as stream::connect(io, ep)).
+inline task<result<stream>> connect(io_context &io, endpoint ep) { return stream::connect(io, ep); }
+
+} // namespace sluice::tcp

@@ -1,0 +1,85 @@
+// The stream lifecycle: the one place that decides the half-close rules.
+//
+// Sans-io (std only). Every backend asks this machine before it starts an operation on
+// a stream and passes every completion through it, so the recv_disconnect contract of
+// DESIGN.md comes out identical whether the OS underneath is Linux (which still
+// delivers queued and late data after shutdown(SHUT_RD)) or Windows (which does not).
+//
+// The rules, as data, are in lifecycle.cpp. Summary:
+//  - A closed (or moved-from, never opened) stream answers not_a_socket to everything.
+//  - Without a live runtime, recv_disconnect answers not_initialised.
+//  - Before connect completes, receive/send/recv_disconnect answer not_connected.
+//  - Once recv_disconnect has *started*, every receive — already pending or started
+//    later — completes with shut_down and its bytes are discarded, whatever order the
+//    completions arrive in. A second recv_disconnect while the first is in flight is
+//    in_progress; after it succeeded, another one succeeds at once with no data.
+//  - send_disconnect/shutdown_send shut the send side; later sends are shut_down.
+//    Non-empty disconnect data on a transport that carries none is no_protocol_option.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <sluice/error.hpp>
+#include <system_error>
+
+namespace sluice::proto {
+
+enum class connection_state : std::uint8_t { closed, unconnected, connecting, connected };
+enum class side_state : std::uint8_t { open, shutting, shut };
+
+// What the caller must do after asking the lifecycle.
+enum class verdict : std::uint8_t {
+  proceed,  // start the operation on the OS
+  complete, // succeed at once without touching the OS (e.g. a repeated recv_disconnect)
+  fail,     // fail at once with the error returned alongside
+};
+
+struct decision {
+  verdict action;
+  errc error{}; // meaningful when action == fail
+
+  friend bool operator==(const decision &, const decision &) = default;
+};
+
+class stream_lifecycle {
+public:
+  stream_lifecycle() = default; // closed: a default or moved-from stream
+  static stream_lifecycle opened() { return stream_lifecycle(connection_state::unconnected); }
+  static stream_lifecycle connected() { return stream_lifecycle(connection_state::connected); }
+
+  connection_state connection() const noexcept { return conn_; }
+  side_state receive_side() const noexcept { return recv_; }
+  side_state send_side() const noexcept { return send_; }
+
+  // connect
+  decision begin_connect() noexcept;
+  void end_connect(bool ok) noexcept;
+
+  // receive: ask before starting, then pass the completion through filter_receive.
+  decision begin_receive() const noexcept;
+  // Returns the error that replaces a completion (its bytes are then discarded), or
+  // an empty code to deliver the completion as it is.
+  std::error_code filter_receive() const noexcept;
+
+  // send
+  decision begin_send() const noexcept;
+
+  // recv_disconnect
+  decision begin_recv_disconnect(bool runtime_alive) noexcept;
+  void end_recv_disconnect(bool ok) noexcept;
+
+  // send_disconnect / shutdown_send
+  decision begin_send_disconnect(std::size_t data_size, bool transport_carries_data) noexcept;
+  void end_send_disconnect(bool ok) noexcept;
+
+  void close() noexcept { *this = stream_lifecycle(); }
+
+private:
+  explicit stream_lifecycle(connection_state c) : conn_(c) {}
+
+  connection_state conn_ = connection_state::closed;
+  side_state recv_ = side_state::open;
+  side_state send_ = side_state::open;
+};
+
+} // namespace sluice::proto

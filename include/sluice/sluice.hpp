@@ -1,0 +1,13 @@
+// Everything a program usually needs.
+#pragma once
+
+#include <sluice/error.hpp>
+#include <sluice/io_context.hpp>
+#include <sluice/net/endpoint.hpp>
+#include <sluice/net/tcp.hpp>
+#include <sluice/signal.hpp>
+#include <sluice/spawn.hpp>
+#include <sluice/sync_wait.hpp>
+#include <sluice/task.hpp>
+#include <sluice/timer.hpp>
+#include <sluice/when_all.hpp>

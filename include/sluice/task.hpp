@@ -1,0 +1,202 @@
+// task<T>: a lazy, move-only coroutine that produces a T (or rethrows into its awaiter).
+//
+// Starting a child does not rely on symmetric transfer being a tail call (GCC does not
+// guarantee it, and a loop of synchronously completing co_awaits then grows the stack
+// until it overflows). Instead the awaiting coroutine resumes the child inline; if the
+// child runs to completion before the resume returns, await_suspend returns false and
+// the parent simply continues on the same stack frame. Only a child that really
+// suspended (on I/O, a timer...) resumes its parent later, from the event loop.
+//
+// Each task carries a std::stop_token. A child inherits its parent's token when it is
+// awaited unless one was bound with with_stop_token(); I/O awaiters read it to cancel.
+#pragma once
+
+#include <coroutine>
+#include <exception>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace sluice {
+
+template <class T = void> class task;
+
+namespace detail {
+
+// The parts of a task promise that awaiters rely on, whatever T is.
+class promise_base {
+public:
+  std::suspend_always initial_suspend() noexcept { return {}; }
+
+  struct final_awaiter {
+    bool await_ready() noexcept { return false; }
+    template <class P> std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+      promise_base &p = h.promise();
+      p.finished_ = true;
+      // Completed inside the parent's inline resume: the parent continues by itself.
+      if (!p.parent_waits_) return std::noop_coroutine();
+      return p.continuation_;
+    }
+    void await_resume() noexcept {}
+  };
+  final_awaiter final_suspend() noexcept { return {}; }
+
+  const std::stop_token &stop_token() const noexcept { return token_; }
+  void bind_stop_token(std::stop_token t) noexcept {
+    token_ = std::move(t);
+    token_bound_ = true;
+  }
+  void inherit_stop_token(const std::stop_token &t) noexcept {
+    if (!token_bound_) token_ = t;
+  }
+
+  // Runs the child until it suspends or finishes; true if the caller must suspend.
+  bool start_from(std::coroutine_handle<> self, std::coroutine_handle<> parent) {
+    continuation_ = parent;
+    self.resume();
+    if (finished_) return false;
+    parent_waits_ = true;
+    return true;
+  }
+
+  bool finished() const noexcept { return finished_; }
+
+private:
+  std::coroutine_handle<> continuation_;
+  std::stop_token token_;
+  bool token_bound_ = false;
+  bool finished_ = false;
+  bool parent_waits_ = false;
+};
+
+template <class P>
+concept has_stop_token = requires(const P &p) {
+  { p.stop_token() } -> std::convertible_to<std::stop_token>;
+};
+
+// The stop token of the coroutine that awaits, or an empty one.
+template <class P> std::stop_token stop_token_of(std::coroutine_handle<P> h) noexcept {
+  if constexpr (has_stop_token<P>)
+    return h.promise().stop_token();
+  else
+    return {};
+}
+
+template <class T> class task_promise : public promise_base {
+public:
+  task<T> get_return_object() noexcept;
+  template <class U> void return_value(U &&v) { value_.template emplace<1>(std::forward<U>(v)); }
+  void unhandled_exception() noexcept { value_.template emplace<2>(std::current_exception()); }
+  T take() {
+    if (value_.index() == 2) std::rethrow_exception(std::get<2>(value_));
+    return std::move(std::get<1>(value_));
+  }
+
+private:
+  std::variant<std::monostate, T, std::exception_ptr> value_;
+};
+
+template <> class task_promise<void> : public promise_base {
+public:
+  task<void> get_return_object() noexcept;
+  void return_void() noexcept {}
+  void unhandled_exception() noexcept { error_ = std::current_exception(); }
+  void take() {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+private:
+  std::exception_ptr error_;
+};
+
+} // namespace detail
+
+template <class T> class [[nodiscard]] task {
+public:
+  using promise_type = detail::task_promise<T>;
+  using handle_type = std::coroutine_handle<promise_type>;
+  using value_type = T;
+
+  task() = default;
+  explicit task(handle_type h) noexcept : h_(h) {}
+  task(task &&o) noexcept : h_(std::exchange(o.h_, {})) {}
+  task &operator=(task &&o) noexcept {
+    if (this != &o) {
+      destroy();
+      h_ = std::exchange(o.h_, {});
+    }
+    return *this;
+  }
+  task(const task &) = delete;
+  task &operator=(const task &) = delete;
+  ~task() { destroy(); }
+
+  bool valid() const noexcept { return static_cast<bool>(h_); }
+
+  struct awaiter {
+    handle_type h;
+    bool await_ready() const noexcept { return false; }
+    template <class P> bool await_suspend(std::coroutine_handle<P> parent) {
+      h.promise().inherit_stop_token(detail::stop_token_of(parent));
+      return h.promise().start_from(h, parent);
+    }
+    T await_resume() { return h.promise().take(); }
+  };
+  // Precondition: valid(); a task is awaited at most once.
+  awaiter operator co_await() &&noexcept { return awaiter{h_}; }
+  awaiter operator co_await() &noexcept { return awaiter{h_}; }
+
+  // For runtime plumbing (spawn, when_all, sync_wait).
+  handle_type handle() const noexcept { return h_; }
+  handle_type release() noexcept { return std::exchange(h_, {}); }
+
+private:
+  void destroy() noexcept {
+    if (h_) h_.destroy();
+    h_ = {};
+  }
+  handle_type h_;
+};
+
+namespace detail {
+template <class T> task<T> task_promise<T>::get_return_object() noexcept {
+  return task<T>(std::coroutine_handle<task_promise<T>>::from_promise(*this));
+}
+inline task<void> task_promise<void>::get_return_object() noexcept {
+  return task<void>(std::coroutine_handle<task_promise<void>>::from_promise(*this));
+}
+} // namespace detail
+
+// Binds a stop token to a task: its I/O is cancelled when the token is stopped,
+// whatever token its awaiter has.
+template <class T> task<T> with_stop_token(task<T> t, std::stop_token token) {
+  t.handle().promise().bind_stop_token(std::move(token));
+  return t;
+}
+
+// co_await this_stop_token() yields the stop token of the running task.
+struct this_stop_token {
+  std::stop_token token;
+  bool await_ready() const noexcept { return false; }
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    token = detail::stop_token_of(h);
+    return false;
+  }
+  std::stop_token await_resume() noexcept { return std::move(token); }
+};
+
+template <class A>
+concept awaitable_type = requires(A a) {
+  a.await_ready();
+}
+|| requires(A a) { std::move(a).operator co_await(); };
+
+template <class A> using await_result_t = decltype(std::declval<A>().await_resume());
+
+// Wraps any awaitable (an I/O operation, say) into a task.
+template <class A> auto as_task(A a) -> task<decltype(std::declval<A &>().await_resume())> {
+  co_return co_await std::move(a);
+}
+
+} // namespace sluice

@@ -1,0 +1,85 @@
+// Timers and deadlines.
+//
+//   co_await sleep_for(50ms);                      // result<void>; operation_aborted
+//                                                  // if the task's stop token fires
+//   auto r = co_await with_timeout(s.recv(buf), 200ms);  // errc::timed_out on expiry
+//
+// A deadline cancels the operation (through a stop token) when it expires and reports
+// errc::timed_out; an operation that completes first cancels the timer.
+#pragma once
+
+#include <chrono>
+#include <sluice/detail/io_awaiter.hpp>
+#include <sluice/when_all.hpp>
+
+namespace sluice {
+
+class sleep_awaiter : public detail::io_awaiter {
+public:
+  sleep_awaiter(io_context &io, std::chrono::nanoseconds d) {
+    op_.ctx = &io;
+    op_.code = detail::op_code::timeout;
+    op_.duration_ns = d.count() < 0 ? 0 : d.count();
+  }
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return start(h, detail::stop_token_of(h));
+  }
+  result<void> await_resume() noexcept {
+    finish();
+    if (op_.error) return op_.error;
+    return {};
+  }
+};
+
+// Precondition: on a thread running an io_context (or pass it explicitly).
+sleep_awaiter sleep_for(std::chrono::nanoseconds d);
+inline sleep_awaiter sleep_for(io_context &io, std::chrono::nanoseconds d) {
+  return sleep_awaiter(io, d);
+}
+
+namespace detail {
+
+template <class T> struct is_result : std::false_type {};
+template <class T> struct is_result<result<T>> : std::true_type {};
+
+struct deadline_state {
+  std::stop_source body_stop;
+  std::stop_source timer_stop;
+  bool expired = false;
+};
+
+template <class T> task<T> deadline_body(task<T> t, deadline_state &s) {
+  T r = co_await with_stop_token(std::move(t), s.body_stop.get_token());
+  s.timer_stop.request_stop();
+  co_return r;
+}
+
+task<void> deadline_timer(std::chrono::nanoseconds d, deadline_state &s);
+std::string deadline_message(std::chrono::nanoseconds d);
+
+} // namespace detail
+
+// Runs `t` with a deadline. T must be a result<...>: when the deadline expires first,
+// the operation is cancelled and the result is errc::timed_out. The caller's own stop
+// token still cancels it too (then the result is operation_aborted).
+template <class T>
+requires detail::is_result<T>::value task<T> with_timeout(task<T> t, std::chrono::nanoseconds d) {
+  detail::deadline_state s;
+  const std::stop_token outer = co_await this_stop_token();
+  std::stop_callback forward(outer, [&s]() noexcept { s.body_stop.request_stop(); });
+  auto [r, ignored] =
+      co_await when_all(detail::deadline_body(std::move(t), s), detail::deadline_timer(d, s));
+  (void)ignored;
+  if (!r && s.expired && r.error() == errc::operation_aborted)
+    co_return T(errc::timed_out, detail::deadline_message(d));
+  co_return std::move(r);
+}
+
+// Same, for any awaitable yielding a result<...> (recv, accept, connect...).
+template <class A>
+requires requires(A a) { a.await_resume(); }
+auto with_timeout(A a, std::chrono::nanoseconds d) {
+  return with_timeout(as_task(std::move(a)), d);
+}
+
+} // namespace sluice

@@ -1,0 +1,56 @@
+// Backend selection: the only #if ladder over backends.
+#include "backend.hpp"
+
+#include <fmt/format.h>
+
+namespace sluice::detail {
+
+#if SLUICE_HAVE_URING
+result<std::unique_ptr<backend>> make_uring_backend(io_context &io);
+#endif
+#if SLUICE_HAVE_ASIO
+result<std::unique_ptr<backend>> make_asio_backend(io_context &io);
+#endif
+#if SLUICE_HAVE_IOCP
+result<std::unique_ptr<backend>> make_iocp_backend(io_context &io);
+#endif
+
+namespace {
+constexpr std::string_view built_in =
+#if SLUICE_HAVE_URING
+    "uring "
+#endif
+#if SLUICE_HAVE_ASIO
+    "asio "
+#endif
+#if SLUICE_HAVE_IOCP
+    "iocp "
+#endif
+    "";
+} // namespace
+
+result<std::unique_ptr<backend>> make_backend(io_context &io, std::string_view name) {
+  [[maybe_unused]] const bool any = name.empty();
+#if SLUICE_HAVE_IOCP
+  if (any || name == "iocp") return make_iocp_backend(io);
+#endif
+#if SLUICE_HAVE_URING
+  if (any || name == "uring") {
+    auto r = make_uring_backend(io);
+    if (r || !any) return r;
+  }
+#endif
+#if SLUICE_HAVE_ASIO
+  if (any || name == "asio") return make_asio_backend(io);
+#endif
+  if (any) return error(errc::backend_unavailable, "no backend could start on this machine");
+  if (name == "uring" || name == "asio" || name == "iocp")
+    return error(
+        errc::backend_unavailable,
+        fmt::format("backend '{}' is not built into this sluice (built in: {})", name, built_in));
+  return error(
+      errc::unsupported_backend,
+      fmt::format("SLUICE_BACKEND='{}' names no backend (known: uring, asio, iocp)", name));
+}
+
+} // namespace sluice::detail

@@ -24,8 +24,8 @@ struct conn_stats {
   std::string failure;
 };
 
-task<void> run_connection(io_context &io, endpoint ep, std::size_t size,
-                          clock_type::time_point deadline, std::size_t index, conn_stats &stats) {
+task<void> run_connection(io_context& io, endpoint ep, std::size_t size,
+                          clock_type::time_point deadline, std::size_t index, conn_stats& stats) {
   auto s = co_await tcp::connect(io, ep);
   if (!s) {
     stats.failure = s.error().message();
@@ -67,7 +67,7 @@ task<void> run_connection(io_context &io, endpoint ep, std::size_t size,
 
 } // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   examples::options opt(argc, argv, {"host", "port", "conns", "size", "seconds"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 7000, 1, 65535));
@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
 
   std::vector<std::uint32_t> lat;
   std::size_t failed = 0;
-  for (auto &s : stats) {
+  for (auto& s : stats) {
     lat.insert(lat.end(), s.latencies_ns.begin(), s.latencies_ns.end());
     if (!s.failure.empty()) {
       if (failed++ < 5) fmt::print(stderr, "echo_client: connection failed: {}\n", s.failure);

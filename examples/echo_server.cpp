@@ -27,7 +27,7 @@ task<void> echo(tcp::stream s, std::stop_token stop) {
   }
 }
 
-task<void> accept_loop(io_context &io, tcp::acceptor &acc, std::stop_token stop) {
+task<void> accept_loop(io_context& io, tcp::acceptor& acc, std::stop_token stop) {
   for (;;) {
     auto s = co_await acc.accept();
     if (!s) {
@@ -43,7 +43,7 @@ task<void> accept_loop(io_context &io, tcp::acceptor &acc, std::stop_token stop)
   }
 }
 
-task<void> wait_for_signal(signal_set &sigs, std::stop_source &stop, tcp::acceptor &acc) {
+task<void> wait_for_signal(signal_set& sigs, std::stop_source& stop, tcp::acceptor& acc) {
   auto sig = co_await sigs.wait();
   if (sig) fmt::print(stderr, "echo_server: signal {}, shutting down\n", *sig);
   acc.close();
@@ -52,7 +52,7 @@ task<void> wait_for_signal(signal_set &sigs, std::stop_source &stop, tcp::accept
 
 } // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   examples::options opt(argc, argv, {"host", "port"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 7000, 0, 65535));

@@ -12,7 +12,7 @@ namespace examples {
 
 class options {
 public:
-  options(int argc, char **argv, std::vector<std::string_view> known) : known_(std::move(known)) {
+  options(int argc, char** argv, std::vector<std::string_view> known) : known_(std::move(known)) {
     for (int i = 1; i < argc; ++i) {
       std::string_view a = argv[i];
       if (a == "--help" || a == "-h") usage_and_exit(argv[0], 0);
@@ -27,7 +27,7 @@ public:
   }
 
   std::string get(std::string_view name, std::string def) const {
-    for (auto &[k, v] : values_)
+    for (auto& [k, v] : values_)
       if (k == name) return v;
     return def;
   }
@@ -45,14 +45,14 @@ public:
   }
 
 private:
-  void usage_and_exit(const char *prog, int code) const {
+  void usage_and_exit(const char* prog, int code) const {
     std::fprintf(code ? stderr : stdout, "usage: %s", prog);
     for (auto k : known_)
       std::fprintf(code ? stderr : stdout, " [--%.*s V]", int(k.size()), k.data());
     std::fprintf(code ? stderr : stdout, "\n");
     std::exit(code);
   }
-  [[noreturn]] void fail(const char *prog, const char *why, std::string_view arg) const {
+  [[noreturn]] void fail(const char* prog, const char* why, std::string_view arg) const {
     std::fprintf(stderr, "%s: %s: %.*s\n", prog, why, int(arg.size()), arg.data());
     usage_and_exit(prog, 2);
     std::exit(2);

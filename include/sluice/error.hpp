@@ -49,7 +49,7 @@ template <> struct std::is_error_condition_enum<sluice::errc> : std::true_type {
 
 namespace sluice {
 
-const std::error_category &error_category() noexcept;
+const std::error_category& error_category() noexcept;
 
 inline std::error_condition make_error_condition(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
@@ -70,13 +70,13 @@ public:
       : code_(code), context_(std::move(context)) {}
   error(errc e, std::string context = {}) : error(make_error_code(e), std::move(context)) {}
 
-  const std::error_code &code() const noexcept { return code_; }
-  const std::string &context() const noexcept { return context_; }
+  const std::error_code& code() const noexcept { return code_; }
+  const std::string& context() const noexcept { return context_; }
   std::string message() const;
 
-  friend bool operator==(const error &a, errc b) noexcept { return a.code_ == b; }
-  friend bool operator==(const error &a, std::errc b) noexcept { return a.code_ == b; }
-  friend bool operator==(const error &a, const std::error_code &b) noexcept { return a.code_ == b; }
+  friend bool operator==(const error& a, errc b) noexcept { return a.code_ == b; }
+  friend bool operator==(const error& a, std::errc b) noexcept { return a.code_ == b; }
+  friend bool operator==(const error& a, const std::error_code& b) noexcept { return a.code_ == b; }
 
 private:
   std::error_code code_;
@@ -86,7 +86,7 @@ private:
 // Thrown only by result<T>::value() on an error, for callers who prefer exceptions.
 class bad_result_access : public std::system_error {
 public:
-  explicit bad_result_access(const error &e) : std::system_error(e.code(), e.context()) {}
+  explicit bad_result_access(const error& e) : std::system_error(e.code(), e.context()) {}
 };
 
 template <class T> class [[nodiscard]] result {
@@ -94,7 +94,7 @@ template <class T> class [[nodiscard]] result {
 
 public:
   template <class U = T>
-  requires std::is_constructible_v<T, U &&> result(U &&v)
+  requires std::is_constructible_v<T, U&&> result(U&& v)
       : v_(std::in_place_index<0>, std::forward<U>(v)) {}
   result(sluice::error e) : v_(std::in_place_index<1>, std::move(e)) {}
   result(errc e, std::string context = {}) : result(sluice::error(e, std::move(context))) {}
@@ -104,17 +104,17 @@ public:
   bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
 
-  T &value() & { return check(), std::get<0>(v_); }
-  const T &value() const & { return check(), std::get<0>(v_); }
-  T &&value() && { return check(), std::move(std::get<0>(v_)); }
-  T &operator*() & { return value(); }
-  T &&operator*() && { return std::move(*this).value(); }
-  T *operator->() { return &value(); }
-  const T *operator->() const { return &value(); }
+  T& value() & { return check(), std::get<0>(v_); }
+  const T& value() const& { return check(), std::get<0>(v_); }
+  T&& value() && { return check(), std::move(std::get<0>(v_)); }
+  T& operator*() & { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
 
   // Precondition: !has_value().
-  const sluice::error &error() const & { return std::get<1>(v_); }
-  sluice::error &&error() && { return std::get<1>(std::move(v_)); }
+  const sluice::error& error() const& { return std::get<1>(v_); }
+  sluice::error&& error() && { return std::get<1>(std::move(v_)); }
 
 private:
   void check() const {
@@ -136,8 +136,8 @@ public:
   void value() const {
     if (failed_) throw bad_result_access(e_);
   }
-  const sluice::error &error() const & { return e_; }
-  sluice::error &&error() && { return std::move(e_); }
+  const sluice::error& error() const& { return e_; }
+  sluice::error&& error() && { return std::move(e_); }
 
 private:
   sluice::error e_;

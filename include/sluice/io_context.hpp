@@ -24,6 +24,14 @@ namespace detail {
 class backend;
 struct operation;
 struct remote_queue;
+
+// Links a spawned task's frame into its io_context, which destroys the frames still
+// alive when it is destroyed itself.
+struct spawn_link {
+  spawn_link* prev = nullptr;
+  spawn_link* next = nullptr;
+  std::coroutine_handle<> frame;
+};
 } // namespace detail
 
 class io_context {
@@ -31,8 +39,8 @@ public:
   io_context();
   explicit io_context(std::string_view backend_name);
   ~io_context();
-  io_context(const io_context &) = delete;
-  io_context &operator=(const io_context &) = delete;
+  io_context(const io_context&) = delete;
+  io_context& operator=(const io_context&) = delete;
 
   // "uring", "asio" or "iocp".
   std::string_view backend_name() const noexcept;
@@ -41,7 +49,7 @@ public:
   // operation in flight, no coroutine ready to resume.
   void run();
   // Runs until `done` becomes true (or stop()).
-  void run_until(const bool &done);
+  void run_until(const bool& done);
   // Thread-safe; run() returns after the current loop turn.
   void stop() noexcept;
   bool stopped() const noexcept;
@@ -54,26 +62,28 @@ public:
   void post_remote(std::function<void()> fn);
 
   // The context whose run() is executing on this thread, or nullptr.
-  static io_context *current() noexcept;
+  static io_context* current() noexcept;
 
   // Spawned tasks alive (see spawn()).
   std::size_t spawned() const noexcept { return spawned_; }
 
   // --- runtime plumbing, not for users ---
-  detail::backend &backend() noexcept { return *backend_; }
+  detail::backend& backend() noexcept { return *backend_; }
   std::uint64_t id() const noexcept { return id_; }
   static bool alive(std::uint64_t id) noexcept;
-  void on_spawn() noexcept { ++spawned_; }
-  void on_spawn_done() noexcept { --spawned_; }
-  void submit(detail::operation &op);
-  void complete(detail::operation &op) noexcept;
-  void cancel(detail::operation &op) noexcept;        // any thread
-  void retire_cancel(detail::operation &op) noexcept; // after a cross-thread cancel
+  void on_spawn(detail::spawn_link& l) noexcept;
+  void on_spawn_done(detail::spawn_link& l) noexcept;
+  std::size_t in_flight() const noexcept { return in_flight_; }
+  bool shutting_down() const noexcept { return shutting_down_; }
+  void submit(detail::operation& op);
+  void complete(detail::operation& op) noexcept;
+  void cancel(detail::operation& op) noexcept;        // any thread
+  void retire_cancel(detail::operation& op) noexcept; // after a cross-thread cancel
   void run_remote() noexcept;                         // called by the backend on wake
 
 private:
   bool has_work() const noexcept;
-  void turn(bool may_block);
+  void turn(const bool* done);
 
   std::unique_ptr<detail::backend> backend_;
   std::unique_ptr<detail::remote_queue> remote_;
@@ -81,6 +91,8 @@ private:
   std::uint64_t id_;
   std::size_t in_flight_ = 0;
   std::size_t spawned_ = 0;
+  detail::spawn_link* spawn_head_ = nullptr;
+  bool shutting_down_ = false;
 };
 
 } // namespace sluice

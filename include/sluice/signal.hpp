@@ -19,8 +19,9 @@ class signal_set;
 namespace detail {
 class signal_awaiter : public io_awaiter {
 public:
-  explicit signal_awaiter(signal_set &s);
+  explicit signal_awaiter(signal_set& s);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    op_.buffer = &signo_; // here, not in the constructor: the awaiter may have moved
     return start(h, stop_token_of(h));
   }
   result<int> await_resume();
@@ -32,17 +33,17 @@ private:
 
 class signal_set {
 public:
-  signal_set(io_context &io, std::initializer_list<int> signals);
+  signal_set(io_context& io, std::initializer_list<int> signals);
   ~signal_set();
-  signal_set(const signal_set &) = delete;
-  signal_set &operator=(const signal_set &) = delete;
+  signal_set(const signal_set&) = delete;
+  signal_set& operator=(const signal_set&) = delete;
 
   // The next caught signal (signals caught while nobody waited are not lost).
   detail::signal_awaiter wait() { return detail::signal_awaiter(*this); }
 
 private:
   friend class detail::signal_awaiter;
-  io_context *io_;
+  io_context* io_;
   std::vector<int> signals_;
 };
 

@@ -21,19 +21,20 @@ void report_spawn_failure(std::exception_ptr e) noexcept;
 
 struct detached {
   struct promise_type {
-    io_context *io = nullptr;
+    io_context* io = nullptr;
     std::stop_token token;
+    spawn_link link;
     detached get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
     }
     std::suspend_always initial_suspend() noexcept { return {}; }
     std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept { io->on_spawn_done(); }
+    void return_void() noexcept { io->on_spawn_done(link); }
     void unhandled_exception() noexcept {
-      io->on_spawn_done();
+      io->on_spawn_done(link);
       report_spawn_failure(std::current_exception());
     }
-    const std::stop_token &stop_token() const noexcept { return token; }
+    const std::stop_token& stop_token() const noexcept { return token; }
   };
   std::coroutine_handle<promise_type> h;
 };
@@ -42,11 +43,12 @@ inline detached run_detached(task<void> t) { co_await std::move(t); }
 } // namespace detail
 
 // Starts `t` on the next turn of `io`'s loop. Loop thread (or before run()).
-inline void spawn(io_context &io, task<void> t, std::stop_token token = {}) {
+inline void spawn(io_context& io, task<void> t, std::stop_token token = {}) {
   auto d = detail::run_detached(std::move(t));
   d.h.promise().io = &io;
   d.h.promise().token = std::move(token);
-  io.on_spawn();
+  d.h.promise().link.frame = d.h;
+  io.on_spawn(d.h.promise().link);
   io.post(d.h);
 }
 

@@ -13,7 +13,7 @@ namespace sluice {
 namespace detail {
 struct sync_waiter {
   struct promise_type {
-    bool *done = nullptr;
+    bool* done = nullptr;
     std::stop_token token;
     sync_waiter get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
@@ -22,19 +22,19 @@ struct sync_waiter {
     std::suspend_always final_suspend() noexcept { return {}; }
     void return_void() noexcept { *done = true; }
     void unhandled_exception() noexcept { std::terminate(); } // the body catches
-    const std::stop_token &stop_token() const noexcept { return token; }
+    const std::stop_token& stop_token() const noexcept { return token; }
   };
   std::coroutine_handle<promise_type> h;
   sync_waiter(std::coroutine_handle<promise_type> handle) : h(handle) {}
-  sync_waiter(sync_waiter &&o) noexcept : h(std::exchange(o.h, {})) {}
+  sync_waiter(sync_waiter&& o) noexcept : h(std::exchange(o.h, {})) {}
   ~sync_waiter() {
     if (h) h.destroy();
   }
 };
 
 template <class T>
-sync_waiter sync_body(task<T> t, std::optional<typename outcome<T>::stored> &value,
-                      std::exception_ptr &error) {
+sync_waiter sync_body(task<T> t, std::optional<typename outcome<T>::stored>& value,
+                      std::exception_ptr& error) {
   try {
     if constexpr (std::is_void_v<T>) {
       co_await std::move(t);
@@ -48,7 +48,7 @@ sync_waiter sync_body(task<T> t, std::optional<typename outcome<T>::stored> &val
 }
 } // namespace detail
 
-template <class T> T sync_wait(io_context &io, task<T> t, std::stop_token token = {}) {
+template <class T> T sync_wait(io_context& io, task<T> t, std::stop_token token = {}) {
   std::optional<typename detail::outcome<T>::stored> value;
   std::exception_ptr error;
   bool done = false;

@@ -32,7 +32,7 @@ public:
   struct final_awaiter {
     bool await_ready() noexcept { return false; }
     template <class P> std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-      promise_base &p = h.promise();
+      promise_base& p = h.promise();
       p.finished_ = true;
       // Completed inside the parent's inline resume: the parent continues by itself.
       if (!p.parent_waits_) return std::noop_coroutine();
@@ -42,12 +42,12 @@ public:
   };
   final_awaiter final_suspend() noexcept { return {}; }
 
-  const std::stop_token &stop_token() const noexcept { return token_; }
+  const std::stop_token& stop_token() const noexcept { return token_; }
   void bind_stop_token(std::stop_token t) noexcept {
     token_ = std::move(t);
     token_bound_ = true;
   }
-  void inherit_stop_token(const std::stop_token &t) noexcept {
+  void inherit_stop_token(const std::stop_token& t) noexcept {
     if (!token_bound_) token_ = t;
   }
 
@@ -71,7 +71,7 @@ private:
 };
 
 template <class P>
-concept has_stop_token = requires(const P &p) {
+concept has_stop_token = requires(const P& p) {
   { p.stop_token() } -> std::convertible_to<std::stop_token>;
 };
 
@@ -86,7 +86,7 @@ template <class P> std::stop_token stop_token_of(std::coroutine_handle<P> h) noe
 template <class T> class task_promise : public promise_base {
 public:
   task<T> get_return_object() noexcept;
-  template <class U> void return_value(U &&v) { value_.template emplace<1>(std::forward<U>(v)); }
+  template <class U> void return_value(U&& v) { value_.template emplace<1>(std::forward<U>(v)); }
   void unhandled_exception() noexcept { value_.template emplace<2>(std::current_exception()); }
   T take() {
     if (value_.index() == 2) std::rethrow_exception(std::get<2>(value_));
@@ -120,16 +120,16 @@ public:
 
   task() = default;
   explicit task(handle_type h) noexcept : h_(h) {}
-  task(task &&o) noexcept : h_(std::exchange(o.h_, {})) {}
-  task &operator=(task &&o) noexcept {
+  task(task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  task& operator=(task&& o) noexcept {
     if (this != &o) {
       destroy();
       h_ = std::exchange(o.h_, {});
     }
     return *this;
   }
-  task(const task &) = delete;
-  task &operator=(const task &) = delete;
+  task(const task&) = delete;
+  task& operator=(const task&) = delete;
   ~task() { destroy(); }
 
   bool valid() const noexcept { return static_cast<bool>(h_); }
@@ -144,8 +144,8 @@ public:
     T await_resume() { return h.promise().take(); }
   };
   // Precondition: valid(); a task is awaited at most once.
-  awaiter operator co_await() &&noexcept { return awaiter{h_}; }
-  awaiter operator co_await() &noexcept { return awaiter{h_}; }
+  awaiter operator co_await() && noexcept { return awaiter{h_}; }
+  awaiter operator co_await() & noexcept { return awaiter{h_}; }
 
   // For runtime plumbing (spawn, when_all, sync_wait).
   handle_type handle() const noexcept { return h_; }
@@ -195,7 +195,7 @@ concept awaitable_type = requires(A a) {
 template <class A> using await_result_t = decltype(std::declval<A>().await_resume());
 
 // Wraps any awaitable (an I/O operation, say) into a task.
-template <class A> auto as_task(A a) -> task<decltype(std::declval<A &>().await_resume())> {
+template <class A> auto as_task(A a) -> task<decltype(std::declval<A&>().await_resume())> {
   co_return co_await std::move(a);
 }
 

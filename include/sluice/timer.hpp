@@ -16,7 +16,7 @@ namespace sluice {
 
 class sleep_awaiter : public detail::io_awaiter {
 public:
-  sleep_awaiter(io_context &io, std::chrono::nanoseconds d) {
+  sleep_awaiter(io_context& io, std::chrono::nanoseconds d) {
     op_.ctx = &io;
     op_.code = detail::op_code::timeout;
     op_.duration_ns = d.count() < 0 ? 0 : d.count();
@@ -33,7 +33,7 @@ public:
 
 // Precondition: on a thread running an io_context (or pass it explicitly).
 sleep_awaiter sleep_for(std::chrono::nanoseconds d);
-inline sleep_awaiter sleep_for(io_context &io, std::chrono::nanoseconds d) {
+inline sleep_awaiter sleep_for(io_context& io, std::chrono::nanoseconds d) {
   return sleep_awaiter(io, d);
 }
 
@@ -48,13 +48,13 @@ struct deadline_state {
   bool expired = false;
 };
 
-template <class T> task<T> deadline_body(task<T> t, deadline_state &s) {
+template <class T> task<T> deadline_body(task<T> t, deadline_state& s) {
   T r = co_await with_stop_token(std::move(t), s.body_stop.get_token());
   s.timer_stop.request_stop();
   co_return r;
 }
 
-task<void> deadline_timer(std::chrono::nanoseconds d, deadline_state &s);
+task<void> deadline_timer(std::chrono::nanoseconds d, deadline_state& s);
 std::string deadline_message(std::chrono::nanoseconds d);
 
 } // namespace detail

@@ -23,7 +23,7 @@ struct join_counter {
 class join_task {
 public:
   struct promise_type {
-    join_counter *counter = nullptr;
+    join_counter* counter = nullptr;
     std::stop_token token;
     join_task get_return_object() noexcept {
       return join_task(std::coroutine_handle<promise_type>::from_promise(*this));
@@ -32,7 +32,7 @@ public:
     struct final_awaiter {
       bool await_ready() noexcept { return false; }
       std::coroutine_handle<> await_suspend(std::coroutine_handle<promise_type> h) noexcept {
-        join_counter *c = h.promise().counter;
+        join_counter* c = h.promise().counter;
         if (--c->remaining == 0) return c->parent;
         return std::noop_coroutine();
       }
@@ -41,15 +41,15 @@ public:
     final_awaiter final_suspend() noexcept { return {}; }
     void return_void() noexcept {}
     void unhandled_exception() noexcept { std::terminate(); } // children are wrapped
-    const std::stop_token &stop_token() const noexcept { return token; }
+    const std::stop_token& stop_token() const noexcept { return token; }
   };
 
   explicit join_task(std::coroutine_handle<promise_type> h) : h_(h) {}
-  join_task(join_task &&o) noexcept : h_(std::exchange(o.h_, {})) {}
+  join_task(join_task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
   ~join_task() {
     if (h_) h_.destroy();
   }
-  void start(join_counter &c, const std::stop_token &t) {
+  void start(join_counter& c, const std::stop_token& t) {
     h_.promise().counter = &c;
     h_.promise().token = t;
     h_.resume();
@@ -69,7 +69,7 @@ template <class T> struct outcome {
   }
 };
 
-template <class T> join_task run_child(task<T> t, outcome<T> &out) {
+template <class T> join_task run_child(task<T> t, outcome<T>& out) {
   try {
     if constexpr (std::is_void_v<T>) {
       co_await std::move(t);
@@ -83,11 +83,11 @@ template <class T> join_task run_child(task<T> t, outcome<T> &out) {
 }
 
 // Starts every join_task; true if the parent must suspend.
-inline bool start_all(join_counter &c, std::vector<join_task> &children,
-                      std::coroutine_handle<> parent, const std::stop_token &token) {
+inline bool start_all(join_counter& c, std::vector<join_task>& children,
+                      std::coroutine_handle<> parent, const std::stop_token& token) {
   c.parent = parent;
   c.remaining = children.size() + 1;
-  for (auto &ch : children)
+  for (auto& ch : children)
     ch.start(c, token);
   return --c.remaining != 0;
 }
@@ -95,7 +95,7 @@ inline bool start_all(join_counter &c, std::vector<join_task> &children,
 // Awaiting it starts every child and resumes the parent when the last one finished.
 struct join_awaiter {
   join_counter c;
-  std::vector<join_task> &children;
+  std::vector<join_task>& children;
   bool await_ready() noexcept { return false; }
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return start_all(c, children, h, stop_token_of(h));
@@ -118,7 +118,7 @@ task<std::tuple<typename detail::outcome<T>::stored...>> when_all(task<T>... tas
 
     co_await detail::join_awaiter{{}, children};
   }
-  co_return std::apply([](auto &...o) { return std::tuple{o.take()...}; }, outs);
+  co_return std::apply([](auto&... o) { return std::tuple{o.take()...}; }, outs);
 }
 
 template <class T>
@@ -133,7 +133,7 @@ task<std::vector<typename detail::outcome<T>::stored>> when_all(std::vector<task
   }
   std::vector<typename detail::outcome<T>::stored> values;
   values.reserve(outs.size());
-  for (auto &o : outs)
+  for (auto& o : outs)
     values.push_back(o.take());
   co_return values;
 }

@@ -6,13 +6,13 @@
 namespace sluice::detail {
 
 #if SLUICE_HAVE_URING
-result<std::unique_ptr<backend>> make_uring_backend(io_context &io);
+result<std::unique_ptr<backend>> make_uring_backend(io_context& io);
 #endif
 #if SLUICE_HAVE_ASIO
-result<std::unique_ptr<backend>> make_asio_backend(io_context &io);
+result<std::unique_ptr<backend>> make_asio_backend(io_context& io);
 #endif
 #if SLUICE_HAVE_IOCP
-result<std::unique_ptr<backend>> make_iocp_backend(io_context &io);
+result<std::unique_ptr<backend>> make_iocp_backend(io_context& io);
 #endif
 
 namespace {
@@ -29,7 +29,7 @@ constexpr std::string_view built_in =
     "";
 } // namespace
 
-result<std::unique_ptr<backend>> make_backend(io_context &io, std::string_view name) {
+result<std::unique_ptr<backend>> make_backend(io_context& io, std::string_view name) {
   [[maybe_unused]] const bool any = name.empty();
 #if SLUICE_HAVE_IOCP
   if (any || name == "iocp") return make_iocp_backend(io);

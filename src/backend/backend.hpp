@@ -14,6 +14,9 @@
 //                if `block`, dispatch all available completions. Loop thread only.
 //   wake()       any thread: make a blocking poll() return soon; the backend then
 //                calls io_context::run_remote() on the loop thread.
+//   shutdown()   cancel every operation in flight and reap their completions (the
+//                io_context does not resume their coroutines then), so that no
+//                operation still refers to memory when its coroutine frame is freed.
 //
 // Which backends exist is decided here and in CMake, nowhere else:
 //   SLUICE_HAVE_URING  Linux io_uring (src/backend/uring/)
@@ -32,16 +35,17 @@ class backend {
 public:
   virtual ~backend() = default;
   virtual std::string_view name() const noexcept = 0;
-  virtual void submit(operation &op) = 0;
-  virtual void cancel(operation &op) noexcept = 0;
+  virtual void submit(operation& op) = 0;
+  virtual void cancel(operation& op) noexcept = 0;
   virtual void cancel_all(native_handle h) noexcept = 0;
   virtual void poll(bool block) = 0;
   virtual void wake() noexcept = 0;
+  virtual void shutdown() noexcept = 0;
 };
 
 // Creates the backend named `name` ("" = the best available one). Fails with
 // unsupported_backend for a name not built in, backend_unavailable when it cannot
 // start here (the context says why).
-result<std::unique_ptr<backend>> make_backend(io_context &io, std::string_view name);
+result<std::unique_ptr<backend>> make_backend(io_context& io, std::string_view name);
 
 } // namespace sluice::detail

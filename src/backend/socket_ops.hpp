@@ -12,8 +12,8 @@
 namespace sluice::detail::sys {
 
 // A close-on-exec TCP socket of the endpoint's family.
-result<native_handle> open_tcp(const endpoint &family_of);
-result<void> bind(native_handle h, const endpoint &ep);
+result<native_handle> open_tcp(const endpoint& family_of);
+result<void> bind(native_handle h, const endpoint& ep);
 result<void> listen(native_handle h, int backlog);
 result<void> set_reuse_address(native_handle h, bool on);
 result<void> set_nodelay(native_handle h, bool on);
@@ -25,13 +25,13 @@ void close(native_handle h) noexcept;
 // Closes with an RST instead of a FIN (SO_LINGER on, zero timeout).
 void abort(native_handle h) noexcept;
 
-void to_storage(const endpoint &ep, address_storage &out) noexcept;
-endpoint from_storage(const address_storage &in) noexcept;
+void to_storage(const endpoint& ep, address_storage& out) noexcept;
+endpoint from_storage(const address_storage& in) noexcept;
 
 // Text <-> binary address (inet_pton / inet_ntop).
 bool parse_ipv4(std::string_view text, unsigned char out[4]) noexcept;
 bool parse_ipv6(std::string_view text, unsigned char out[16]) noexcept;
-std::string format_ip(const endpoint &ep);
+std::string format_ip(const endpoint& ep);
 
 // The last OS error as an error_code (errno / WSAGetLastError()).
 std::error_code last_error() noexcept;

@@ -12,15 +12,15 @@ using proto::verdict;
 
 // ---------------------------------------------------------------- stream
 
-stream::stream(io_context &io, native_handle_type h, proto::stream_lifecycle life, endpoint peer)
+stream::stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer)
     : io_(&io), io_id_(io.id()), handle_(h), life_(life), peer_(peer) {}
 
-stream::stream(stream &&o) noexcept
+stream::stream(stream&& o) noexcept
     : io_(o.io_), io_id_(o.io_id_),
       handle_(std::exchange(o.handle_, sluice::detail::invalid_handle)),
       life_(std::exchange(o.life_, proto::stream_lifecycle())), peer_(o.peer_) {}
 
-stream &stream::operator=(stream &&o) noexcept {
+stream& stream::operator=(stream&& o) noexcept {
   if (this != &o) {
     close();
     io_ = o.io_;
@@ -43,14 +43,14 @@ void stream::close() noexcept {
   life_.close();
 }
 
-result<stream> stream::open(io_context &io, endpoint::family f) {
+result<stream> stream::open(io_context& io, endpoint::family f) {
   endpoint family_of = f == endpoint::family::v6 ? endpoint::loopback_v6(0) : endpoint();
   auto h = sys::open_tcp(family_of);
   if (!h) return std::move(h).error();
   return stream(io, *h, proto::stream_lifecycle::opened(), endpoint());
 }
 
-task<result<stream>> stream::connect(io_context &io, endpoint ep) {
+task<result<stream>> stream::connect(io_context& io, endpoint ep) {
   auto s = open(io, ep.address_family());
   if (!s) co_return std::move(s).error();
   auto r = co_await s->connect(ep);
@@ -100,7 +100,7 @@ namespace detail {
 
 // ------------------------------------------------------------------ recv
 
-recv_awaiter::recv_awaiter(stream &s, std::span<std::byte> buf) : s_(&s) {
+recv_awaiter::recv_awaiter(stream& s, std::span<std::byte> buf) : s_(&s) {
   op_.ctx = s.io_;
   op_.code = sluice::detail::op_code::recv;
   op_.handle = s.handle_;
@@ -130,11 +130,11 @@ result<std::size_t> recv_awaiter::end() {
 
 // ------------------------------------------------------------------ send
 
-send_awaiter::send_awaiter(stream &s, std::span<const std::byte> buf) : s_(&s) {
+send_awaiter::send_awaiter(stream& s, std::span<const std::byte> buf) : s_(&s) {
   op_.ctx = s.io_;
   op_.code = sluice::detail::op_code::send;
   op_.handle = s.handle_;
-  op_.buffer = const_cast<std::byte *>(buf.data());
+  op_.buffer = const_cast<std::byte*>(buf.data());
   op_.length = buf.size();
 }
 
@@ -152,17 +152,17 @@ result<std::size_t> send_awaiter::end() {
 
 // --------------------------------------------------------------- connect
 
-connect_awaiter::connect_awaiter(stream &s, const endpoint &ep) : s_(&s), target_(ep) {
+connect_awaiter::connect_awaiter(stream& s, const endpoint& ep) : s_(&s), target_(ep) {
   op_.ctx = s.io_;
   op_.code = sluice::detail::op_code::connect;
   op_.handle = s.handle_;
-  op_.address = &address_;
 }
 
 bool connect_awaiter::begin() {
   const auto d = s_->life_.begin_connect();
   if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
   sys::to_storage(target_, address_);
+  op_.address = &address_; // here, not in the constructor: the awaiter may have moved
   return true;
 }
 
@@ -177,7 +177,7 @@ result<void> connect_awaiter::end() {
 
 // ------------------------------------------------------------ disconnect
 
-disconnect_awaiter::disconnect_awaiter(stream &s, int how, std::span<std::byte> in,
+disconnect_awaiter::disconnect_awaiter(stream& s, int how, std::span<std::byte> in,
                                        std::size_t out_size)
     : s_(&s), out_size_(out_size) {
   (void)in; // TCP has no inbound disconnect data: the buffer is left untouched
@@ -203,10 +203,10 @@ result<std::size_t> disconnect_awaiter::end() {
   finish();
   if (skipped_) return std::size_t{0};
   const bool receive = op_.flags == sluice::detail::shutdown_receive;
-  const char *what = receive ? "recv_disconnect" : "send_disconnect";
+  const char* what = receive ? "recv_disconnect" : "send_disconnect";
   // Only a verdict of "proceed" reached the OS (or was cancelled before it): settle
   // the side that begin() marked as shutting.
-  auto &life = s_->life_;
+  auto& life = s_->life_;
   const bool shutting =
       (receive ? life.receive_side() : life.send_side()) == proto::side_state::shutting;
   if (shutting) {
@@ -221,15 +221,15 @@ result<std::size_t> disconnect_awaiter::end() {
 
 // ---------------------------------------------------------------- accept
 
-accept_awaiter::accept_awaiter(acceptor &a) : a_(&a) {
+accept_awaiter::accept_awaiter(acceptor& a) : a_(&a) {
   op_.ctx = a.io_;
   op_.code = sluice::detail::op_code::accept;
   op_.handle = a.handle_;
-  op_.address = &peer_;
 }
 
 bool accept_awaiter::begin() {
   if (!a_->is_open()) return sluice::detail::fail_now(op_, errc::not_a_socket);
+  op_.address = &peer_; // here, not in the constructor: the awaiter may have moved
   return true;
 }
 
@@ -244,11 +244,11 @@ result<stream> accept_awaiter::await_resume() {
 
 // -------------------------------------------------------------- acceptor
 
-acceptor::acceptor(acceptor &&o) noexcept
+acceptor::acceptor(acceptor&& o) noexcept
     : io_(o.io_), io_id_(o.io_id_),
       handle_(std::exchange(o.handle_, sluice::detail::invalid_handle)), local_(o.local_) {}
 
-acceptor &acceptor::operator=(acceptor &&o) noexcept {
+acceptor& acceptor::operator=(acceptor&& o) noexcept {
   if (this != &o) {
     close();
     io_ = o.io_;
@@ -268,7 +268,7 @@ void acceptor::close() noexcept {
   handle_ = sluice::detail::invalid_handle;
 }
 
-result<acceptor> acceptor::bind(io_context &io, const endpoint &ep, int backlog) {
+result<acceptor> acceptor::bind(io_context& io, const endpoint& ep, int backlog) {
   auto h = sys::open_tcp(ep);
   if (!h) return std::move(h).error();
   acceptor a;

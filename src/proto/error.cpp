@@ -48,7 +48,7 @@ constexpr equivalence table[] = {
 
 class category final : public std::error_category {
 public:
-  const char *name() const noexcept override { return "sluice"; }
+  const char* name() const noexcept override { return "sluice"; }
 
   std::string message(int v) const override {
     switch (static_cast<errc>(v)) {
@@ -79,9 +79,9 @@ public:
     return "unknown sluice error " + std::to_string(v);
   }
 
-  bool equivalent(const std::error_code &code, int condition) const noexcept override {
+  bool equivalent(const std::error_code& code, int condition) const noexcept override {
     if (code.category() == *this) return code.value() == condition;
-    for (const auto &e : table) {
+    for (const auto& e : table) {
       if (static_cast<int>(e.ours) != condition) continue;
       if (e.posix != 0 && code == static_cast<std::errc>(e.posix)) return true;
       const bool native = code.category() == std::system_category();
@@ -97,7 +97,7 @@ public:
 
 } // namespace
 
-const std::error_category &error_category() noexcept {
+const std::error_category& error_category() noexcept {
   static const category c;
   return c;
 }

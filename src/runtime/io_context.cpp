@@ -21,7 +21,7 @@ namespace detail {
 struct remote_queue {
   std::mutex mutex;
   std::vector<std::function<void()>> functions;
-  std::vector<operation *> cancels;
+  std::vector<operation*> cancels;
   std::atomic<bool> stop{false};
 };
 
@@ -29,7 +29,7 @@ namespace {
 void print_spawn_failure(std::exception_ptr e) {
   try {
     std::rethrow_exception(e);
-  } catch (const std::exception &ex) {
+  } catch (const std::exception& ex) {
     fmt::print(stderr, "sluice: a spawned task ended with an exception: {}\n", ex.what());
   } catch (...) {
     fmt::print(stderr, "sluice: a spawned task ended with an exception of unknown type\n");
@@ -46,7 +46,7 @@ void report_spawn_failure(std::exception_ptr e) noexcept {
   }
 }
 
-task<void> deadline_timer(std::chrono::nanoseconds d, deadline_state &s) {
+task<void> deadline_timer(std::chrono::nanoseconds d, deadline_state& s) {
   auto r = co_await with_stop_token(as_task(sleep_for(d)), s.timer_stop.get_token());
   if (r) {
     s.expired = true;
@@ -66,14 +66,14 @@ spawn_error_handler set_spawn_error_handler(spawn_error_handler h) noexcept {
 }
 
 sleep_awaiter sleep_for(std::chrono::nanoseconds d) {
-  io_context *io = io_context::current();
+  io_context* io = io_context::current();
   if (io == nullptr) throw std::logic_error("sleep_for(duration) outside a running io_context");
   return sleep_awaiter(*io, d);
 }
 
 namespace {
 
-thread_local io_context *current_context = nullptr;
+thread_local io_context* current_context = nullptr;
 
 std::mutex registry_mutex;
 std::unordered_set<std::uint64_t> live_contexts;
@@ -87,13 +87,13 @@ std::uint64_t register_context() {
 }
 
 std::string_view env_backend() {
-  const char *v = std::getenv("SLUICE_BACKEND");
+  const char* v = std::getenv("SLUICE_BACKEND");
   return v ? std::string_view(v) : std::string_view();
 }
 
 struct current_guard {
-  io_context *previous;
-  explicit current_guard(io_context *c) : previous(current_context) { current_context = c; }
+  io_context* previous;
+  explicit current_guard(io_context* c) : previous(current_context) { current_context = c; }
   ~current_guard() { current_context = previous; }
 };
 
@@ -119,8 +119,33 @@ io_context::~io_context() {
     std::lock_guard lock(registry_mutex);
     live_contexts.erase(id_);
   }
-  // Coroutines still queued are owned by whoever spawned them; drop the references.
+  shutting_down_ = true;
+  backend_->shutdown();
+  // Destroying a spawned root frame destroys the tasks it awaits, recursively.
+  while (spawn_head_ != nullptr) {
+    detail::spawn_link* l = spawn_head_;
+    on_spawn_done(*l);
+    l->frame.destroy();
+  }
   ready_.clear();
+}
+
+void io_context::on_spawn(detail::spawn_link& l) noexcept {
+  l.prev = nullptr;
+  l.next = spawn_head_;
+  if (spawn_head_ != nullptr) spawn_head_->prev = &l;
+  spawn_head_ = &l;
+  ++spawned_;
+}
+
+void io_context::on_spawn_done(detail::spawn_link& l) noexcept {
+  if (l.prev != nullptr)
+    l.prev->next = l.next;
+  else
+    spawn_head_ = l.next;
+  if (l.next != nullptr) l.next->prev = l.prev;
+  l.prev = l.next = nullptr;
+  --spawned_;
 }
 
 bool io_context::alive(std::uint64_t id) noexcept {
@@ -130,7 +155,7 @@ bool io_context::alive(std::uint64_t id) noexcept {
 
 std::string_view io_context::backend_name() const noexcept { return backend_->name(); }
 
-io_context *io_context::current() noexcept { return current_context; }
+io_context* io_context::current() noexcept { return current_context; }
 
 void io_context::post(std::coroutine_handle<> h) { ready_.push_back(h); }
 
@@ -151,19 +176,19 @@ bool io_context::stopped() const noexcept { return remote_->stop.load(); }
 
 void io_context::restart() noexcept { remote_->stop.store(false); }
 
-void io_context::submit(detail::operation &op) {
+void io_context::submit(detail::operation& op) {
   op.pending = true;
   ++in_flight_;
   backend_->submit(op);
 }
 
-void io_context::complete(detail::operation &op) noexcept {
+void io_context::complete(detail::operation& op) noexcept {
   op.pending = false;
   --in_flight_;
   op.waiter.resume();
 }
 
-void io_context::cancel(detail::operation &op) noexcept {
+void io_context::cancel(detail::operation& op) noexcept {
   if (current_context == this) {
     if (op.pending) backend_->cancel(op);
     return;
@@ -178,26 +203,27 @@ void io_context::cancel(detail::operation &op) noexcept {
   backend_->wake();
 }
 
-void io_context::retire_cancel(detail::operation &op) noexcept {
+void io_context::retire_cancel(detail::operation& op) noexcept {
   std::lock_guard lock(remote_->mutex);
-  auto &v = remote_->cancels;
+  auto& v = remote_->cancels;
   v.erase(std::remove(v.begin(), v.end(), &op), v.end());
   op.cancel_posted = false;
 }
 
 void io_context::run_remote() noexcept {
+  if (shutting_down_) return;
   std::vector<std::function<void()>> fns;
-  std::vector<detail::operation *> cancels;
+  std::vector<detail::operation*> cancels;
   {
     std::lock_guard lock(remote_->mutex);
     fns.swap(remote_->functions);
     cancels.swap(remote_->cancels);
-    for (auto *op : cancels)
+    for (auto* op : cancels)
       op->cancel_posted = false;
   }
-  for (auto *op : cancels)
+  for (auto* op : cancels)
     if (op->pending) backend_->cancel(*op);
-  for (auto &fn : fns)
+  for (auto& fn : fns)
     fn();
 }
 
@@ -205,7 +231,7 @@ bool io_context::has_work() const noexcept {
   return !ready_.empty() || in_flight_ != 0 || spawned_ != 0;
 }
 
-void io_context::turn(bool may_block) {
+void io_context::turn(const bool* done) {
   // Resume what is ready; coroutines made ready meanwhile wait for the next turn so
   // that I/O completions are not starved.
   for (std::size_t n = ready_.size(); n != 0 && !ready_.empty(); --n) {
@@ -214,19 +240,22 @@ void io_context::turn(bool may_block) {
     h.resume();
   }
   if (stopped()) return;
-  backend_->poll(may_block && ready_.empty());
+  if (done != nullptr ? *done : !has_work()) return;
+  // Block only when nothing is ready: then the next event must come from the OS (or
+  // from another thread through wake()).
+  backend_->poll(ready_.empty());
 }
 
 void io_context::run() {
   current_guard guard(this);
   while (!stopped() && has_work())
-    turn(true);
+    turn(nullptr);
 }
 
-void io_context::run_until(const bool &done) {
+void io_context::run_until(const bool& done) {
   current_guard guard(this);
   while (!done && !stopped())
-    turn(true);
+    turn(&done);
 }
 
 } // namespace sluice

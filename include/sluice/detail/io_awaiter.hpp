@@ -14,7 +14,7 @@
 namespace sluice::detail {
 
 struct cancel_fn {
-  operation *op;
+  operation* op;
   // May run on any thread (whoever calls request_stop()).
   void operator()() const noexcept { op->ctx->cancel(*op); }
 };
@@ -22,17 +22,17 @@ struct cancel_fn {
 class io_awaiter {
 public:
   io_awaiter() = default;
-  io_awaiter(const io_awaiter &) = delete;
-  io_awaiter &operator=(const io_awaiter &) = delete;
+  io_awaiter(const io_awaiter&) = delete;
+  io_awaiter& operator=(const io_awaiter&) = delete;
   // Awaiters are moved only before they are started (when returned from a function).
-  io_awaiter(io_awaiter &&o) noexcept : op_(o.op_) {}
+  io_awaiter(io_awaiter&& o) noexcept : op_(o.op_) {}
 
   bool await_ready() const noexcept { return false; }
 
 protected:
   // Starts op_ for the coroutine `h`; false if it completed at once (cancelled
   // before it started), in which case op_.error is set.
-  bool start(std::coroutine_handle<> h, const std::stop_token &token) {
+  bool start(std::coroutine_handle<> h, const std::stop_token& token) {
     if (token.stop_requested()) {
       op_.error = make_error_code(errc::operation_aborted);
       return false;
@@ -57,7 +57,7 @@ protected:
 };
 
 // Fails an awaiter before it starts: set the error, do not suspend.
-inline bool fail_now(operation &op, errc e) noexcept {
+inline bool fail_now(operation& op, errc e) noexcept {
   op.error = make_error_code(e);
   return false;
 }

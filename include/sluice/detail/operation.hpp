@@ -32,10 +32,10 @@ struct address_storage {
 struct operation {
   op_code code{};
   native_handle handle = invalid_handle;
-  void *buffer = nullptr;
+  void* buffer = nullptr;
   std::size_t length = 0;
   int flags = 0;
-  address_storage *address = nullptr;     // connect: target; accept: receives the peer
+  address_storage* address = nullptr;     // connect: target; accept: receives the peer
   std::int64_t duration_ns = 0;           // timeout
   alignas(8) unsigned char scratch[16]{}; // backend-private (a kernel timespec, say)
 
@@ -44,7 +44,7 @@ struct operation {
   std::error_code error;
 
   std::coroutine_handle<> waiter;
-  io_context *ctx = nullptr;
+  io_context* ctx = nullptr;
   bool pending = false;       // submitted and not yet completed
   bool cancel_posted = false; // a cancel request from another thread is queued
 };

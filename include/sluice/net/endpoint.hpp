@@ -35,7 +35,7 @@ public:
   std::uint16_t port() const noexcept { return port_; }
   std::uint32_t scope_id() const noexcept { return scope_id_; }
   // 4 meaningful bytes for IPv4, 16 for IPv6 (network order).
-  const std::array<std::uint8_t, 16> &bytes() const noexcept { return addr_; }
+  const std::array<std::uint8_t, 16>& bytes() const noexcept { return addr_; }
   endpoint with_port(std::uint16_t p) const noexcept {
     endpoint e = *this;
     e.port_ = p;
@@ -45,7 +45,7 @@ public:
   std::string address_string() const; // "127.0.0.1", "::1"
   std::string to_string() const;      // "127.0.0.1:80", "[::1]:80"
 
-  friend bool operator==(const endpoint &, const endpoint &) = default;
+  friend bool operator==(const endpoint&, const endpoint&) = default;
 
 private:
   std::array<std::uint8_t, 16> addr_{};
@@ -57,7 +57,7 @@ private:
 } // namespace sluice
 
 template <> struct fmt::formatter<sluice::endpoint> : fmt::formatter<std::string_view> {
-  template <class Ctx> auto format(const sluice::endpoint &ep, Ctx &ctx) const {
+  template <class Ctx> auto format(const sluice::endpoint& ep, Ctx& ctx) const {
     return fmt::formatter<std::string_view>::format(ep.to_string(), ctx);
   }
 };

@@ -27,7 +27,7 @@ using sluice::detail::stop_token_of;
 
 class recv_awaiter : public io_awaiter {
 public:
-  recv_awaiter(stream &s, std::span<std::byte> buf);
+  recv_awaiter(stream& s, std::span<std::byte> buf);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() && start(h, stop_token_of(h));
   }
@@ -37,13 +37,13 @@ public:
 private:
   bool begin();
   result<std::size_t> end();
-  stream *s_;
+  stream* s_;
   bool began_ = false;
 };
 
 class send_awaiter : public io_awaiter {
 public:
-  send_awaiter(stream &s, std::span<const std::byte> buf);
+  send_awaiter(stream& s, std::span<const std::byte> buf);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() && start(h, stop_token_of(h));
   }
@@ -53,12 +53,12 @@ public:
 private:
   bool begin();
   result<std::size_t> end();
-  stream *s_;
+  stream* s_;
 };
 
 class connect_awaiter : public io_awaiter {
 public:
-  connect_awaiter(stream &s, const endpoint &ep);
+  connect_awaiter(stream& s, const endpoint& ep);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() && start(h, stop_token_of(h));
   }
@@ -67,7 +67,7 @@ public:
 private:
   bool begin();
   result<void> end();
-  stream *s_;
+  stream* s_;
   endpoint target_;
   sluice::detail::address_storage address_;
 };
@@ -75,7 +75,7 @@ private:
 // recv_disconnect and send_disconnect: a shutdown of one side, ruled by the lifecycle.
 class disconnect_awaiter : public io_awaiter {
 public:
-  disconnect_awaiter(stream &s, int how, std::span<std::byte> in, std::size_t out_size);
+  disconnect_awaiter(stream& s, int how, std::span<std::byte> in, std::size_t out_size);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() && start(h, stop_token_of(h));
   }
@@ -85,14 +85,14 @@ public:
 private:
   bool begin();
   result<std::size_t> end();
-  stream *s_;
+  stream* s_;
   std::size_t out_size_;
   bool skipped_ = false; // the lifecycle answered without an OS call
 };
 
 class accept_awaiter : public io_awaiter {
 public:
-  explicit accept_awaiter(acceptor &a);
+  explicit accept_awaiter(acceptor& a);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() && start(h, stop_token_of(h));
   }
@@ -100,7 +100,7 @@ public:
 
 private:
   bool begin();
-  acceptor *a_;
+  acceptor* a_;
   sluice::detail::address_storage peer_;
 };
 
@@ -111,18 +111,18 @@ public:
   using native_handle_type = sluice::detail::native_handle;
 
   stream() = default;
-  stream(stream &&o) noexcept;
-  stream &operator=(stream &&o) noexcept;
-  stream(const stream &) = delete;
-  stream &operator=(const stream &) = delete;
+  stream(stream&& o) noexcept;
+  stream& operator=(stream&& o) noexcept;
+  stream(const stream&) = delete;
+  stream& operator=(const stream&) = delete;
   ~stream();
 
   // An open, unconnected socket of the given family (then connect()).
-  static result<stream> open(io_context &io, endpoint::family f = endpoint::family::v4);
+  static result<stream> open(io_context& io, endpoint::family f = endpoint::family::v4);
   // Opens a socket and connects it to `ep`.
-  static task<result<stream>> connect(io_context &io, endpoint ep);
+  static task<result<stream>> connect(io_context& io, endpoint ep);
 
-  detail::connect_awaiter connect(const endpoint &ep) { return {*this, ep}; }
+  detail::connect_awaiter connect(const endpoint& ep) { return {*this, ep}; }
   detail::recv_awaiter recv(std::span<std::byte> buf) { return {*this, buf}; }
   detail::send_awaiter send(std::span<const std::byte> buf) { return {*this, buf}; }
   // Sends all of `buf` (several sends if needed); the bytes sent, or the first error.
@@ -156,8 +156,8 @@ public:
   result<void> set_nodelay(bool on);
   result<void> set_linger(bool on, int seconds);
 
-  const proto::stream_lifecycle &lifecycle() const noexcept { return life_; }
-  io_context *context() const noexcept { return io_; }
+  const proto::stream_lifecycle& lifecycle() const noexcept { return life_; }
+  io_context* context() const noexcept { return io_; }
   native_handle_type native_handle() const noexcept { return handle_; }
 
 private:
@@ -167,10 +167,10 @@ private:
   friend class detail::disconnect_awaiter;
   friend class detail::accept_awaiter;
 
-  stream(io_context &io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
+  stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
   std::string describe(std::string_view op) const; // "recv from 1.2.3.4:5"
 
-  io_context *io_ = nullptr;
+  io_context* io_ = nullptr;
   std::uint64_t io_id_ = 0;
   native_handle_type handle_ = sluice::detail::invalid_handle;
   proto::stream_lifecycle life_;
@@ -180,31 +180,31 @@ private:
 class acceptor {
 public:
   acceptor() = default;
-  acceptor(acceptor &&o) noexcept;
-  acceptor &operator=(acceptor &&o) noexcept;
+  acceptor(acceptor&& o) noexcept;
+  acceptor& operator=(acceptor&& o) noexcept;
   ~acceptor();
 
   // Binds (SO_REUSEADDR) and listens. Port 0 picks a free port: see local_endpoint().
-  static result<acceptor> bind(io_context &io, const endpoint &ep, int backlog = 1024);
+  static result<acceptor> bind(io_context& io, const endpoint& ep, int backlog = 1024);
 
   // The next connection. Errors name the listening endpoint; running out of file
   // descriptors is errc::too_many_open_files and leaves the acceptor usable.
   detail::accept_awaiter accept() { return detail::accept_awaiter(*this); }
 
   bool is_open() const noexcept { return handle_ != sluice::detail::invalid_handle; }
-  const endpoint &local_endpoint() const noexcept { return local_; }
+  const endpoint& local_endpoint() const noexcept { return local_; }
   void close() noexcept;
-  io_context *context() const noexcept { return io_; }
+  io_context* context() const noexcept { return io_; }
 
 private:
   friend class detail::accept_awaiter;
-  io_context *io_ = nullptr;
+  io_context* io_ = nullptr;
   std::uint64_t io_id_ = 0;
   sluice::detail::native_handle handle_ = sluice::detail::invalid_handle;
   endpoint local_;
 };
 
 // Connects to `ep` (same as stream::connect(io, ep)).
-inline task<result<stream>> connect(io_context &io, endpoint ep) { return stream::connect(io, ep); }
+inline task<result<stream>> connect(io_context& io, endpoint ep) { return stream::connect(io, ep); }
 
 } // namespace sluice::tcp

@@ -38,7 +38,7 @@ struct decision {
   verdict action;
   errc error{}; // meaningful when action == fail
 
-  friend bool operator==(const decision &, const decision &) = default;
+  friend bool operator==(const decision&, const decision&) = default;
 };
 
 class stream_lifecycle {

@@ -37,7 +37,7 @@ void ensure_pipe() {
 
 } // namespace
 
-signal_set::signal_set(io_context &io, std::initializer_list<int> signals)
+signal_set::signal_set(io_context& io, std::initializer_list<int> signals)
     : io_(&io), signals_(signals) {
   std::lock_guard lock(signal_mutex);
   ensure_pipe();
@@ -68,11 +68,10 @@ signal_set::~signal_set() {
 
 namespace detail {
 
-signal_awaiter::signal_awaiter(signal_set &s) {
+signal_awaiter::signal_awaiter(signal_set& s) {
   op_.ctx = s.io_;
   op_.code = op_code::read;
   op_.handle = pipe_fds[0];
-  op_.buffer = &signo_;
   op_.length = 1;
 }
 

@@ -16,13 +16,13 @@ namespace {
 
 int fd_of(native_handle h) { return static_cast<int>(h); }
 
-result<void> check(int r, const char *what) {
+result<void> check(int r, const char* what) {
   if (r < 0) return error(last_error(), what);
   return {};
 }
 
 template <class T>
-result<void> set_opt(native_handle h, int level, int name, T value, const char *what) {
+result<void> set_opt(native_handle h, int level, int name, T value, const char* what) {
   return check(::setsockopt(fd_of(h), level, name, &value, sizeof value), what);
 }
 
@@ -30,7 +30,7 @@ result<void> set_opt(native_handle h, int level, int name, T value, const char *
 
 std::error_code last_error() noexcept { return {errno, std::system_category()}; }
 
-result<native_handle> open_tcp(const endpoint &family_of) {
+result<native_handle> open_tcp(const endpoint& family_of) {
   const int domain = family_of.is_v6() ? AF_INET6 : AF_INET;
   // Blocking mode: io_uring waits for readiness itself; a backend that needs
   // O_NONBLOCK (a reactor) sets it.
@@ -41,10 +41,10 @@ result<native_handle> open_tcp(const endpoint &family_of) {
   return static_cast<native_handle>(fd);
 }
 
-result<void> bind(native_handle h, const endpoint &ep) {
+result<void> bind(native_handle h, const endpoint& ep) {
   address_storage s;
   to_storage(ep, s);
-  if (::bind(fd_of(h), reinterpret_cast<const sockaddr *>(s.bytes), s.length) < 0)
+  if (::bind(fd_of(h), reinterpret_cast<const sockaddr*>(s.bytes), s.length) < 0)
     return error(last_error(), "bind " + ep.to_string());
   return {};
 }
@@ -71,7 +71,7 @@ result<void> set_linger(native_handle h, bool on, int seconds) {
 result<endpoint> local_endpoint(native_handle h) {
   address_storage s;
   socklen_t len = sizeof s.bytes;
-  if (::getsockname(fd_of(h), reinterpret_cast<sockaddr *>(s.bytes), &len) < 0)
+  if (::getsockname(fd_of(h), reinterpret_cast<sockaddr*>(s.bytes), &len) < 0)
     return error(last_error(), "getsockname");
   s.length = len;
   return from_storage(s);
@@ -80,7 +80,7 @@ result<endpoint> local_endpoint(native_handle h) {
 result<endpoint> remote_endpoint(native_handle h) {
   address_storage s;
   socklen_t len = sizeof s.bytes;
-  if (::getpeername(fd_of(h), reinterpret_cast<sockaddr *>(s.bytes), &len) < 0)
+  if (::getpeername(fd_of(h), reinterpret_cast<sockaddr*>(s.bytes), &len) < 0)
     return error(last_error(), "getpeername");
   s.length = len;
   return from_storage(s);
@@ -96,7 +96,7 @@ void abort(native_handle h) noexcept {
   ::close(fd_of(h));
 }
 
-void to_storage(const endpoint &ep, address_storage &out) noexcept {
+void to_storage(const endpoint& ep, address_storage& out) noexcept {
   std::memset(out.bytes, 0, sizeof out.bytes);
   if (ep.is_v4()) {
     sockaddr_in sa{};
@@ -116,7 +116,7 @@ void to_storage(const endpoint &ep, address_storage &out) noexcept {
   }
 }
 
-endpoint from_storage(const address_storage &in) noexcept {
+endpoint from_storage(const address_storage& in) noexcept {
   sockaddr_storage ss{};
   std::memcpy(&ss, in.bytes, sizeof ss < sizeof in.bytes ? sizeof ss : sizeof in.bytes);
   if (ss.ss_family == AF_INET6) {
@@ -147,7 +147,7 @@ bool parse_ipv6(std::string_view text, unsigned char out[16]) noexcept {
   return ::inet_pton(AF_INET6, buf, out) == 1;
 }
 
-std::string format_ip(const endpoint &ep) {
+std::string format_ip(const endpoint& ep) {
   char buf[INET6_ADDRSTRLEN] = {};
   ::inet_ntop(ep.is_v4() ? AF_INET : AF_INET6, ep.bytes().data(), buf, sizeof buf);
   return buf;

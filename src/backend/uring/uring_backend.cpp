@@ -28,7 +28,7 @@ constexpr unsigned queue_depth = 1024;
 
 class uring_backend final : public backend {
 public:
-  explicit uring_backend(io_context &io) : io_(io) {}
+  explicit uring_backend(io_context& io) : io_(io) {}
 
   std::error_code init() {
     io_uring_params p{};
@@ -57,17 +57,17 @@ public:
 
   std::string_view name() const noexcept override { return "uring"; }
 
-  void submit(operation &op) override {
-    io_uring_sqe *sqe = get_sqe();
+  void submit(operation& op) override {
+    io_uring_sqe* sqe = get_sqe();
     const int fd = static_cast<int>(op.handle);
     switch (op.code) {
     case op_code::accept:
       op.address->length = sizeof(op.address->bytes);
-      io_uring_prep_accept(sqe, fd, reinterpret_cast<sockaddr *>(op.address->bytes),
-                           reinterpret_cast<socklen_t *>(&op.address->length), SOCK_CLOEXEC);
+      io_uring_prep_accept(sqe, fd, reinterpret_cast<sockaddr*>(op.address->bytes),
+                           reinterpret_cast<socklen_t*>(&op.address->length), SOCK_CLOEXEC);
       break;
     case op_code::connect:
-      io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr *>(op.address->bytes),
+      io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr*>(op.address->bytes),
                             op.address->length);
       break;
     case op_code::recv: io_uring_prep_recv(sqe, fd, op.buffer, op.length, 0); break;
@@ -83,7 +83,7 @@ public:
       break;
     }
     case op_code::timeout: {
-      auto *ts = reinterpret_cast<__kernel_timespec *>(op.scratch);
+      auto* ts = reinterpret_cast<__kernel_timespec*>(op.scratch);
       static_assert(sizeof(__kernel_timespec) <= sizeof(op.scratch));
       ts->tv_sec = op.duration_ns / 1'000'000'000;
       ts->tv_nsec = op.duration_ns % 1'000'000'000;
@@ -97,14 +97,14 @@ public:
     io_uring_sqe_set_data(sqe, &op);
   }
 
-  void cancel(operation &op) noexcept override {
-    io_uring_sqe *sqe = get_sqe();
+  void cancel(operation& op) noexcept override {
+    io_uring_sqe* sqe = get_sqe();
     io_uring_prep_cancel(sqe, &op, 0);
     io_uring_sqe_set_data(sqe, nullptr);
   }
 
   void cancel_all(native_handle h) noexcept override {
-    io_uring_sqe *sqe = get_sqe();
+    io_uring_sqe* sqe = get_sqe();
     io_uring_prep_cancel_fd(sqe, static_cast<int>(h), IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data(sqe, nullptr);
     // Pushed now: the caller closes the fd right after, and must not race the cancel.
@@ -125,6 +125,20 @@ public:
     [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
   }
 
+  void shutdown() noexcept override {
+    if (disabled_) return; // never submitted anything
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel(sqe, nullptr, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data(sqe, nullptr);
+    // Bounded: every operation sluice starts is cancellable, so this ends at once.
+    for (int i = 0; i < 100 && io_.in_flight() != 0; ++i) {
+      __kernel_timespec ts{0, 50'000'000};
+      io_uring_cqe* cqe = nullptr;
+      io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      drain();
+    }
+  }
+
 private:
   // Debian's liburing 2.3 declares io_uring_enable_rings() but does not export it.
   int enable_rings() noexcept {
@@ -140,8 +154,8 @@ private:
     disabled_ = false;
   }
 
-  io_uring_sqe *get_sqe() noexcept {
-    io_uring_sqe *sqe = io_uring_get_sqe(&ring_);
+  io_uring_sqe* get_sqe() noexcept {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     while (sqe == nullptr) {
       // SQ full: push what is queued (completions stay in the CQ until poll()).
       flush();
@@ -159,16 +173,16 @@ private:
 
   void arm_wake() {
     if (wake_armed_) return;
-    io_uring_sqe *sqe = get_sqe();
+    io_uring_sqe* sqe = get_sqe();
     io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof wake_value_, 0);
     io_uring_sqe_set_data(sqe, &wake_value_);
     wake_armed_ = true;
   }
 
   void drain() {
-    io_uring_cqe *cqe = nullptr;
+    io_uring_cqe* cqe = nullptr;
     while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-      void *data = io_uring_cqe_get_data(cqe);
+      void* data = io_uring_cqe_get_data(cqe);
       const int res = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);
       if (data == nullptr) continue; // a cancel request's own completion
@@ -177,7 +191,7 @@ private:
         io_.run_remote();
         continue;
       }
-      auto &op = *static_cast<operation *>(data);
+      auto& op = *static_cast<operation*>(data);
       if (res >= 0) {
         op.res = res;
         op.error = {};
@@ -192,7 +206,7 @@ private:
     }
   }
 
-  io_context &io_;
+  io_context& io_;
   io_uring ring_{};
   bool ring_ok_ = false;
   bool disabled_ = false;
@@ -203,7 +217,7 @@ private:
 
 } // namespace
 
-result<std::unique_ptr<backend>> make_uring_backend(io_context &io) {
+result<std::unique_ptr<backend>> make_uring_backend(io_context& io) {
   auto b = std::make_unique<uring_backend>(io);
   if (auto ec = b->init())
     return error(make_error_code(errc::backend_unavailable),

@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""Echo benchmark: sluice against standalone Asio, same client, same run.
+
+Starts each server in turn (pinned to one CPU), drives it with examples/echo_client
+(pinned to another) at 1, 50 and 500 connections with 64-byte and 4 KiB messages, and
+prints messages/s, the ratio of each server to sluice, and the server's CPU time per
+message split into user (the framework's own cost) and sys (mostly the kernel's TCP).
+
+  python3 benchmarks/echo_bench.py --build build/release [--seconds 3]
+
+Numbers from a shared 2-core machine are noisy; compare ratios within one run.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+CONFIGS = [(1, 64), (50, 64), (500, 64), (1, 4096), (50, 4096), (500, 4096)]
+
+
+def cpu_times(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime
+
+
+def start(cmd, cpu, env=None):
+    return subprocess.Popen(["taskset", "-c", str(cpu)] + cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+
+
+def run_one(server_cmd, env, client, conns, size, seconds, cpus):
+    srv = start(server_cmd + ["--host", "127.0.0.1", "--port", "0"], cpus[0], env)
+    try:
+        line = srv.stdout.readline().strip()
+        if not line.startswith("listening on"):
+            raise RuntimeError(f"{server_cmd[0]}: unexpected first line {line!r}")
+        port = line.rsplit(":", 1)[1]
+        u0, s0 = cpu_times(srv.pid)
+        out = subprocess.run(["taskset", "-c", str(cpus[1]), client, "--host", "127.0.0.1",
+                              "--port", port, "--conns", str(conns), "--size", str(size),
+                              "--seconds", str(seconds)], capture_output=True, text=True,
+                             timeout=seconds * 10 + 60)
+        u1, s1 = cpu_times(srv.pid)
+        res = next((l for l in out.stdout.splitlines() if l.startswith("result ")), None)
+        if out.returncode != 0 or res is None:
+            raise RuntimeError(f"client failed against {server_cmd[0]}: {out.stderr.strip()}")
+        fields = dict(kv.split("=") for kv in res.split()[1:])
+        rate = float(fields["msgs_per_sec"])
+        msgs = max(rate * seconds, 1)
+        return rate, (u1 - u0) / msgs * 1e6, (s1 - s0) / msgs * 1e6
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build/release")
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--configs", default="all", help="e.g. 50x64,1x4096")
+    args = ap.parse_args()
+    b = args.build
+    client = f"{b}/examples/echo_client"
+    servers = [("sluice-uring", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "uring"}),
+               ("asio-epoll", [f"{b}/benchmarks/asio_echo_server_epoll"], {}),
+               ("asio-uring", [f"{b}/benchmarks/asio_echo_server_uring"], {})]
+    servers = [s for s in servers if os.path.exists(s[1][0])]
+    configs = CONFIGS
+    if args.configs != "all":
+        configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
+    ncpu = os.cpu_count() or 1
+    cpus = (0, 1) if ncpu >= 2 else (0, 0)
+
+    print(f"echo benchmark: {args.seconds} s per cell, server on CPU {cpus[0]}, "
+          f"client on CPU {cpus[1]}; ratio = server / sluice-uring (higher is faster)")
+    print(f"cpu/msg = server CPU microseconds per message, user+sys")
+    header = f"| conns | size |" + "".join(f" {n} msg/s | ratio | cpu/msg us (user+sys) |"
+                                          for n, _, _ in servers)
+    print(header)
+    print("|" + "---|" * (2 + 3 * len(servers)))
+    for conns, size in configs:
+        row = f"| {conns} | {size} |"
+        base = None
+        for name, cmd, extra in servers:
+            env = dict(os.environ, **extra)
+            rate, user, sys_ = run_one(cmd, env, client, conns, size, args.seconds, cpus)
+            base = base or rate
+            row += f" {rate:,.0f} | {rate / base:.2f} | {user:.2f}+{sys_:.2f} |"
+            time.sleep(0.2)
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sluice needs that this machine lacks (Debian 12).
+# Called by scripts/demo.sh and scripts/test.sh; safe to run again.
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build pkg-config          # toolchain
+  liburing-dev libasio-dev libfmt-dev catch2 # the libraries sluice builds on
+  python3 python3-h11 curl                  # real peers used by the tests
+  util-linux procps                         # taskset, /proc readers for benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds sluice and runs every test: once as a normal build with warnings as errors,
+# then once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Usage: bash scripts/test.sh     (this is what .ci/run calls)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+jobs=$(nproc)
+
+run_suite() { # name, cmake flags...
+  local name=$1
+  shift
+  echo "=== build: $name"
+  cmake -S . -B "build/$name" -G Ninja -DSLUICE_WERROR=ON "$@" >/dev/null
+  cmake --build "build/$name" -j "$jobs"
+  echo "=== test: $name"
+  (cd "build/$name" && ctest --output-on-failure -j 1 --timeout 600)
+}
+
+run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# ASan's leak checker needs ptrace-like access that some sandboxes deny; leaks are
+# still reported where it can run.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+run_suite asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCHMARKS=OFF

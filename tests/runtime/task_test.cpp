@@ -1,0 +1,192 @@
+#include <sluice/sluice.hpp>
+
+#include <catch2/catch.hpp>
+#include <stdexcept>
+#include <thread>
+
+using namespace sluice;
+using namespace std::chrono_literals;
+
+namespace {
+task<int> value(int v) { co_return v; }
+task<void> nothing() { co_return; }
+task<int> add(int a, int b) { co_return co_await value(a) + co_await value(b); }
+task<int> thrower() {
+  throw std::runtime_error("boom");
+  co_return 0;
+}
+} // namespace
+
+TEST_CASE("A task is lazy: its body runs only when awaited") {
+  io_context io;
+  bool ran = false;
+  auto body = [&]() -> task<void> {
+    ran = true;
+    co_return;
+  };
+  auto t = body();
+  CHECK_FALSE(ran);
+  sync_wait(io, std::move(t));
+  CHECK(ran);
+}
+
+TEST_CASE("A task's value reaches its awaiter") {
+  io_context io;
+  CHECK(sync_wait(io, add(2, 3)) == 5);
+}
+
+TEST_CASE("An exception thrown in a task propagates to its awaiter") {
+  io_context io;
+  auto outer = []() -> task<std::string> {
+    try {
+      co_await thrower();
+    } catch (const std::runtime_error& e) {
+      co_return e.what();
+    }
+    co_return "not thrown";
+  };
+  CHECK(sync_wait(io, outer()) == "boom");
+  CHECK_THROWS_WITH(sync_wait(io, thrower()), "boom");
+}
+
+TEST_CASE("A million synchronously completing awaits do not grow the stack") {
+  io_context io;
+  auto loop = []() -> task<long> {
+    long sum = 0;
+    for (int i = 0; i < 1'000'000; ++i) {
+      co_await nothing();
+      sum += co_await value(1);
+    }
+    co_return sum;
+  };
+  CHECK(sync_wait(io, loop()) == 1'000'000);
+}
+
+TEST_CASE("A task is move-only and can be awaited after being moved") {
+  static_assert(!std::is_copy_constructible_v<task<int>>);
+  io_context io;
+  auto t = value(7);
+  auto u = std::move(t);
+  CHECK_FALSE(t.valid());
+  CHECK(sync_wait(io, std::move(u)) == 7);
+}
+
+TEST_CASE("when_all returns every child's value, in argument order") {
+  io_context io;
+  auto [a, b, c] = sync_wait(io, when_all(value(1), add(2, 3), nothing()));
+  CHECK(a == 1);
+  CHECK(b == 5);
+  (void)c;
+  std::vector<task<int>> v;
+  for (int i = 0; i < 10; ++i)
+    v.push_back(value(i));
+  auto all = sync_wait(io, when_all(std::move(v)));
+  REQUIRE(all.size() == 10);
+  CHECK(all[9] == 9);
+}
+
+TEST_CASE("when_all waits for children that suspend, then rethrows the first exception") {
+  io_context io;
+  bool slow_done = false;
+  auto slow = [&]() -> task<void> {
+    (void)co_await sleep_for(20ms);
+    slow_done = true;
+  };
+  auto failing = []() -> task<int> {
+    (void)co_await sleep_for(1ms);
+    throw std::runtime_error("child failed");
+  };
+  CHECK_THROWS_WITH(sync_wait(io, when_all(slow(), failing())), "child failed");
+  CHECK(slow_done);
+}
+
+TEST_CASE("spawn runs detached work and run() returns when it is done") {
+  io_context io;
+  int count = 0;
+  auto work = [&](int n) -> task<void> {
+    (void)co_await sleep_for(1ms);
+    count += n;
+  };
+  spawn(io, work(1));
+  spawn(io, work(2));
+  io.run();
+  CHECK(count == 3);
+  CHECK(io.spawned() == 0);
+}
+
+namespace {
+std::string last_spawn_error;
+void capture(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    last_spawn_error = ex.what();
+  }
+}
+} // namespace
+
+TEST_CASE("An exception escaping a spawned task is reported with its message") {
+  io_context io;
+  auto previous = set_spawn_error_handler(capture);
+  auto bad = []() -> task<void> {
+    (void)co_await sleep_for(1ms);
+    throw std::runtime_error("spawned task broke");
+  };
+  spawn(io, bad());
+  io.run();
+  set_spawn_error_handler(previous);
+  CHECK(last_spawn_error == "spawned task broke");
+}
+
+TEST_CASE("stop() from another thread makes run() return") {
+  io_context io;
+  auto forever = []() -> task<void> {
+    while (co_await sleep_for(10s)) {
+    }
+  };
+  std::stop_source src;
+  spawn(io, forever(), src.get_token());
+  std::thread t([&] {
+    std::this_thread::sleep_for(20ms);
+    io.stop();
+  });
+  io.run();
+  t.join();
+  CHECK(io.stopped());
+  // Let the spawned task end so that its frame is released.
+  io.restart();
+  src.request_stop();
+  io.run();
+  CHECK(io.spawned() == 0);
+}
+
+TEST_CASE("post_remote runs a function on the loop thread") {
+  io_context io;
+  std::thread::id loop_thread;
+  bool ran = false;
+  auto wait = [&]() -> task<void> {
+    while (!ran)
+      (void)co_await sleep_for(1ms);
+  };
+  std::thread t(
+      [&] { io.post_remote([&] { loop_thread = std::this_thread::get_id(), ran = true; }); });
+  sync_wait(io, wait());
+  t.join();
+  CHECK(loop_thread == std::this_thread::get_id());
+}
+
+TEST_CASE("io_context says which backend it runs on") {
+  io_context io;
+  CHECK(
+      (io.backend_name() == "uring" || io.backend_name() == "asio" || io.backend_name() == "iocp"));
+}
+
+TEST_CASE("An unknown forced backend is a clear error, never a silent fallback") {
+  try {
+    io_context io("bogus");
+    FAIL("constructed");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == errc::unsupported_backend);
+    CHECK(std::string(e.what()).find("'bogus'") != std::string::npos);
+  }
+}

@@ -1,0 +1,83 @@
+#include <sluice/sluice.hpp>
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+using namespace sluice;
+using namespace std::chrono_literals;
+
+TEST_CASE("sleep_for completes successfully when it expires") {
+  io_context io;
+  auto r = sync_wait(io, as_task(sleep_for(io, 1ms)));
+  CHECK(r);
+}
+
+TEST_CASE("Timers complete in deadline order") {
+  io_context io;
+  std::vector<int> order;
+  auto sleeper = [&](int id, std::chrono::milliseconds d) -> task<void> {
+    (void)co_await sleep_for(d);
+    order.push_back(id);
+  };
+  sync_wait(io, when_all(sleeper(3, 300ms), sleeper(1, 1ms), sleeper(2, 100ms)));
+  CHECK(order == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("Stopping the task's stop token cancels a sleep with operation_aborted") {
+  io_context io;
+  std::stop_source src;
+  auto sleeper = []() -> task<result<void>> { co_return co_await sleep_for(1h); };
+  auto stopper = [&]() -> task<void> {
+    (void)co_await sleep_for(5ms);
+    src.request_stop();
+  };
+  auto [r, ignored] =
+      sync_wait(io, when_all(with_stop_token(sleeper(), src.get_token()), stopper()));
+  REQUIRE(!r);
+  CHECK(r.error() == errc::operation_aborted);
+}
+
+TEST_CASE("An already stopped token fails the operation at once") {
+  io_context io;
+  std::stop_source src;
+  src.request_stop();
+  auto r = sync_wait(io, as_task(sleep_for(io, 1h)), src.get_token());
+  REQUIRE(!r);
+  CHECK(r.error() == errc::operation_aborted);
+}
+
+TEST_CASE("A stop requested from another thread cancels a pending operation") {
+  io_context io;
+  std::stop_source src;
+  std::thread t([&] {
+    std::this_thread::sleep_for(20ms);
+    src.request_stop();
+  });
+  auto r = sync_wait(io, as_task(sleep_for(io, 1h)), src.get_token());
+  t.join();
+  REQUIRE(!r);
+  CHECK(r.error() == errc::operation_aborted);
+}
+
+TEST_CASE("with_timeout yields timed_out when the deadline expires first") {
+  io_context io;
+  auto r = sync_wait(io, with_timeout(sleep_for(io, 1h), 10ms));
+  REQUIRE(!r);
+  CHECK(r.error() == errc::timed_out);
+  CHECK(r.error().message().find("deadline of 10 ms") != std::string::npos);
+}
+
+TEST_CASE("with_timeout passes the result through when the operation finishes first") {
+  io_context io;
+  auto r = sync_wait(io, with_timeout(sleep_for(io, 1ms), 10s));
+  CHECK(r);
+}
+
+TEST_CASE("with_timeout still honours the caller's stop token") {
+  io_context io;
+  std::stop_source src;
+  src.request_stop();
+  auto r = sync_wait(io, with_timeout(sleep_for(io, 1h), 10s), src.get_token());
+  REQUIRE(!r);
+  CHECK(r.error() == errc::operation_aborted);
+}

@@ -1,0 +1,66 @@
+// Helpers shared by the socket tests.
+//
+// Never co_await inside a Catch2 macro: the macros expand their argument more than
+// once and GCC then runs the awaited operation several times. Await into a variable.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <sluice/sluice.hpp>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace test {
+
+using namespace std::chrono_literals;
+
+inline std::span<const std::byte> bytes(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+inline std::string text(std::span<const std::byte> b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+struct pair {
+  sluice::tcp::stream client;
+  sluice::tcp::stream server;
+};
+
+// A connected loopback pair: accept and connect run concurrently.
+inline sluice::task<pair> connected_pair(sluice::io_context& io) {
+  auto acc = sluice::tcp::acceptor::bind(io, sluice::endpoint::loopback_v4(0));
+  REQUIRE(acc);
+  auto [c, s] = co_await sluice::when_all(sluice::tcp::connect(io, acc->local_endpoint()),
+                                          sluice::as_task(acc->accept()));
+  REQUIRE(c);
+  REQUIRE(s);
+  co_return pair{std::move(*c), std::move(*s)};
+}
+
+// Receives until `n` bytes arrived or the stream ends/fails.
+inline sluice::task<std::string> recv_exactly(sluice::tcp::stream& s, std::size_t n) {
+  std::string out;
+  std::array<std::byte, 4096> buf;
+  while (out.size() < n) {
+    auto r = co_await s.recv(std::span(buf).first(std::min(buf.size(), n - out.size())));
+    if (!r || *r == 0) break;
+    out += text(std::span(buf).first(*r));
+  }
+  co_return out;
+}
+
+// Receives until the peer closes; returns everything.
+inline sluice::task<std::string> recv_to_end(sluice::tcp::stream& s) {
+  std::string out;
+  std::array<std::byte, 4096> buf;
+  for (;;) {
+    auto r = co_await s.recv(buf);
+    if (!r || *r == 0) break;
+    out += text(std::span(buf).first(*r));
+  }
+  co_return out;
+}
+
+} // namespace test

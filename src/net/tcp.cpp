@@ -58,16 +58,6 @@ task<result<stream>> stream::connect(io_context& io, endpoint ep) {
   co_return std::move(*s);
 }
 
-task<result<std::size_t>> stream::send_all(std::span<const std::byte> buf) {
-  std::size_t done = 0;
-  while (done < buf.size()) {
-    auto n = co_await send(buf.subspan(done));
-    if (!n) co_return std::move(n).error();
-    done += *n;
-  }
-  co_return done;
-}
-
 result<endpoint> stream::local_endpoint() const {
   if (!is_open()) return error(errc::not_a_socket, "local_endpoint");
   return sys::local_endpoint(handle_);
@@ -148,6 +138,53 @@ result<std::size_t> send_awaiter::end() {
   finish();
   if (op_.error) return error(op_.error, s_->describe("send"));
   return static_cast<std::size_t>(op_.res);
+}
+
+// -------------------------------------------------------------- send_all
+
+send_all_awaiter::send_all_awaiter(stream& s, std::span<const std::byte> buf)
+    : s_(&s), total_(buf.size()) {
+  op_.ctx = s.io_;
+  op_.code = sluice::detail::op_code::send;
+  op_.handle = s.handle_;
+  op_.buffer = const_cast<std::byte*>(buf.data());
+  op_.length = buf.size();
+}
+
+bool send_all_awaiter::begin() {
+  const auto d = s_->life_.begin_send();
+  if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
+  if (total_ == 0) return false; // nothing to send: complete at once
+  // Set here, not in the constructor: the awaiter may have moved.
+  op_.on_complete = &send_all_awaiter::on_complete;
+  op_.owner = this;
+  return true;
+}
+
+void send_all_awaiter::on_complete(sluice::detail::operation& op) {
+  auto* self = static_cast<send_all_awaiter*>(op.owner);
+  if (!op.error && op.res > 0) {
+    self->sent_ += static_cast<std::size_t>(op.res);
+    if (self->sent_ < self->total_ && self->s_->life_.begin_send().action == verdict::proceed) {
+      op.buffer = static_cast<std::byte*>(op.buffer) + op.res;
+      op.length -= static_cast<std::size_t>(op.res);
+      op.ctx->submit(op); // the rest; the coroutine stays suspended
+      return;
+    }
+  }
+  op.waiter.resume();
+}
+
+result<std::size_t> send_all_awaiter::end() {
+  finish();
+  if (op_.error) return error(op_.error, s_->describe("send_all"));
+  if (sent_ < total_ && total_ != 0) {
+    // Stopped early without an OS error: the send side was shut meanwhile.
+    if (const auto d = s_->life_.begin_send(); d.action == verdict::fail)
+      return error(d.error, s_->describe("send_all"));
+    return error(errc::broken_pipe, s_->describe("send_all"));
+  }
+  return total_;
 }
 
 // --------------------------------------------------------------- connect

@@ -185,7 +185,11 @@ void io_context::submit(detail::operation& op) {
 void io_context::complete(detail::operation& op) noexcept {
   op.pending = false;
   --in_flight_;
-  op.waiter.resume();
+  if (shutting_down_) return; // the frame is about to be destroyed, not resumed
+  if (op.on_complete != nullptr)
+    op.on_complete(op); // may resubmit op, or resume the waiter itself
+  else
+    op.waiter.resume();
 }
 
 void io_context::cancel(detail::operation& op) noexcept {

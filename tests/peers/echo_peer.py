@@ -89,7 +89,20 @@ def main():
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, f"exit code {proc.returncode}, stderr: {err}"
-        print("python peer: 16 echo clients, 5 resets, SIGTERM exit 0: ok")
+        # SIGINT stops it just as cleanly.
+        proc2, port2 = start_server(sys.argv[1])
+        try:
+            with socket.create_connection(("127.0.0.1", port2), timeout=TIMEOUT) as s:
+                s.sendall(b"x")
+                assert recv_exactly(s, 1) == b"x"
+                proc2.send_signal(signal.SIGINT)
+                proc2.wait(timeout=TIMEOUT)
+                assert proc2.returncode == 0, f"SIGINT exit code {proc2.returncode}"
+                assert s.recv(1) == b"", "connection not closed at shutdown"
+        finally:
+            if proc2.poll() is None:
+                proc2.kill()
+        print("python peer: 16 echo clients, 5 resets, SIGTERM and SIGINT exit 0: ok")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -190,3 +190,16 @@ TEST_CASE("An unknown forced backend is a clear error, never a silent fallback")
     CHECK(std::string(e.what()).find("'bogus'") != std::string::npos);
   }
 }
+
+TEST_CASE("An io_context may be run by a thread other than the one that built it") {
+  io_context io;
+  int result = 0;
+  auto work = [&]() -> task<void> {
+    (void)co_await sleep_for(1ms);
+    result = 42;
+  };
+  spawn(io, work());
+  std::thread t([&] { io.run(); });
+  t.join();
+  CHECK(result == 42);
+}

@@ -44,6 +44,10 @@ struct operation {
   std::error_code error;
 
   std::coroutine_handle<> waiter;
+  // When set, called on completion instead of resuming `waiter` (loop thread). It may
+  // submit the operation again (send_all does, after a partial send) or resume.
+  void (*on_complete)(operation&) = nullptr;
+  void* owner = nullptr; // for on_complete: the awaiter that started the operation
   io_context* ctx = nullptr;
   bool pending = false;       // submitted and not yet completed
   bool cancel_posted = false; // a cancel request from another thread is queued

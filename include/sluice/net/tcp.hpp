@@ -56,6 +56,26 @@ private:
   stream* s_;
 };
 
+// Sends a whole buffer: resubmits after partial sends without resuming the coroutine
+// in between, so it costs no allocation and one resumption.
+class send_all_awaiter : public io_awaiter {
+public:
+  send_all_awaiter(stream& s, std::span<const std::byte> buf);
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return begin() && start(h, stop_token_of(h));
+  }
+  // All the bytes (buf.size()), or the first error.
+  result<std::size_t> await_resume() { return end(); }
+
+private:
+  static void on_complete(sluice::detail::operation& op);
+  bool begin();
+  result<std::size_t> end();
+  stream* s_;
+  std::size_t total_;
+  std::size_t sent_ = 0;
+};
+
 class connect_awaiter : public io_awaiter {
 public:
   connect_awaiter(stream& s, const endpoint& ep);
@@ -125,8 +145,8 @@ public:
   detail::connect_awaiter connect(const endpoint& ep) { return {*this, ep}; }
   detail::recv_awaiter recv(std::span<std::byte> buf) { return {*this, buf}; }
   detail::send_awaiter send(std::span<const std::byte> buf) { return {*this, buf}; }
-  // Sends all of `buf` (several sends if needed); the bytes sent, or the first error.
-  task<result<std::size_t>> send_all(std::span<const std::byte> buf);
+  // Sends all of `buf` (several sends if needed): buf.size(), or the first error.
+  detail::send_all_awaiter send_all(std::span<const std::byte> buf) { return {*this, buf}; }
 
   // Half-closes the receive side and yields the peer's disconnect data into `data`
   // (always empty on TCP, whose transport has none). The contract is DESIGN.md's
@@ -163,6 +183,7 @@ public:
 private:
   friend class detail::recv_awaiter;
   friend class detail::send_awaiter;
+  friend class detail::send_all_awaiter;
   friend class detail::connect_awaiter;
   friend class detail::disconnect_awaiter;
   friend class detail::accept_awaiter;

@@ -1,0 +1,61 @@
+// Steady-state I/O allocates nothing: an operation's state lives in its awaiter, in
+// the awaiting coroutine's frame. Counts every operator new in this binary.
+#include "../support.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+namespace {
+std::atomic<long> allocations{0};
+}
+
+void* operator new(std::size_t n) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace sluice;
+using namespace test;
+
+TEST_CASE("Round trips of send_all, send, recv and timers under a live stop token allocate "
+          "nothing") {
+  {
+    // The counter sees allocations at all.
+    const long before = allocations.load();
+    auto probe = std::make_unique<int>(1);
+    REQUIRE(allocations.load() == before + 1);
+  }
+  io_context io;
+  auto [c, s] = sync_wait(io, connected_pair(io));
+  std::stop_source src; // a live token: awaiters register stop callbacks
+  long during = -1;
+  auto body = [&]() -> task<bool> {
+    std::array<std::byte, 256> out{}, in{};
+    for (int warm = 0; warm < 2; ++warm) {
+      const long before = allocations.load();
+      for (int i = 0; i < 1000; ++i) {
+        auto w = co_await c.send_all(out);
+        if (!w) co_return false;
+        std::size_t got = 0;
+        while (got < in.size()) {
+          auto r = co_await s.recv(std::span(in).subspan(got));
+          if (!r || *r == 0) co_return false;
+          got += *r;
+        }
+        auto back = co_await s.send(std::span(in).first(1));
+        auto echo = co_await c.recv(std::span(in).first(1));
+        if (!back || !echo) co_return false;
+        if (i % 100 == 0) (void)co_await sleep_for(std::chrono::microseconds(1));
+      }
+      during = allocations.load() - before;
+    }
+    co_return true;
+  };
+  const bool ok = sync_wait(io, with_stop_token(body(), src.get_token()));
+  REQUIRE(ok);
+  CHECK(during == 0);
+}

@@ -68,6 +68,7 @@ def main():
     b = args.build
     client = f"{b}/examples/echo_client"
     servers = [("sluice-uring", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "uring"}),
+               ("sluice-asio", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "asio"}),
                ("asio-epoll", [f"{b}/benchmarks/asio_echo_server_epoll"], {}),
                ("asio-uring", [f"{b}/benchmarks/asio_echo_server_uring"], {})]
     servers = [s for s in servers if os.path.exists(s[1][0])]

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <fmt/format.h>
+#include <optional>
 #include <sluice/sluice.hpp>
 #include <vector>
 
@@ -80,7 +81,14 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "echo_client: {}\n", ep.error().message());
     return 2;
   }
-  io_context io;
+  std::optional<io_context> maybe_io;
+  try {
+    maybe_io.emplace(); // SLUICE_BACKEND=uring|asio forces a backend
+  } catch (const std::system_error& e) {
+    fmt::print(stderr, "{}: cannot start an io_context: {}\n", argv[0], e.what());
+    return 1;
+  }
+  io_context& io = *maybe_io;
   std::vector<conn_stats> stats(conns);
   const auto start = clock_type::now();
   const auto deadline = start + std::chrono::duration_cast<clock_type::duration>(

@@ -9,6 +9,7 @@
 #include <array>
 #include <csignal>
 #include <fmt/format.h>
+#include <optional>
 #include <sluice/sluice.hpp>
 
 using namespace sluice;
@@ -62,7 +63,14 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "echo_server: {}\n", ep.error().message());
     return 2;
   }
-  io_context io;
+  std::optional<io_context> maybe_io;
+  try {
+    maybe_io.emplace(); // SLUICE_BACKEND=uring|asio forces a backend
+  } catch (const std::system_error& e) {
+    fmt::print(stderr, "{}: cannot start an io_context: {}\n", argv[0], e.what());
+    return 1;
+  }
+  io_context& io = *maybe_io;
   auto acc = tcp::acceptor::bind(io, *ep);
   if (!acc) {
     fmt::print(stderr, "echo_server: {}\n", acc.error().message());

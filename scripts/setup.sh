@@ -8,6 +8,7 @@ packages=(
   liburing-dev libasio-dev libfmt-dev catch2 # the libraries sluice builds on
   python3 python3-h11 curl                  # real peers used by the tests
   util-linux procps                         # taskset, /proc readers for benchmarks
+  libseccomp-dev                            # the io_uring-denied fallback test
 )
 
 missing=()

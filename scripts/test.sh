@@ -16,6 +16,10 @@ run_suite() { # name, cmake flags...
   cmake --build "build/$name" -j "$jobs"
   echo "=== test: $name"
   (cd "build/$name" && ctest --output-on-failure -j 1 --timeout 600)
+  # What each backend ran: Catch2's own summary line per test executable.
+  echo "=== per-test counts: $name"
+  awk '/^[0-9]+\/[0-9]+ Test: /{t=$3} /^(All tests passed|test cases:)/{print "  " t ": " $0}' \
+    "build/$name/Testing/Temporary/LastTest.log"
 }
 
 run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo

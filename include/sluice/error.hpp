@@ -41,6 +41,8 @@ enum class errc {
   backend_unavailable, // a forced backend that cannot start
   unsupported_backend, // SLUICE_BACKEND names no backend
   too_many_open_files, // EMFILE / ENFILE / WSAEMFILE
+  protocol_error,      // the peer broke the protocol (framing, HTTP); context says how
+  message_too_large,   // a message above the configured limit
 };
 
 } // namespace sluice

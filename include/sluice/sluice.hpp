@@ -4,7 +4,9 @@
 #include <sluice/error.hpp>
 #include <sluice/io_context.hpp>
 #include <sluice/net/endpoint.hpp>
+#include <sluice/net/framed.hpp>
 #include <sluice/net/tcp.hpp>
+#include <sluice/net/transports.hpp>
 #include <sluice/signal.hpp>
 #include <sluice/spawn.hpp>
 #include <sluice/sync_wait.hpp>

@@ -215,9 +215,9 @@ result<void> connect_awaiter::end() {
 // ------------------------------------------------------------ disconnect
 
 disconnect_awaiter::disconnect_awaiter(stream& s, int how, std::span<std::byte> in,
-                                       std::size_t out_size)
-    : s_(&s), out_size_(out_size) {
-  (void)in; // TCP has no inbound disconnect data: the buffer is left untouched
+                                       std::size_t out_size, std::size_t pending)
+    : s_(&s), out_size_(out_size), capacity_(in.size()), pending_(pending) {
+  // TCP has no inbound disconnect data: the buffer is left untouched.
   op_.ctx = s.io_;
   op_.code = sluice::detail::op_code::shutdown;
   op_.handle = s.handle_;
@@ -226,8 +226,9 @@ disconnect_awaiter::disconnect_awaiter(stream& s, int how, std::span<std::byte> 
 
 bool disconnect_awaiter::begin() {
   const bool receive = op_.flags == sluice::detail::shutdown_receive;
-  const auto d = receive ? s_->life_.begin_recv_disconnect(io_context::alive(s_->io_id_))
-                         : s_->life_.begin_send_disconnect(out_size_, false);
+  const auto d =
+      receive ? s_->life_.begin_recv_disconnect(io_context::alive(s_->io_id_), pending_, capacity_)
+              : s_->life_.begin_send_disconnect(out_size_, false);
   if (d.action == verdict::fail) return sluice::detail::fail_now(op_, d.error);
   if (d.action == verdict::complete) {
     skipped_ = true;
@@ -248,7 +249,7 @@ result<std::size_t> disconnect_awaiter::end() {
       (receive ? life.receive_side() : life.send_side()) == proto::side_state::shutting;
   if (shutting) {
     if (receive)
-      life.end_recv_disconnect(!op_.error);
+      op_.error = life.settle_recv_disconnect(op_.error);
     else
       life.end_send_disconnect(!op_.error);
   }

@@ -75,6 +75,8 @@ public:
     case errc::backend_unavailable: return "backend unavailable";
     case errc::unsupported_backend: return "unknown backend";
     case errc::too_many_open_files: return "too many open files";
+    case errc::protocol_error: return "protocol error";
+    case errc::message_too_large: return "message too large";
     }
     return "unknown sluice error " + std::to_string(v);
   }

@@ -67,10 +67,12 @@ decision stream_lifecycle::begin_send() const noexcept {
   return at(send_by_side, send_);
 }
 
-decision stream_lifecycle::begin_recv_disconnect(bool runtime_alive) noexcept {
+decision stream_lifecycle::begin_recv_disconnect(bool runtime_alive, std::size_t pending,
+                                                 std::size_t capacity) noexcept {
   if (conn_ == connection_state::closed) return fail(errc::not_a_socket);
   if (!runtime_alive) return fail(errc::not_initialised);
   if (const decision d = at(needs_connection, conn_); d.action != verdict::proceed) return d;
+  if (recv_ == side_state::open && pending > capacity) return fail(errc::buffer_too_small);
   const decision d = at(recv_disconnect_by_side, recv_);
   if (d.action == verdict::proceed) recv_ = side_state::shutting;
   return d;
@@ -78,6 +80,12 @@ decision stream_lifecycle::begin_recv_disconnect(bool runtime_alive) noexcept {
 
 void stream_lifecycle::end_recv_disconnect(bool ok) noexcept {
   if (recv_ == side_state::shutting) recv_ = ok ? side_state::shut : side_state::open;
+}
+
+std::error_code stream_lifecycle::settle_recv_disconnect(std::error_code os) noexcept {
+  if (os == errc::not_connected && conn_ == connection_state::connected) os.clear();
+  end_recv_disconnect(!os);
+  return os;
 }
 
 decision stream_lifecycle::begin_send_disconnect(std::size_t data_size,

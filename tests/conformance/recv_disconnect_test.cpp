@@ -212,3 +212,23 @@ TEST_CASE("After send_disconnect the peer sees end of stream and further sends a
   };
   sync_wait(io, body());
 }
+
+TEST_CASE("recv_disconnect after both sides closed their sending side still succeeds") {
+  io_context io;
+  auto [c, s] = sync_wait(io, connected_pair(io));
+  auto body = [&]() -> task<result<std::size_t>> {
+    auto a = co_await c.shutdown_send();
+    auto b = co_await s.shutdown_send();
+    REQUIRE((a && b));
+    std::array<std::byte, 4> buf;
+    auto eof = co_await s.recv(buf);
+    REQUIRE(eof);
+    CHECK(*eof == 0);
+    c.close(); // the connection is fully over now
+    (void)co_await sleep_for(10ms);
+    co_return co_await s.recv_disconnect();
+  };
+  auto r = sync_wait(io, body());
+  REQUIRE(r);
+  CHECK(*r == 0);
+}

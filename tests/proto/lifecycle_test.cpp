@@ -108,3 +108,15 @@ TEST_CASE("close() returns the lifecycle to closed") {
   CHECK(l.begin_receive() == fail(errc::not_a_socket));
   CHECK(l.filter_receive() == errc::operation_aborted);
 }
+
+TEST_CASE("recv_disconnect on a connection that already ended is a success") {
+  auto l = stream_lifecycle::connected();
+  CHECK(l.begin_recv_disconnect(true) == go);
+  CHECK_FALSE(l.settle_recv_disconnect(std::make_error_code(std::errc::not_connected)));
+  CHECK(l.receive_side() == side_state::shut);
+  auto m = stream_lifecycle::connected();
+  CHECK(m.begin_recv_disconnect(true) == go);
+  CHECK(m.settle_recv_disconnect(std::make_error_code(std::errc::network_down)) ==
+        errc::network_down);
+  CHECK(m.receive_side() == side_state::open);
+}

@@ -95,7 +95,9 @@ private:
 // recv_disconnect and send_disconnect: a shutdown of one side, ruled by the lifecycle.
 class disconnect_awaiter : public io_awaiter {
 public:
-  disconnect_awaiter(stream& s, int how, std::span<std::byte> in, std::size_t out_size);
+  // recv_disconnect: `pending` is the disconnect data a layer above holds (0 on TCP).
+  disconnect_awaiter(stream& s, int how, std::span<std::byte> in, std::size_t out_size,
+                     std::size_t pending = 0);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() && start(h, stop_token_of(h));
   }
@@ -107,6 +109,8 @@ private:
   result<std::size_t> end();
   stream* s_;
   std::size_t out_size_;
+  std::size_t capacity_;
+  std::size_t pending_;
   bool skipped_ = false; // the lifecycle answered without an OS call
 };
 
@@ -155,6 +159,13 @@ public:
   // open until close(). Never waits for the network.
   detail::disconnect_awaiter recv_disconnect(std::span<std::byte> data = {}) {
     return {*this, sluice::detail::shutdown_receive, data, 0};
+  }
+  // For transports layered over TCP that carry disconnect data (framed_stream): the
+  // same half-close, with `pending` bytes of disconnect data held above, so that the
+  // lifecycle decides buffer_too_small. Yields 0; the caller copies its data.
+  detail::disconnect_awaiter recv_disconnect_layered(std::span<std::byte> data,
+                                                     std::size_t pending) {
+    return {*this, sluice::detail::shutdown_receive, data, 0, pending};
   }
   // Half-closes the send side (FIN). Non-empty `data` fails with
   // errc::no_protocol_option: TCP carries no disconnect data.

@@ -8,6 +8,8 @@
 // The rules, as data, are in lifecycle.cpp. Summary:
 //  - A closed (or moved-from, never opened) stream answers not_a_socket to everything.
 //  - Without a live runtime, recv_disconnect answers not_initialised.
+//  - Pending disconnect data larger than the caller's buffer is buffer_too_small; the
+//    data stays pending and nothing is shut.
 //  - Before connect completes, receive/send/recv_disconnect answer not_connected.
 //  - Once recv_disconnect has *started*, every receive — already pending or started
 //    later — completes with shut_down and its bytes are discarded, whatever order the
@@ -64,9 +66,17 @@ public:
   // send
   decision begin_send() const noexcept;
 
-  // recv_disconnect
-  decision begin_recv_disconnect(bool runtime_alive) noexcept;
+  // recv_disconnect. `pending` is the size of the disconnect data the transport holds
+  // for the caller, `capacity` the caller's buffer: a buffer too small fails with
+  // buffer_too_small and changes nothing, so a retry with a larger one gets the data.
+  decision begin_recv_disconnect(bool runtime_alive, std::size_t pending = 0,
+                                 std::size_t capacity = 0) noexcept;
   void end_recv_disconnect(bool ok) noexcept;
+  // Settles a recv_disconnect from what the OS answered and returns its outcome. A
+  // connected stream whose connection already ended (both FINs exchanged, or reset)
+  // gets not_connected from shutdown(SHUT_RD) on Linux: its receive side is over
+  // anyway, so that is a success.
+  std::error_code settle_recv_disconnect(std::error_code os) noexcept;
 
   // send_disconnect / shutdown_send
   decision begin_send_disconnect(std::size_t data_size, bool transport_carries_data) noexcept;

@@ -1,0 +1,57 @@
+// framed_stream: the framing protocol (docs/framing.md) over a tcp::stream, on any
+// backend. Messages keep their boundaries, and the CLOSE frame carries disconnect data
+// that recv_disconnect() yields — the transport on which that call returns real bytes.
+//
+//   framed_stream f(std::move(tcp_stream));
+//   co_await f.send(bytes("hello"));
+//   co_await f.send_disconnect(bytes("bye"));        // CLOSE frame, then FIN
+//   ...
+//   auto m = co_await f.recv();                       // optional<vector<byte>>;
+//                                                     // nullopt once the peer's CLOSE came
+//   auto n = co_await f.recv_disconnect(buf);         // the peer's disconnect data
+#pragma once
+
+#include <optional>
+#include <sluice/net/tcp.hpp>
+#include <sluice/proto/framing.hpp>
+#include <vector>
+
+namespace sluice {
+
+class framed_stream {
+public:
+  explicit framed_stream(tcp::stream s, proto::framing::limits l = {});
+
+  // Sends one message. message_too_large above the limit (nothing is sent then).
+  task<result<void>> send(std::span<const std::byte> message);
+
+  // The next message, or std::nullopt once the peer's CLOSE has arrived (end of
+  // stream). A peer that breaks the framing: errc::protocol_error, naming the
+  // violation; a transport that ends without a CLOSE: errc::connection_aborted.
+  task<result<std::optional<std::vector<std::byte>>>> recv();
+
+  // Sends the CLOSE frame carrying `data`, then half-closes the send side.
+  task<result<void>> send_disconnect(std::span<const std::byte> data = {});
+
+  // Half-closes the receive side and copies the peer's disconnect data (empty if its
+  // CLOSE has not arrived) into `buffer`; returns its size. A buffer too small fails
+  // with errc::buffer_too_small and keeps the data for a retry. Otherwise the
+  // recv_disconnect contract of tcp::stream, which this calls.
+  task<result<std::size_t>> recv_disconnect(std::span<std::byte> buffer);
+
+  // This transport carries disconnect data (the analog of XP1_DISCONNECT_DATA).
+  static constexpr bool carries_disconnect_data() noexcept { return true; }
+
+  bool peer_closed() const noexcept { return conn_.peer_closed(); }
+  tcp::stream& next_layer() noexcept { return s_; }
+  void close() noexcept { s_.close(); }
+
+private:
+  tcp::stream s_;
+  proto::framing::connection conn_;
+  std::vector<std::byte> in_;
+  std::vector<std::byte> out_;
+  bool disconnect_delivered_ = false;
+};
+
+} // namespace sluice

@@ -1,0 +1,18 @@
+// The transports sluice offers and whether each carries disconnect data — the analog
+// of WSAEnumProtocols and its XP1_DISCONNECT_DATA flag.
+#pragma once
+
+#include <span>
+#include <string_view>
+
+namespace sluice {
+
+struct transport_info {
+  std::string_view name;
+  bool carries_disconnect_data;
+  std::string_view description;
+};
+
+std::span<const transport_info> transports() noexcept;
+
+} // namespace sluice

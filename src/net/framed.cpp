@@ -1,0 +1,97 @@
+#include <sluice/net/framed.hpp>
+#include <sluice/net/transports.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <fmt/format.h>
+
+namespace sluice {
+
+namespace framing = proto::framing;
+
+std::span<const transport_info> transports() noexcept {
+  static constexpr transport_info list[] = {
+      {"tcp", tcp::stream::carries_disconnect_data(), "TCP byte stream (tcp::stream)"},
+      {"framed", framed_stream::carries_disconnect_data(),
+       "sluice framing over TCP: messages and a CLOSE frame with disconnect data "
+       "(framed_stream, docs/framing.md)"},
+  };
+  return list;
+}
+
+framed_stream::framed_stream(tcp::stream s, framing::limits l)
+    : s_(std::move(s)), conn_(l), in_(64 * 1024) {}
+
+task<result<void>> framed_stream::send(std::span<const std::byte> message) {
+  if (message.size() > conn_.frame_limits().max_message)
+    co_return error(errc::message_too_large,
+                    fmt::format("framed send: message of {} bytes exceeds the limit of {}",
+                                message.size(), conn_.frame_limits().max_message));
+  if (conn_.local_closed()) co_return error(errc::shut_down, "framed send: after send_disconnect");
+  out_.clear();
+  conn_.send_message(message, out_);
+  auto r = co_await s_.send_all(out_);
+  if (!r) co_return std::move(r).error();
+  co_return result<void>();
+}
+
+task<result<std::optional<std::vector<std::byte>>>> framed_stream::recv() {
+  for (;;) {
+    // After recv_disconnect nothing more is delivered, buffered or not.
+    if (s_.lifecycle().receive_side() != proto::side_state::open && s_.is_open())
+      co_return error(errc::shut_down, "framed recv");
+    auto ev = conn_.next_event();
+    if (auto* m = std::get_if<framing::message>(&ev))
+      co_return std::optional(std::vector<std::byte>(m->payload.begin(), m->payload.end()));
+    if (std::holds_alternative<framing::peer_close>(ev))
+      co_return std::optional<std::vector<std::byte>>();
+    if (auto* e = std::get_if<framing::protocol_error>(&ev))
+      co_return error(
+          errc::protocol_error,
+          fmt::format("framed recv: {}: {}", framing::to_string(e->what), e->description));
+    if (std::holds_alternative<framing::end_of_stream>(ev)) {
+      if (conn_.peer_closed()) co_return std::optional<std::vector<std::byte>>();
+      co_return error(errc::connection_aborted,
+                      "framed recv: the peer ended the stream without a CLOSE frame");
+    }
+    auto n = co_await s_.recv(in_);
+    if (!n) co_return std::move(n).error();
+    if (*n == 0)
+      conn_.receive_eof();
+    else
+      conn_.receive_data(std::span(in_).first(*n));
+  }
+}
+
+task<result<void>> framed_stream::send_disconnect(std::span<const std::byte> data) {
+  if (data.size() > conn_.frame_limits().max_disconnect_data)
+    co_return error(errc::message_too_large,
+                    fmt::format("framed send_disconnect: {} bytes of disconnect data exceed the "
+                                "limit of {}",
+                                data.size(), conn_.frame_limits().max_disconnect_data));
+  if (!conn_.local_closed()) {
+    // Ask the lifecycle first, so a closed or unconnected stream fails as TCP would.
+    if (auto d = s_.lifecycle().begin_send(); d.action == proto::verdict::fail)
+      co_return error(d.error, "framed send_disconnect");
+    out_.clear();
+    conn_.send_close(data, out_);
+    auto r = co_await s_.send_all(out_);
+    if (!r) co_return std::move(r).error();
+  }
+  auto r = co_await s_.send_disconnect();
+  if (!r) co_return std::move(r).error();
+  co_return result<void>();
+}
+
+task<result<std::size_t>> framed_stream::recv_disconnect(std::span<std::byte> buffer) {
+  const auto pending =
+      disconnect_delivered_ ? std::span<const std::byte>() : conn_.disconnect_data();
+  auto r = co_await s_.recv_disconnect_layered(buffer, pending.size());
+  if (!r) co_return std::move(r).error();
+  if (pending.empty()) co_return std::size_t{0};
+  std::memcpy(buffer.data(), pending.data(), pending.size());
+  disconnect_delivered_ = true; // a second call succeeds with no data
+  co_return pending.size();
+}
+
+} // namespace sluice

@@ -1,0 +1,185 @@
+// HTTP/1.1, sans-io: a parser for requests (server role) or responses (client role),
+// and a serializer. Bytes in, events out; no sockets, no clocks, no OS headers.
+//
+//   http1::parser p(http1::role::server);
+//   p.receive_data(bytes);
+//   for (;;) {
+//     auto ev = p.next_event(); // need_data / request_head / body_data / message_end /
+//     ...                       // end_of_input / parse_error
+//   }
+//
+// Requests are parsed one after another from the same buffer, so pipelined requests
+// come out in order. Every size is limited (see limits); each limit has its own status.
+// What the peer gets wrong is a parse_error event carrying the status to answer with;
+// what the local side gets wrong (a header value with CR/LF, say) throws local_error.
+//
+// Rejected on purpose (request smuggling): Content-Length together with
+// Transfer-Encoding; differing Content-Length values; Transfer-Encoding in HTTP/1.0;
+// obs-fold; bare CR or LF where CRLF is required; whitespace between a field name and
+// its colon; invalid, oversized or overflowing chunk sizes; transfer codings other
+// than "chunked" (501); a missing or repeated Host in HTTP/1.1.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace sluice::proto::http1 {
+
+struct limits {
+  std::size_t max_request_line = 8 * 1024;  // request line (or status line): 414
+  std::size_t max_header_bytes = 32 * 1024; // all field lines of one head: 431
+  std::size_t max_header_count = 100;       // field lines of one head: 431
+  std::size_t max_body = 8 * 1024 * 1024;   // decoded body: 413
+  std::size_t max_chunk_line = 1024;        // chunk-size line with extensions: 400
+};
+
+struct field {
+  std::string name;
+  std::string value;
+};
+
+class fields {
+public:
+  void add(std::string name, std::string value) {
+    list_.push_back({std::move(name), std::move(value)});
+  }
+  // The first field of that name (case-insensitive), or nullptr.
+  const std::string* find(std::string_view name) const noexcept;
+  std::size_t count(std::string_view name) const noexcept;
+  const std::vector<field>& all() const noexcept { return list_; }
+  bool empty() const noexcept { return list_.empty(); }
+
+private:
+  std::vector<field> list_;
+};
+
+struct request {
+  std::string method;
+  std::string target;
+  int minor_version = 1; // HTTP/1.<minor>
+  fields headers;
+  bool keep_alive = true;       // after this exchange, per version and Connection
+  bool expect_continue = false; // "Expect: 100-continue"
+  bool chunked = false;
+  std::uint64_t content_length = 0; // when !chunked
+};
+
+struct response {
+  int status = 200;
+  std::string reason;
+  int minor_version = 1;
+  fields headers;
+  bool keep_alive = true;
+};
+
+enum class role : std::uint8_t { server, client };
+
+struct need_data {};
+struct request_head {
+  request head;
+};
+struct response_head {
+  response head;
+};
+struct body_data {
+  std::span<const std::byte> data; // valid until the next receive_data()
+};
+struct message_end {
+  fields trailers;
+};
+struct end_of_input {}; // the peer ended the stream between two messages
+struct parse_error {
+  int status;          // what a server answers: 400, 413, 414, 431, 501, 505, 417
+  std::string message; // what is wrong, and where
+};
+
+using event = std::variant<need_data, request_head, response_head, body_data, message_end,
+                           end_of_input, parse_error>;
+
+class local_error : public std::logic_error {
+public:
+  using std::logic_error::logic_error;
+};
+
+class parser {
+public:
+  explicit parser(role r, limits l = {});
+
+  void receive_data(std::span<const std::byte> bytes);
+  void receive_data(std::string_view text) {
+    receive_data(std::as_bytes(std::span(text.data(), text.size())));
+  }
+  void receive_eof() noexcept { eof_ = true; }
+
+  event next_event();
+
+  // Client role: the method of the request whose response comes next (a response to
+  // HEAD has no body). Defaults to GET.
+  void expect_response_to(std::string_view method) { method_ = std::string(method); }
+
+  // Bytes received and not yet turned into events (pipelined requests, say).
+  std::size_t buffered() const noexcept { return in_.size() - pos_; }
+  const limits& message_limits() const noexcept { return limits_; }
+
+private:
+  enum class state : std::uint8_t {
+    head,
+    body_length,
+    chunk_size,
+    chunk_data,
+    chunk_crlf,
+    trailers,
+    body_until_close,
+    end, // the body is complete: message_end next
+    failed,
+  };
+
+  event parse_head();
+  event parse_chunk_size();
+  event parse_trailers();
+  event begin_body(bool chunked, std::uint64_t length, bool until_close);
+  event fail(int status, std::string message);
+  event finish_message(fields trailers = {});
+  // Finds the blank line ending a head starting at pos_; npos while incomplete.
+  // Sets *error when the head is malformed or over a limit.
+  std::size_t find_head_end(bool has_start_line, std::optional<parse_error>* error);
+
+  role role_;
+  limits limits_;
+  std::vector<std::byte> in_;
+  std::size_t pos_ = 0;
+  // find_head_end's progress, relative to pos_.
+  std::size_t scan_rel_ = 0;
+  std::size_t line_rel_ = 0;
+  std::size_t lines_ = 0;
+  state state_ = state::head;
+  bool eof_ = false;
+  std::uint64_t remaining_ = 0; // of the current Content-Length body or chunk
+  std::uint64_t body_total_ = 0;
+  std::string method_ = "GET";
+};
+
+// --- serializer -------------------------------------------------------------------
+
+// The standard reason phrase ("Not Found"), or "Unknown".
+std::string_view reason_phrase(int status) noexcept;
+
+// Appends a response with a Content-Length body (or none, for 1xx/204/304). Adds
+// Content-Length and, unless keep_alive, "Connection: close". Throws local_error for
+// a field name or value that could split the message (CR, LF, NUL, bad name).
+void serialize(const response& head, std::string_view body, std::string& out);
+// Appends a request with a Content-Length body when non-empty.
+void serialize(const request& head, std::string_view body, std::string& out);
+// Chunked bodies: the head with "Transfer-Encoding: chunked", then chunks, then the end.
+void serialize_chunked_head(const response& head, std::string& out);
+void serialize_chunk(std::string_view data, std::string& out);
+void serialize_last_chunk(const fields& trailers, std::string& out);
+
+} // namespace sluice::proto::http1

@@ -9,6 +9,7 @@ packages=(
   python3 python3-h11 curl                  # real peers used by the tests
   util-linux procps                         # taskset, /proc readers for benchmarks
   libseccomp-dev                            # the io_uring-denied fallback test
+  clang libclang-rt-14-dev                  # libFuzzer targets
 )
 
 missing=()

@@ -28,3 +28,19 @@ run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 run_suite asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCHMARKS=OFF
+
+# libFuzzer on the HTTP parser and the framing decoder, a fixed time each; any crash
+# or sanitizer report fails the run.
+fuzz_seconds=${SLUICE_FUZZ_SECONDS:-60}
+echo "=== fuzz: ${fuzz_seconds} s per target"
+CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/fuzz -j "$jobs"
+for target in http1_fuzz framing_fuzz; do
+  corpus="build/fuzz/corpus-$target"
+  mkdir -p "$corpus"
+  cp tests/fuzz/seeds/"${target%_fuzz}"-* "$corpus"/ 2>/dev/null || true
+  "build/fuzz/tests/fuzz/$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+    "$corpus" 2>"build/fuzz/$target.log" || { tail -50 "build/fuzz/$target.log"; exit 1; }
+  grep -E "stat::number_of_executed_units|Done" "build/fuzz/$target.log" | sed "s/^/  $target: /"
+done
+echo "=== all tests passed"

@@ -1,0 +1,53 @@
+// Serving HTTP/1.1 over a tcp::stream, on any backend: the loop that pumps bytes
+// between the stream and proto::http1's parser.
+//
+//   task<http::response> hello(const http::request& req, std::string body) { ... }
+//   co_await http::serve_connection(std::move(stream), hello);
+//
+// Keep-alive and pipelined requests are answered in order. "Expect: 100-continue" is
+// answered with 100 Continue before the body is read. A request the parser rejects is
+// answered with its status (400, 413, 414, 431, 417, 501, 505) and "Connection: close".
+// Closing is graceful: after the last response the server half-closes (FIN) and
+// discards what the client still sends until its FIN — bounded by a deadline and a
+// byte cap — so that the client is never sent an RST before reading the response.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <sluice/net/tcp.hpp>
+#include <sluice/proto/http1.hpp>
+#include <string>
+
+namespace sluice::http {
+
+using request = proto::http1::request;
+
+struct response {
+  int status = 200;
+  proto::http1::fields headers;
+  std::string body;
+};
+
+using handler = std::function<task<response>(const request&, std::string body)>;
+
+struct server_options {
+  proto::http1::limits limits;
+  std::chrono::milliseconds idle_timeout{60'000};  // between requests, and inside one
+  std::chrono::milliseconds linger_timeout{2'000}; // waiting for the client's FIN
+  std::size_t linger_max_bytes = 256 * 1024;       // discarded while waiting for it
+};
+
+// What happened to one connection.
+struct connection_report {
+  std::size_t requests = 0;
+  int rejected_status = 0; // the status of a rejected request, or 0
+  bool peer_fin_seen = false;
+};
+
+// Serves one connection until the client closes, asks to close, breaks the protocol or
+// times out, or `stop` is requested (then the request in flight still gets its full
+// response, with "Connection: close"). Network errors end it with that error.
+task<result<connection_report>>
+serve_connection(tcp::stream s, handler h, server_options options = {}, std::stop_token stop = {});
+
+} // namespace sluice::http

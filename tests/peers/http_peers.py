@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Real HTTP clients no one here wrote against examples/http_server: curl, and Debian's
+python3-h11 driving a raw socket (keep-alive, pipelining, rejected requests).
+
+usage: http_peers.py HTTP_SERVER
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import h11
+
+TIMEOUT = 20
+server_bin = sys.argv[1]
+
+
+def start(*extra):
+    proc = subprocess.Popen([server_bin, "--host", "127.0.0.1", "--port", "0", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline().strip()
+    assert first.startswith("listening on 127.0.0.1:"), f"first line {first!r}"
+    return proc, int(first.rsplit(":", 1)[1])
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, f"server exit {proc.returncode}: {err}"
+
+
+def curl(*args, data=None):
+    r = subprocess.run(["curl", "-sS", "--max-time", str(TIMEOUT), *args], input=data,
+                       capture_output=True, timeout=TIMEOUT * 2)
+    assert r.returncode == 0, f"curl {args}: {r.stderr.decode()}"
+    return r.stdout
+
+
+def h11_request(method, target, body=b"", headers=()):
+    """The bytes of one request, made by h11."""
+    c = h11.Connection(h11.CLIENT)
+    hdrs = [("Host", "test")] + list(headers)
+    if body:
+        hdrs.append(("Content-Length", str(len(body))))
+    out = c.send(h11.Request(method=method, target=target, headers=hdrs))
+    if body:
+        out += c.send(h11.Data(data=body))
+    out += c.send(h11.EndOfMessage())
+    return out
+
+
+def read_responses(sock, requests):
+    """Parses one response per (method, target) with an h11 client connection."""
+    c = h11.Connection(h11.CLIENT)
+    results = []
+    for method, target in requests:
+        c.send(h11.Request(method=method, target=target, headers=[("Host", "test")]))
+        c.send(h11.EndOfMessage())
+        status, body = None, b""
+        while True:
+            ev = c.next_event()
+            if ev is h11.NEED_DATA:
+                c.receive_data(sock.recv(65536))
+                continue
+            if isinstance(ev, h11.Response):
+                status = ev.status_code
+            elif isinstance(ev, h11.Data):
+                body += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                break
+            elif isinstance(ev, h11.ConnectionClosed):
+                raise AssertionError("server closed before the response ended")
+        results.append((status, body))
+        if c.our_state is h11.DONE and c.their_state is h11.DONE:
+            c.start_next_cycle()
+    return results
+
+
+def main():
+    proc, port = start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # curl: GET, POST echo (with Expect: 100-continue), keep-alive across URLs.
+        assert curl(f"{base}/") == b"hello from sluice\n"
+        big = os.urandom(2 << 20)
+        echoed = curl("-H", "Expect: 100-continue", "--data-binary", "@-", f"{base}/echo", data=big)
+        assert echoed == big, "curl echo with 100-continue differs"
+        counts = curl("-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}\n",
+                      f"{base}/", f"{base}/").split()
+        assert counts == [b"1", b"0"], f"curl did not reuse the connection: {counts}"
+        head = curl("-I", f"{base}/")
+        assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 18" in head, head
+        assert curl("-o", "/dev/null", "-w", "%{http_code}", f"{base}/nope") == b"404"
+
+        # h11, keep-alive: several requests one after another on one connection.
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+            for i in range(5):
+                s.sendall(h11_request("POST", "/echo", f"message {i}".encode()))
+                [(status, body)] = read_responses(s, [("POST", "/echo")])
+                assert (status, body) == (200, f"message {i}".encode()), (status, body)
+
+        # h11, pipelined: three requests in one write, three responses in order.
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+            s.sendall(h11_request("GET", "/") + h11_request("POST", "/echo", b"two") +
+                      h11_request("GET", "/missing"))
+            got = read_responses(s, [("GET", "/"), ("POST", "/echo"), ("GET", "/missing")])
+            assert got == [(200, b"hello from sluice\n"), (200, b"two"), (404, b"not found\n")], got
+
+        # Rejected requests get their status and a closed connection.
+        def raw(data):
+            with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+                s.sendall(data)
+                resp = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return resp
+                    resp += chunk
+        assert raw(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   ).startswith(b"HTTP/1.1 400 ")
+        assert raw(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n").startswith(b"HTTP/1.1 414 ")
+        assert raw(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 40000 + b"\r\n\r\n").startswith(
+            b"HTTP/1.1 431 ")
+        assert raw(b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+
+    # A body limit: at the limit passes, one byte more is 413 with a complete response.
+    proc, port = start("--max-body", "1000")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert curl("--data-binary", "@-", f"{base}/echo", data=b"x" * 1000) == b"x" * 1000
+        code = curl("-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "@-", f"{base}/echo",
+                    data=b"x" * 1001)
+        assert code == b"413", code
+    finally:
+        stop(proc)
+    print("http peers: curl and h11 (keep-alive, pipelining, 100-continue, 400/413/414/431): ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -61,6 +61,7 @@ public:
   }
 
   bool finished() const noexcept { return finished_; }
+  bool has_bound_stop_token() const noexcept { return token_bound_; }
 
 private:
   std::coroutine_handle<> continuation_;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <sluice/detail/io_awaiter.hpp>
 #include <sluice/when_all.hpp>
 
@@ -48,6 +49,11 @@ struct deadline_state {
   bool expired = false;
 };
 
+struct request_stop_of {
+  std::stop_source* source;
+  void operator()() const noexcept { source->request_stop(); }
+};
+
 template <class T> task<T> deadline_body(task<T> t, deadline_state& s) {
   T r = co_await with_stop_token(std::move(t), s.body_stop.get_token());
   s.timer_stop.request_stop();
@@ -65,8 +71,13 @@ std::string deadline_message(std::chrono::nanoseconds d);
 template <class T>
 requires detail::is_result<T>::value task<T> with_timeout(task<T> t, std::chrono::nanoseconds d) {
   detail::deadline_state s;
+  // The body is cancelled by the deadline, by the awaiting task's token, and by a
+  // token bound to `t` itself (with_stop_token): all three feed body_stop.
   const std::stop_token outer = co_await this_stop_token();
-  std::stop_callback forward(outer, [&s]() noexcept { s.body_stop.request_stop(); });
+  std::stop_callback forward_outer(outer, detail::request_stop_of{&s.body_stop});
+  std::optional<std::stop_callback<detail::request_stop_of>> forward_bound;
+  if (t.handle().promise().has_bound_stop_token())
+    forward_bound.emplace(t.handle().promise().stop_token(), detail::request_stop_of{&s.body_stop});
   auto [r, ignored] =
       co_await when_all(detail::deadline_body(std::move(t), s), detail::deadline_timer(d, s));
   (void)ignored;

@@ -36,7 +36,7 @@ task<bool> close_gracefully(tcp::stream& s, const server_options& o) {
 
 } // namespace
 
-task<result<connection_report>> serve_connection(tcp::stream s, handler h, server_options o,
+task<result<connection_report>> serve_connection(tcp::stream& s, handler h, server_options o,
                                                  std::stop_token stop) {
   connection_report report;
   h1::parser p(h1::role::server, o.limits);
@@ -49,11 +49,20 @@ task<result<connection_report>> serve_connection(tcp::stream s, handler h, serve
   for (;;) {
     auto ev = p.next_event();
     if (std::holds_alternative<h1::need_data>(ev)) {
+      const bool idle = !in_request && p.buffered() == 0;
       // Idle between requests and asked to stop: close now.
-      if (stop.stop_requested() && !in_request && p.buffered() == 0) break;
-      auto n = co_await with_timeout(s.recv(buf), o.idle_timeout);
+      if (stop.stop_requested() && idle) break;
+      // An idle wait ends when stop is requested; a request in progress is read to
+      // its end whatever happens (bounded by the idle timeout).
+      // (A local, not a ?: inside the co_await: GCC 12 destroys the temporaries of a
+      // conditional expression in a coroutine twice.)
+      std::stop_token recv_stop;
+      if (idle) recv_stop = stop;
+      auto n =
+          co_await with_timeout(with_stop_token(as_task(s.recv(buf)), recv_stop), o.idle_timeout);
       if (!n) {
-        if (n.error() == errc::timed_out) break; // idle too long: close gracefully
+        if (n.error() == errc::timed_out) break;                 // idle too long
+        if (idle && n.error() == errc::operation_aborted) break; // stop requested
         co_return std::move(n).error();
       }
       if (*n == 0)

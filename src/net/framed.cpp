@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
+#include <sluice/timer.hpp>
 
 namespace sluice {
 
@@ -92,6 +93,36 @@ task<result<std::size_t>> framed_stream::recv_disconnect(std::span<std::byte> bu
   std::memcpy(buffer.data(), pending.data(), pending.size());
   disconnect_delivered_ = true; // a second call succeeds with no data
   co_return pending.size();
+}
+
+task<framed_stream::close_report> framed_stream::graceful_close(std::span<const std::byte> data,
+                                                                tcp::graceful_close_options o) {
+  using clock = std::chrono::steady_clock;
+  close_report rep;
+  const auto deadline = clock::now() + o.deadline;
+  auto left = [&] { return std::max(clock::duration::zero(), deadline - clock::now()); };
+  auto sent = co_await with_timeout(send_disconnect(data), left());
+  if (!sent) {
+    rep.timed_out = sent.error() == errc::timed_out;
+    rep.aborted = true;
+    s_.abort();
+    co_return rep;
+  }
+  std::size_t discarded_bytes = 0;
+  while (!conn_.peer_closed()) {
+    auto m = co_await with_timeout(recv(), left());
+    if (!m || discarded_bytes > o.max_discard) {
+      rep.timed_out = !m && m.error() == errc::timed_out;
+      rep.aborted = true;
+      s_.abort();
+      co_return rep;
+    }
+    if (!*m) break; // the peer's CLOSE
+    ++rep.messages_discarded;
+    discarded_bytes += (*m)->size();
+  }
+  rep.peer_close_seen = true;
+  co_return rep;
 }
 
 } // namespace sluice

@@ -4,6 +4,8 @@
 #include "../backend/socket_ops.hpp"
 
 #include <fmt/format.h>
+#include <sluice/scope.hpp>
+#include <sluice/timer.hpp>
 
 namespace sluice::tcp {
 
@@ -41,6 +43,73 @@ void stream::close() noexcept {
   sys::close(handle_);
   handle_ = sluice::detail::invalid_handle;
   life_.close();
+}
+
+void stream::abort() noexcept {
+  if (!is_open()) return;
+  if (io_ != nullptr && io_context::alive(io_id_)) io_->backend().cancel_all(handle_);
+  sys::abort(handle_);
+  handle_ = sluice::detail::invalid_handle;
+  life_.close();
+}
+
+void stream::send_finished() noexcept {
+  if (--sends_in_flight_ == 0 && drain_waiter_ != nullptr)
+    static_cast<sluice::detail::wait_list*>(drain_waiter_)->notify();
+}
+
+task<close_report> stream::graceful_close(graceful_close_options o) {
+  using clock = std::chrono::steady_clock;
+  close_report rep;
+  if (!is_open()) co_return rep;
+  const auto deadline = clock::now() + o.deadline;
+  auto left = [&] { return std::max(clock::duration::zero(), deadline - clock::now()); };
+  auto give_up = [&](bool timed_out) {
+    rep.timed_out = timed_out;
+    rep.aborted = true;
+    abort();
+  };
+  // 1. Sends already started elsewhere finish first, so nothing queued is lost.
+  if (sends_in_flight_ != 0) {
+    sluice::detail::wait_list drained(*io_);
+    drain_waiter_ = &drained;
+    auto r = co_await with_timeout(as_task(drained.wait(false)), left());
+    drain_waiter_ = nullptr;
+    if (!r) {
+      give_up(r.error() == errc::timed_out);
+      co_return rep;
+    }
+  }
+  // 2. FIN.
+  if (auto r = co_await send_disconnect(); !r && r.error() != errc::shut_down) {
+    give_up(false);
+    co_return rep;
+  }
+  // 3. Discard until the peer's FIN, so that its late data cannot make our kernel
+  //    answer with an RST that would destroy what it has not read yet.
+  std::array<std::byte, 16 * 1024> sink;
+  for (;;) {
+    if (rep.bytes_discarded > o.max_discard) {
+      give_up(false);
+      break;
+    }
+    auto n = co_await with_timeout(recv(sink), left());
+    if (!n) {
+      if (n.error() == errc::shut_down) { // receive side already shut: nothing to wait for
+        close();
+        break;
+      }
+      give_up(n.error() == errc::timed_out);
+      break;
+    }
+    if (*n == 0) {
+      rep.peer_fin_seen = true;
+      close();
+      break;
+    }
+    rep.bytes_discarded += *n;
+  }
+  co_return rep;
 }
 
 result<stream> stream::open(io_context& io, endpoint::family f) {
@@ -131,11 +200,14 @@ send_awaiter::send_awaiter(stream& s, std::span<const std::byte> buf) : s_(&s) {
 bool send_awaiter::begin() {
   const auto d = s_->life_.begin_send();
   if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
+  s_->send_started();
+  counted_ = true;
   return true;
 }
 
 result<std::size_t> send_awaiter::end() {
   finish();
+  if (counted_) s_->send_finished();
   if (op_.error) return error(op_.error, s_->describe("send"));
   return static_cast<std::size_t>(op_.res);
 }
@@ -155,6 +227,8 @@ bool send_all_awaiter::begin() {
   const auto d = s_->life_.begin_send();
   if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
   if (total_ == 0) return false; // nothing to send: complete at once
+  s_->send_started();
+  counted_ = true;
   // Set here, not in the constructor: the awaiter may have moved.
   op_.on_complete = &send_all_awaiter::on_complete;
   op_.owner = this;
@@ -177,6 +251,7 @@ void send_all_awaiter::on_complete(sluice::detail::operation& op) {
 
 result<std::size_t> send_all_awaiter::end() {
   finish();
+  if (counted_) s_->send_finished();
   if (op_.error) return error(op_.error, s_->describe("send_all"));
   if (sent_ < total_ && total_ != 0) {
     // Stopped early without an OS error: the send side was shut meanwhile.

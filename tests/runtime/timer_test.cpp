@@ -81,3 +81,20 @@ TEST_CASE("with_timeout still honours the caller's stop token") {
   REQUIRE(!r);
   CHECK(r.error() == errc::operation_aborted);
 }
+
+TEST_CASE("with_timeout keeps the stop token bound to the operation it bounds") {
+  // Regression: the deadline used to replace the operation's own token, so stopping
+  // that token no longer cancelled the operation (an HTTP drain then hung until the
+  // idle timeout).
+  io_context io;
+  std::stop_source own;
+  auto stopper = [&]() -> task<void> {
+    (void)co_await sleep_for(5ms);
+    own.request_stop();
+  };
+  auto [r, ignored] = sync_wait(
+      io, when_all(with_timeout(with_stop_token(as_task(sleep_for(io, 1h)), own.get_token()), 1h),
+                   stopper()));
+  REQUIRE(!r);
+  CHECK(r.error() == errc::operation_aborted);
+}

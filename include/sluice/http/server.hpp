@@ -2,7 +2,7 @@
 // between the stream and proto::http1's parser.
 //
 //   task<http::response> hello(const http::request& req, std::string body) { ... }
-//   co_await http::serve_connection(std::move(stream), hello);
+//   co_await http::serve_connection(stream, hello);
 //
 // Keep-alive and pipelined requests are answered in order. "Expect: 100-continue" is
 // answered with 100 Continue before the body is read. A request the parser rejects is
@@ -45,9 +45,12 @@ struct connection_report {
 };
 
 // Serves one connection until the client closes, asks to close, breaks the protocol or
-// times out, or `stop` is requested (then the request in flight still gets its full
-// response, with "Connection: close"). Network errors end it with that error.
+// times out, or `stop` is requested: then a request in flight (even one whose body is
+// still arriving) gets its full response with "Connection: close", an idle connection
+// is closed at once, and no new request is started. Every close is graceful (FIN,
+// then the client's FIN awaited, bounded). Network errors end it with that error.
+// The caller owns the stream (a sluice::server, say); it is closed on return.
 task<result<connection_report>>
-serve_connection(tcp::stream s, handler h, server_options options = {}, std::stop_token stop = {});
+serve_connection(tcp::stream& s, handler h, server_options options = {}, std::stop_token stop = {});
 
 } // namespace sluice::http

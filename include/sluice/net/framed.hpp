@@ -39,6 +39,19 @@ public:
   // recv_disconnect contract of tcp::stream, which this calls.
   task<result<std::size_t>> recv_disconnect(std::span<std::byte> buffer);
 
+  // Closes gracefully on the framing transport: sends the CLOSE frame with `data` and
+  // a FIN, then reads (and discards) until the peer's CLOSE — bounded by the options
+  // as tcp::stream::graceful_close is. The stream stays open afterwards so that
+  // recv_disconnect() can yield the peer's disconnect data; close() ends it.
+  struct close_report {
+    bool peer_close_seen = false;
+    std::size_t messages_discarded = 0;
+    bool timed_out = false;
+    bool aborted = false;
+  };
+  task<close_report> graceful_close(std::span<const std::byte> data,
+                                    tcp::graceful_close_options options = {});
+
   // This transport carries disconnect data (the analog of XP1_DISCONNECT_DATA).
   static constexpr bool carries_disconnect_data() noexcept { return true; }
 

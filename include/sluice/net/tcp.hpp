@@ -20,6 +20,21 @@ namespace sluice::tcp {
 class stream;
 class acceptor;
 
+struct graceful_close_options {
+  // The whole close — waiting for accepted sends, then for the peer's FIN — ends by
+  // then; past it the connection is aborted (RST).
+  std::chrono::milliseconds deadline{5'000};
+  // Bytes the peer may still send after our FIN; past that, abort.
+  std::size_t max_discard = 1 << 20;
+};
+
+struct close_report {
+  bool peer_fin_seen = false; // the peer finished cleanly
+  std::size_t bytes_discarded = 0;
+  bool timed_out = false; // the deadline was hit
+  bool aborted = false;   // closed with RST (deadline, cap, or an error)
+};
+
 namespace detail {
 using sluice::detail::io_awaiter;
 using sluice::detail::native_handle;
@@ -54,6 +69,7 @@ private:
   bool begin();
   result<std::size_t> end();
   stream* s_;
+  bool counted_ = false;
 };
 
 // Sends a whole buffer: resubmits after partial sends without resuming the coroutine
@@ -74,6 +90,7 @@ private:
   stream* s_;
   std::size_t total_;
   std::size_t sent_ = 0;
+  bool counted_ = false;
 };
 
 class connect_awaiter : public io_awaiter {
@@ -181,6 +198,17 @@ public:
   // Closing a closed stream does nothing.
   void close() noexcept;
 
+  // Closes without losing what was sent and without truncating the peer: waits for
+  // the sends already started on this stream to complete, half-closes (FIN), reads and
+  // discards until the peer's FIN, then closes. Bounded by options.deadline and
+  // options.max_discard; past either it aborts (RST). Never blocks the loop and never
+  // relies on SO_LINGER. The stream is closed afterwards in every case.
+  task<close_report> graceful_close(graceful_close_options options = {});
+
+  // Closes at once with an RST (SO_LINGER on, zero timeout); pending operations
+  // complete with operation_aborted.
+  void abort() noexcept;
+
   bool is_open() const noexcept { return handle_ != sluice::detail::invalid_handle; }
   result<endpoint> local_endpoint() const;
   result<endpoint> remote_endpoint() const;
@@ -202,11 +230,16 @@ private:
   stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
   std::string describe(std::string_view op) const; // "recv from 1.2.3.4:5"
 
+  void send_started() noexcept { ++sends_in_flight_; }
+  void send_finished() noexcept;
+
   io_context* io_ = nullptr;
   std::uint64_t io_id_ = 0;
   native_handle_type handle_ = sluice::detail::invalid_handle;
   proto::stream_lifecycle life_;
   endpoint peer_;
+  std::uint32_t sends_in_flight_ = 0;
+  void* drain_waiter_ = nullptr; // a detail::wait_list while graceful_close waits
 };
 
 class acceptor {

@@ -1,0 +1,73 @@
+// server: an acceptor and the connections it accepted, with a graceful drain.
+// Structured: every connection runs inside the server and none outlives serve().
+//
+//   server srv(io, std::move(acceptor));
+//   spawn(io, srv.serve([](tcp::stream& s, std::stop_token stop) -> task<void> { ... }));
+//   ...
+//   auto report = co_await srv.shutdown(10s); // drained / aborted counts
+//
+// shutdown() stops accepting at once, requests stop on every connection's token (the
+// handler decides how to finish: complete the request in flight, close idle
+// connections), waits until the deadline, then aborts (RST) whatever is left.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <list>
+#include <sluice/net/tcp.hpp>
+#include <sluice/scope.hpp>
+#include <sluice/signal.hpp>
+
+namespace sluice {
+
+struct drain_report {
+  std::size_t drained = 0; // connections that finished by themselves during the drain
+  std::size_t aborted = 0; // connections reset at the deadline or by abort()
+};
+
+class server {
+public:
+  // The handler owns the protocol; the server closes the stream after it returns.
+  using handler = std::function<task<void>(tcp::stream&, const std::stop_token&)>;
+
+  server(io_context& io, tcp::acceptor acceptor);
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  const endpoint& local_endpoint() const noexcept { return local_; }
+  std::size_t connections() const noexcept { return conns_.size(); }
+  bool draining() const noexcept { return draining_; }
+
+  // Accepts and serves until shutdown()/abort(); completes when every connection ended.
+  task<void> serve(handler h);
+
+  // Graceful drain, bounded by `deadline`.
+  task<drain_report> shutdown(std::chrono::milliseconds deadline);
+
+  // Immediate: stop accepting and reset every connection now.
+  std::size_t abort() noexcept;
+
+private:
+  struct connection {
+    tcp::stream stream;
+    std::stop_source stop;
+  };
+  task<void> run(std::list<connection>::iterator it, handler& h);
+
+  io_context& io_;
+  tcp::acceptor acceptor_;
+  endpoint local_;
+  async_scope scope_;
+  std::list<connection> conns_;
+  bool draining_ = false;
+  std::size_t aborted_ = 0;
+};
+
+// Serves until a signal of `sigs` arrives, then drains (bounded by `drain_deadline`); a
+// second signal during the drain aborts every connection at once. Returns 0 after a
+// drain that finished by itself, 1 after an abort by a second signal. Progress is
+// reported on standard error, prefixed with `name`.
+task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
+                                std::chrono::milliseconds drain_deadline, std::string_view name);
+
+} // namespace sluice

@@ -63,5 +63,6 @@ int main(int argc, char** argv) {
   fmt::print("listening on {}\n", srv.local_endpoint());
   std::fflush(stdout);
   fmt::print(stderr, "echo_server: backend {}\n", io.backend_name());
+  std::fflush(stderr); // not line-buffered everywhere (mingw, redirected)
   return sync_wait(io, serve_until_signalled(srv, echo, sigs, drain, "echo_server"));
 }

@@ -29,23 +29,27 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 run_suite asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCHMARKS=OFF
 
-# Windows: the mingw-w64 build, run under Wine in a fresh prefix inside the build tree.
-# Only sluice::proto and its tests for now: the IOCP backend is not written yet.
-echo "=== build: windows (mingw-w64), tests under Wine"
+# Windows: the mingw-w64 build (IOCP backend), its tests run by ctest under Wine in a
+# fresh prefix inside the build tree, then the Windows echo server against the native
+# Linux echo client.
+echo "=== build: windows (mingw-w64)"
 cmake -S . -B build/windows -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64.cmake \
-  -DSLUICE_WERROR=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+  -DSLUICE_WERROR=ON -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build build/windows -j "$jobs"
 export WINEPREFIX="$PWD/build/windows/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 rm -rf "$WINEPREFIX"
 wineboot -i >/dev/null 2>&1 || true
+echo "=== test: windows (under Wine)"
 wine_rc=0
-wine build/windows/proto_tests.exe >build/windows/proto_tests.log 2>&1 || wine_rc=$?
+(cd build/windows && ctest --output-on-failure -j 1 --timeout 600) || wine_rc=$?
+echo "=== per-test counts: windows"
+awk '/^[0-9]+\/[0-9]+ Test: /{t=$3} /^(All tests passed|test cases:)/{print "  " t ": " $0}' \
+  build/windows/Testing/Temporary/LastTest.log
+echo "=== windows echo_server under Wine, native Linux echo_client"
+bash tests/peers/wine_echo.sh build/windows/examples/echo_server.exe \
+  build/release/examples/echo_client || wine_rc=1
 wineserver -k || true
-tail -n 2 build/windows/proto_tests.log | sed 's/^/  proto (windows, wine): /'
-if [ "$wine_rc" -ne 0 ]; then
-  cat build/windows/proto_tests.log
-  exit 1
-fi
+[ "$wine_rc" -eq 0 ] || exit 1
 
 # libFuzzer on the HTTP parser and the framing decoder, a fixed time each; any crash
 # or sanitizer report fails the run.

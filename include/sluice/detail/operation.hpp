@@ -35,9 +35,11 @@ struct operation {
   void* buffer = nullptr;
   std::size_t length = 0;
   int flags = 0;
-  address_storage* address = nullptr;     // connect: target; accept: receives the peer
-  std::int64_t duration_ns = 0;           // timeout
-  alignas(8) unsigned char scratch[16]{}; // backend-private (a kernel timespec, say)
+  address_storage* address = nullptr; // connect: target; accept: receives the peer
+  std::int64_t duration_ns = 0;       // timeout
+  // Backend-private: a kernel timespec (uring), a pooled timer (asio), an OVERLAPPED
+  // with its WSABUF (iocp).
+  alignas(8) unsigned char scratch[80]{};
 
   // Filled in by the backend before it resumes `waiter`.
   std::int64_t res = 0; // bytes transferred, or the accepted handle

@@ -1,5 +1,14 @@
 // Running out of file descriptors (POSIX: RLIMIT_NOFILE) is an error with context, and
-// loses nothing. Windows has no per-process socket limit to exhaust this way.
+// loses nothing. Its own executable, so that where the OS has no such limit to lower
+// (Windows) it is reported as skipped (exit code 77, ctest's SKIP_RETURN_CODE), not as
+// a pass.
+#ifdef _WIN32
+#include <cstdio>
+int main() {
+  std::puts("skipped: Windows has no RLIMIT_NOFILE to exhaust");
+  return 77;
+}
+#else
 #include "../support.hpp"
 
 #include <fcntl.h>
@@ -40,3 +49,4 @@ TEST_CASE("An exhausted fd table fails accept with too_many_open_files; the acce
   auto again = sync_wait(io, as_task(acc->accept()));
   CHECK(again);
 }
+#endif

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstring>
 #include <fmt/format.h>
-#include <optional>
 #include <sluice/sluice.hpp>
 #include <vector>
 
@@ -81,14 +80,9 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "echo_client: {}\n", ep.error().message());
     return 2;
   }
-  std::optional<io_context> maybe_io;
-  try {
-    maybe_io.emplace(); // SLUICE_BACKEND=uring|asio forces a backend
-  } catch (const std::system_error& e) {
-    fmt::print(stderr, "{}: cannot start an io_context: {}\n", argv[0], e.what());
-    return 1;
-  }
-  io_context& io = *maybe_io;
+  auto io_owner = examples::start_io_context("echo_client");
+  if (!io_owner) return 1;
+  io_context& io = *io_owner;
   std::vector<conn_stats> stats(conns);
   const auto start = clock_type::now();
   const auto deadline = start + std::chrono::duration_cast<clock_type::duration>(

@@ -10,7 +10,6 @@
 #include <array>
 #include <csignal>
 #include <fmt/format.h>
-#include <optional>
 #include <sluice/server.hpp>
 #include <sluice/sluice.hpp>
 
@@ -45,14 +44,9 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "echo_server: {}\n", ep.error().message());
     return 2;
   }
-  std::optional<io_context> maybe_io;
-  try {
-    maybe_io.emplace(); // SLUICE_BACKEND=uring|asio forces a backend
-  } catch (const std::system_error& e) {
-    fmt::print(stderr, "{}: cannot start an io_context: {}\n", argv[0], e.what());
-    return 1;
-  }
-  io_context& io = *maybe_io;
+  auto io_owner = examples::start_io_context("echo_server");
+  if (!io_owner) return 1;
+  io_context& io = *io_owner;
   auto acc = tcp::acceptor::bind(io, *ep);
   if (!acc) {
     fmt::print(stderr, "echo_server: {}\n", acc.error().message());

@@ -11,7 +11,6 @@
 
 #include <csignal>
 #include <fmt/format.h>
-#include <optional>
 #include <sluice/http/server.hpp>
 #include <sluice/server.hpp>
 #include <sluice/sluice.hpp>
@@ -63,14 +62,9 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "http_server: {}\n", ep.error().message());
     return 2;
   }
-  std::optional<io_context> maybe_io;
-  try {
-    maybe_io.emplace();
-  } catch (const std::system_error& e) {
-    fmt::print(stderr, "http_server: cannot start an io_context: {}\n", e.what());
-    return 1;
-  }
-  io_context& io = *maybe_io;
+  auto io_owner = examples::start_io_context("http_server");
+  if (!io_owner) return 1;
+  io_context& io = *io_owner;
   auto acc = tcp::acceptor::bind(io, *ep);
   if (!acc) {
     fmt::print(stderr, "http_server: {}\n", acc.error().message());

@@ -4,8 +4,12 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <fmt/format.h>
+#include <memory>
+#include <sluice/io_context.hpp>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace examples {
@@ -61,5 +65,16 @@ private:
   std::vector<std::string_view> known_;
   std::vector<std::pair<std::string, std::string>> values_;
 };
+
+// An io_context on the backend SLUICE_BACKEND names (or the best one), or nullptr after
+// printing why it cannot start.
+inline std::unique_ptr<sluice::io_context> start_io_context(const char* program) {
+  try {
+    return std::make_unique<sluice::io_context>();
+  } catch (const std::system_error& e) {
+    fmt::print(stderr, "{}: cannot start an io_context: {}\n", program, e.what());
+    return nullptr;
+  }
+}
 
 } // namespace examples

@@ -33,6 +33,9 @@ bool parse_ipv4(std::string_view text, unsigned char out[4]) noexcept;
 bool parse_ipv6(std::string_view text, unsigned char out[16]) noexcept;
 std::string format_ip(const endpoint& ep);
 
+// Starts the platform socket library where one must be started (Winsock); idempotent.
+void ensure_socket_library() noexcept;
+
 // The last OS error as an error_code (errno / WSAGetLastError()).
 std::error_code last_error() noexcept;
 

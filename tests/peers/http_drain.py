@@ -18,16 +18,14 @@ import socket
 import subprocess
 import sys
 
+import servers
+
 TIMEOUT = 30
 server_bin = sys.argv[1]
 
 
 def start(*extra):
-    proc = subprocess.Popen([server_bin, "--host", "127.0.0.1", "--port", "0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = proc.stdout.readline().strip()
-    assert first.startswith("listening on 127.0.0.1:"), f"first line {first!r}"
-    return proc, int(first.rsplit(":", 1)[1])
+    return servers.start(server_bin, *extra)
 
 
 def read_all(sock):

@@ -12,22 +12,17 @@ import sys
 
 import h11
 
+import servers
+
 TIMEOUT = 20
 server_bin = sys.argv[1]
 
 
 def start(*extra):
-    proc = subprocess.Popen([server_bin, "--host", "127.0.0.1", "--port", "0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = proc.stdout.readline().strip()
-    assert first.startswith("listening on 127.0.0.1:"), f"first line {first!r}"
-    return proc, int(first.rsplit(":", 1)[1])
+    return servers.start(server_bin, *extra)
 
 
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, f"server exit {proc.returncode}: {err}"
+stop = servers.stop
 
 
 def curl(*args, data=None):

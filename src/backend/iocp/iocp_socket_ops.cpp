@@ -17,15 +17,19 @@ namespace {
 
 SOCKET sock(native_handle h) { return static_cast<SOCKET>(h); }
 
+} // namespace
+
 // Winsock must be started before the first socket call, whichever comes first; the
 // IOCP backend also owns a WSAStartup/WSACleanup pair per io_context.
-void ensure_winsock() {
+void ensure_socket_library() noexcept {
   static std::once_flag once;
   std::call_once(once, [] {
     WSADATA d;
     WSAStartup(MAKEWORD(2, 2), &d);
   });
 }
+
+namespace {
 
 result<void> check(int r, const char* what) {
   if (r == SOCKET_ERROR) return error(last_error(), what);
@@ -44,7 +48,7 @@ result<void> set_opt(native_handle h, int level, int name, T value, const char* 
 std::error_code last_error() noexcept { return {WSAGetLastError(), std::system_category()}; }
 
 result<native_handle> open_tcp(const endpoint& family_of) {
-  ensure_winsock();
+  ensure_socket_library();
   const int family = family_of.is_v6() ? AF_INET6 : AF_INET;
   SOCKET s = ::WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, nullptr, 0,
                           WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
@@ -112,64 +116,6 @@ void abort(native_handle h) noexcept {
   ::closesocket(sock(h));
 }
 
-void to_storage(const endpoint& ep, address_storage& out) noexcept {
-  std::memset(out.bytes, 0, sizeof out.bytes);
-  if (ep.is_v4()) {
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(ep.port());
-    std::memcpy(&sa.sin_addr, ep.bytes().data(), 4);
-    std::memcpy(out.bytes, &sa, sizeof sa);
-    out.length = sizeof sa;
-  } else {
-    sockaddr_in6 sa{};
-    sa.sin6_family = AF_INET6;
-    sa.sin6_port = htons(ep.port());
-    sa.sin6_scope_id = ep.scope_id();
-    std::memcpy(&sa.sin6_addr, ep.bytes().data(), 16);
-    std::memcpy(out.bytes, &sa, sizeof sa);
-    out.length = sizeof sa;
-  }
-}
-
-endpoint from_storage(const address_storage& in) noexcept {
-  sockaddr_storage ss{};
-  std::memcpy(&ss, in.bytes, sizeof ss < sizeof in.bytes ? sizeof ss : sizeof in.bytes);
-  if (ss.ss_family == AF_INET6) {
-    sockaddr_in6 sa;
-    std::memcpy(&sa, in.bytes, sizeof sa);
-    std::array<std::uint8_t, 16> a;
-    std::memcpy(a.data(), &sa.sin6_addr, 16);
-    return endpoint::v6(a, ntohs(sa.sin6_port), sa.sin6_scope_id);
-  }
-  sockaddr_in sa;
-  std::memcpy(&sa, in.bytes, sizeof sa);
-  std::array<std::uint8_t, 4> a;
-  std::memcpy(a.data(), &sa.sin_addr, 4);
-  return endpoint::v4(a, ntohs(sa.sin_port));
-}
-
-bool parse_ipv4(std::string_view text, unsigned char out[4]) noexcept {
-  ensure_winsock();
-  if (text.size() >= INET_ADDRSTRLEN) return false;
-  char buf[INET_ADDRSTRLEN] = {};
-  std::memcpy(buf, text.data(), text.size());
-  return ::inet_pton(AF_INET, buf, out) == 1;
-}
-
-bool parse_ipv6(std::string_view text, unsigned char out[16]) noexcept {
-  ensure_winsock();
-  if (text.size() >= INET6_ADDRSTRLEN) return false;
-  char buf[INET6_ADDRSTRLEN] = {};
-  std::memcpy(buf, text.data(), text.size());
-  return ::inet_pton(AF_INET6, buf, out) == 1;
-}
-
-std::string format_ip(const endpoint& ep) {
-  ensure_winsock();
-  char buf[INET6_ADDRSTRLEN] = {};
-  ::inet_ntop(ep.is_v4() ? AF_INET : AF_INET6, ep.bytes().data(), buf, sizeof buf);
-  return buf;
-}
+#include "../sockaddr_conversions.inc"
 
 } // namespace sluice::detail::sys

@@ -28,6 +28,9 @@ result<void> set_opt(native_handle h, int level, int name, T value, const char* 
 
 } // namespace
 
+// POSIX sockets need no start-up.
+void ensure_socket_library() noexcept {}
+
 std::error_code last_error() noexcept { return {errno, std::system_category()}; }
 
 result<native_handle> open_tcp(const endpoint& family_of) {
@@ -96,61 +99,6 @@ void abort(native_handle h) noexcept {
   ::close(fd_of(h));
 }
 
-void to_storage(const endpoint& ep, address_storage& out) noexcept {
-  std::memset(out.bytes, 0, sizeof out.bytes);
-  if (ep.is_v4()) {
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(ep.port());
-    std::memcpy(&sa.sin_addr, ep.bytes().data(), 4);
-    std::memcpy(out.bytes, &sa, sizeof sa);
-    out.length = sizeof sa;
-  } else {
-    sockaddr_in6 sa{};
-    sa.sin6_family = AF_INET6;
-    sa.sin6_port = htons(ep.port());
-    sa.sin6_scope_id = ep.scope_id();
-    std::memcpy(&sa.sin6_addr, ep.bytes().data(), 16);
-    std::memcpy(out.bytes, &sa, sizeof sa);
-    out.length = sizeof sa;
-  }
-}
-
-endpoint from_storage(const address_storage& in) noexcept {
-  sockaddr_storage ss{};
-  std::memcpy(&ss, in.bytes, sizeof ss < sizeof in.bytes ? sizeof ss : sizeof in.bytes);
-  if (ss.ss_family == AF_INET6) {
-    sockaddr_in6 sa;
-    std::memcpy(&sa, in.bytes, sizeof sa);
-    std::array<std::uint8_t, 16> a;
-    std::memcpy(a.data(), &sa.sin6_addr, 16);
-    return endpoint::v6(a, ntohs(sa.sin6_port), sa.sin6_scope_id);
-  }
-  sockaddr_in sa;
-  std::memcpy(&sa, in.bytes, sizeof sa);
-  std::array<std::uint8_t, 4> a;
-  std::memcpy(a.data(), &sa.sin_addr, 4);
-  return endpoint::v4(a, ntohs(sa.sin_port));
-}
-
-bool parse_ipv4(std::string_view text, unsigned char out[4]) noexcept {
-  if (text.size() >= INET_ADDRSTRLEN) return false;
-  char buf[INET_ADDRSTRLEN] = {};
-  std::memcpy(buf, text.data(), text.size());
-  return ::inet_pton(AF_INET, buf, out) == 1;
-}
-
-bool parse_ipv6(std::string_view text, unsigned char out[16]) noexcept {
-  if (text.size() >= INET6_ADDRSTRLEN) return false;
-  char buf[INET6_ADDRSTRLEN] = {};
-  std::memcpy(buf, text.data(), text.size());
-  return ::inet_pton(AF_INET6, buf, out) == 1;
-}
-
-std::string format_ip(const endpoint& ep) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  ::inet_ntop(ep.is_v4() ? AF_INET : AF_INET6, ep.bytes().data(), buf, sizeof buf);
-  return buf;
-}
+#include "../sockaddr_conversions.inc"
 
 } // namespace sluice::detail::sys

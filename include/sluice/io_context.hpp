@@ -74,7 +74,6 @@ public:
   void on_spawn(detail::spawn_link& l) noexcept;
   void on_spawn_done(detail::spawn_link& l) noexcept;
   std::size_t in_flight() const noexcept { return in_flight_; }
-  bool shutting_down() const noexcept { return shutting_down_; }
   void submit(detail::operation& op);
   void complete(detail::operation& op) noexcept;
   void cancel(detail::operation& op) noexcept;        // any thread

@@ -187,14 +187,6 @@ struct this_stop_token {
   std::stop_token await_resume() noexcept { return std::move(token); }
 };
 
-template <class A>
-concept awaitable_type = requires(A a) {
-  a.await_ready();
-}
-|| requires(A a) { std::move(a).operator co_await(); };
-
-template <class A> using await_result_t = decltype(std::declval<A>().await_resume());
-
 // Wraps any awaitable (an I/O operation, say) into a task.
 template <class A> auto as_task(A a) -> task<decltype(std::declval<A&>().await_resume())> {
   co_return co_await std::move(a);

@@ -1,7 +1,6 @@
 #include <sluice/http/server.hpp>
 
 #include <array>
-#include <fmt/format.h>
 #include <sluice/timer.hpp>
 
 namespace sluice::http {
@@ -95,13 +94,9 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
       head.headers = std::move(r.headers);
       head.keep_alive = current.keep_alive && !stop.stop_requested();
       out.clear();
-      const bool is_head = current.method == "HEAD";
-      h1::serialize(head, is_head ? std::string_view() : std::string_view(r.body), out);
-      if (is_head) { // same head as for GET: put the real Content-Length back
-        const auto cl = out.find("Content-Length: 0\r\n");
-        if (cl != std::string::npos)
-          out.replace(cl, 19, fmt::format("Content-Length: {}\r\n", r.body.size()));
-      }
+      h1::serialize(head, r.body, out);
+      // HEAD: the same head as GET (Content-Length included), without the body.
+      if (current.method == "HEAD") out.resize(out.size() - r.body.size());
       auto sent = co_await s.send_all(as_bytes(out));
       if (!sent) co_return std::move(sent).error();
       if (!head.keep_alive) break;

@@ -17,18 +17,19 @@ using namespace sluice;
 
 namespace {
 
-// Echoes until the peer closes. On a stop request (the drain) an idle connection closes
-// gracefully: FIN, then the peer's FIN awaited.
-task<void> echo(tcp::stream& s, const std::stop_token& stop) {
+// Echoes until the peer closes. The handler runs under its connection's stop token, so
+// the drain cancels the recv waiting for more; the connection then closes gracefully
+// (FIN, then the peer's FIN awaited), shielded from that token.
+task<void> echo(tcp::stream& s, stop_token) {
   (void)s.set_nodelay(true);
   std::array<std::byte, 16384> buf;
   for (;;) {
-    auto n = co_await with_stop_token(as_task(s.recv(buf)), stop);
+    auto n = co_await s.recv(buf);
     if (!n || *n == 0) break; // stop requested, error, or the peer closed
     auto w = co_await s.send_all(std::span(buf.data(), *n));
     if (!w) co_return;
   }
-  (void)co_await s.graceful_close();
+  (void)co_await shield(s.graceful_close());
 }
 
 } // namespace

@@ -75,8 +75,8 @@ int main(int argc, char** argv) {
   fmt::print("listening on {}\n", srv.local_endpoint());
   std::fflush(stdout);
   fmt::print(stderr, "http_server: backend {}\n", io.backend_name());
-  auto handler = [o](tcp::stream& s, const std::stop_token& stop) -> task<void> {
-    auto r = co_await http::serve_connection(s, route, o, stop);
+  auto handler = [o](tcp::stream& s, stop_token) -> task<void> {
+    auto r = co_await http::serve_connection(s, route, o);
     if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
         r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)
       fmt::print(stderr, "http_server: {}\n", r.error().message());

@@ -23,6 +23,18 @@ inline std::string text(std::span<const std::byte> b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// when_all cancels the other children as soon as one fails (an error result or an
+// exception). To watch every child's outcome, box it: a boxed result never fails.
+template <class T> struct boxed_result { T value; };
+template <class T> auto boxed(sluice::task<T> t) -> sluice::task<boxed_result<T>> {
+  // (Not a co_await inside the braces: g++ 12 destroys that temporary twice.)
+  T r = co_await std::move(t);
+  co_return boxed_result<T>{std::move(r)};
+}
+template <class A>
+requires requires(A& a) { a.await_resume(); }
+auto boxed(A a) { return boxed(sluice::as_task(std::move(a))); }
+
 struct pair {
   sluice::tcp::stream client;
   sluice::tcp::stream server;

@@ -110,6 +110,7 @@ public:
   const T& value() const& { return check(), std::get<0>(v_); }
   T&& value() && { return check(), std::move(std::get<0>(v_)); }
   T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
@@ -145,5 +146,10 @@ private:
   sluice::error e_;
   bool failed_ = false;
 };
+
+namespace detail {
+template <class T> struct is_result : std::false_type {};
+template <class T> struct is_result<result<T>> : std::true_type {};
+} // namespace detail
 
 } // namespace sluice

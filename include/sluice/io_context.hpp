@@ -5,28 +5,38 @@
 // forces one, and a forced backend that cannot start throws std::system_error
 // (errc::backend_unavailable / unsupported_backend) — never a silent fallback.
 //
-// Threading: run() drives the loop on the calling thread; every socket, timer and
-// task of this context must be used from that thread. stop() and post_remote() are
-// the only members safe to call from other threads (or from a signal handler: no,
-// use sluice::signal_set for signals).
+// Threading: run() drives the loop on the calling thread (the loop thread); every
+// socket, timer and task of this context must be used from that thread while it
+// runs. Before the first run() the context may be set up from any one thread
+// (spawn, bind, connect are queued until the loop starts). stop(), post_remote() and
+// the stop requests of tokens are the only things safe from other threads. Debug
+// builds (and SLUICE_CHECKS=1) abort with a message naming the call when a
+// loop-thread-only call comes from another thread while the loop runs.
+//
+// Destroy an io_context on the thread that ran it (or any thread once nothing is in
+// flight): its destructor cancels what is in flight and reaps it before any frame
+// is freed (docs/runtime.md).
 #pragma once
 
+#include <atomic>
 #include <coroutine>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
+#include <sluice/detail/operation.hpp>
+#include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 
 namespace sluice {
 
 namespace detail {
 class backend;
-struct operation;
 struct remote_queue;
 
-// Links a spawned task's frame into its io_context, which destroys the frames still
-// alive when it is destroyed itself.
+// Links a spawned task's root frame into its io_context, which destroys the frames
+// still alive when it is destroyed itself.
 struct spawn_link {
   spawn_link* prev = nullptr;
   spawn_link* next = nullptr;
@@ -44,6 +54,8 @@ public:
 
   // "uring", "asio" or "iocp".
   std::string_view backend_name() const noexcept;
+  // The backend and the fallbacks it uses, e.g. "uring (shutdown: shutdown(2))".
+  std::string backend_description() const;
 
   // Runs until stop() is called or nothing is left to do: no spawned task alive, no
   // operation in flight, no coroutine ready to resume.
@@ -56,8 +68,6 @@ public:
   // Clears a previous stop() so that run() can be called again.
   void restart() noexcept;
 
-  // Queues a coroutine to be resumed by this loop. Loop thread only.
-  void post(std::coroutine_handle<> h);
   // Thread-safe: runs `fn` on the loop thread during a later turn.
   void post_remote(std::function<void()> fn);
 
@@ -66,6 +76,25 @@ public:
 
   // Spawned tasks alive (see spawn()).
   std::size_t spawned() const noexcept { return spawned_; }
+  // Operations in the backend now.
+  std::size_t in_flight() const noexcept { return in_flight_; }
+  // The operations in flight, linked through operation::inflight_next (backends).
+  detail::operation* first_in_flight() const noexcept { return inflight_; }
+
+  // How many operations were withdrawn because their coroutine was destroyed first,
+  // by how far they had got (process-wide; for tests and diagnostics).
+  struct abandon_stats {
+    std::size_t queued = 0;        // waiting behind another sender, or in a wait list
+    std::size_t not_submitted = 0; // the OS never saw them
+    std::size_t in_flight = 0;     // cancelled in the OS
+    std::size_t completed = 0;     // completed, result never seen (closed if a handle)
+  };
+  static abandon_stats abandoned() noexcept;
+
+  // Completions (and inline-completing operations) one loop turn runs before it lets
+  // the coroutines that are ready run: every ready coroutine gets a turn however busy
+  // one connection is (the cooperative budget of Tokio).
+  static constexpr unsigned turn_budget = 128;
 
   // --- runtime plumbing, not for users ---
   detail::backend& backend() noexcept { return *backend_; }
@@ -73,12 +102,37 @@ public:
   static bool alive(std::uint64_t id) noexcept;
   void on_spawn(detail::spawn_link& l) noexcept;
   void on_spawn_done(detail::spawn_link& l) noexcept;
-  std::size_t in_flight() const noexcept { return in_flight_; }
+  // Queues `n` to run during the next turn. Loop thread.
+  void post(detail::ready_node& n) noexcept;
+  // Starts op in the backend (or completes it with operation_aborted, deferred, if a
+  // cancel was requested for it): every submission and resubmission goes through here.
   void submit(detail::operation& op);
+  // A backend's completion: resumes op's coroutine (or calls its on_complete).
   void complete(detail::operation& op) noexcept;
+  // A completion delivered on a later turn (op.res and op.error are already set).
+  void defer_completion(detail::operation& op) noexcept;
   void cancel(detail::operation& op) noexcept;        // any thread
   void retire_cancel(detail::operation& op) noexcept; // after a cross-thread cancel
-  void run_remote() noexcept;                         // called by the backend on wake
+  // Returns op to idle from whatever state it is in, before its frame is freed. A
+  // result the OS had produced is left in op.res / op.error; otherwise op.error is
+  // operation_aborted.
+  void abandon(detail::operation& op) noexcept;
+  // Releases what an unseen completion carries (closes an accepted handle).
+  void backend_discard(detail::operation& op) noexcept;
+  void run_remote() noexcept; // called by the backend on wake
+  // Takes one unit of this turn's budget; false once it is spent.
+  bool consume_budget() noexcept {
+    if (budget_ == 0) return false;
+    --budget_;
+    return true;
+  }
+  unsigned budget_left() const noexcept { return budget_; }
+  bool shutting_down() const noexcept { return shutting_down_; }
+  // Aborts with a message naming `what` if called off the loop thread while it runs.
+  // (Checked in debug builds of sluice, or when it is built with SLUICE_CHECKS=1.)
+  void check_loop_thread(const char* what) const noexcept;
+  // Whether this build of sluice checks the loop-thread preconditions.
+  static bool loop_thread_checks() noexcept;
 
 private:
   bool has_work() const noexcept;
@@ -86,12 +140,16 @@ private:
 
   std::unique_ptr<detail::backend> backend_;
   std::unique_ptr<detail::remote_queue> remote_;
-  std::deque<std::coroutine_handle<>> ready_;
+  detail::ready_node ready_;   // sentinel of the circular ready list
+  detail::ready_node running_; // the part of it this turn runs
+  detail::operation* inflight_ = nullptr;
   std::uint64_t id_;
   std::size_t in_flight_ = 0;
   std::size_t spawned_ = 0;
   detail::spawn_link* spawn_head_ = nullptr;
+  unsigned budget_ = turn_budget;
   bool shutting_down_ = false;
+  std::atomic<std::thread::id> loop_thread_{};
 };
 
 } // namespace sluice

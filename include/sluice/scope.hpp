@@ -1,18 +1,24 @@
 // async_scope: structured concurrency for tasks started on the fly (one per accepted
 // connection, say). Children are spawned into the scope; join() completes when the
-// last one has finished. Nothing spawned into a scope outlives a completed join().
+// last one has finished. Nothing spawned into a scope outlives it:
 //
 //   async_scope scope(io);
-//   scope.spawn(handle(std::move(conn)));
+//   scope.spawn(handle(std::move(conn)), token);
 //   ...
 //   co_await scope.join();                 // result<void>
 //
-// join() may be awaited by several coroutines. It honours the awaiting task's stop token (then it
-// fails with operation_aborted; the children keep running), so it composes with with_timeout().
-// Stop requests for it must come from the loop thread (with_timeout's timer does).
+// If the scope is destroyed while children still run (its owner left by an exception,
+// say), the destructor destroys them on the spot: each one's operations are cancelled
+// and reaped and its locals destroyed, as if it had been cancelled at its current
+// suspension point; a coroutine still waiting in join() then resumes with
+// operation_aborted. No child ever touches the scope after it is gone.
+//
+// join() may be awaited by several coroutines. It honours the awaiting task's stop
+// token (then it fails with operation_aborted; the children keep running), so it
+// composes with with_timeout().
 #pragma once
 
-#include <optional>
+#include <sluice/detail/io_awaiter.hpp>
 #include <sluice/error.hpp>
 #include <sluice/io_context.hpp>
 #include <sluice/spawn.hpp>
@@ -24,112 +30,96 @@ namespace sluice {
 namespace detail {
 
 // Coroutines waiting for a condition that another coroutine on the same loop signals
-// (notify() resumes them all); each wait is cancellable through the waiter's stop
-// token, from the loop thread.
+// (notify() resumes them all, on the next turn). Each wait is an operation of the
+// loop: cancellable through the waiter's stop token from any thread, and safe to
+// destroy at any point.
 class wait_list {
 public:
-  explicit wait_list(io_context& io) : io_(&io) {}
+  explicit wait_list(io_context& io) noexcept : io_(&io) {}
   wait_list(const wait_list&) = delete;
   wait_list& operator=(const wait_list&) = delete;
+  // Waiters still here are resumed with operation_aborted.
+  ~wait_list() { release_all(make_error_code(errc::operation_aborted)); }
 
-  struct awaiter {
-    awaiter(wait_list& o, bool r) noexcept : owner(o), ready(r) {}
-    // Moved only before it is awaited (into as_task, say).
-    awaiter(awaiter&& o) noexcept : owner(o.owner), ready(o.ready) {}
-
-    wait_list& owner;
-    bool ready;
-    std::coroutine_handle<> h{};
-    bool aborted = false;
-    awaiter* next = nullptr;
-    struct on_stop {
-      awaiter* self;
-      void operator()() const noexcept {
-        if (!self->owner.remove(self)) return; // already notified
-        self->aborted = true;
-        self->owner.io_->post(self->h);
-      }
-    };
-    std::optional<std::stop_callback<on_stop>> callback;
-
-    bool await_ready() const noexcept { return ready; }
-    template <class P> bool await_suspend(std::coroutine_handle<P> caller) {
-      const std::stop_token token = stop_token_of(caller);
-      if (token.stop_requested()) {
-        aborted = true;
-        return false;
-      }
-      h = caller;
-      next = owner.head_;
-      owner.head_ = this;
-      if (token.stop_possible()) callback.emplace(token, on_stop{this});
-      return true; // if the callback already ran, it posted h
+  class [[nodiscard]] awaiter : public io_awaiter {
+  public:
+    awaiter(wait_list& owner, bool ready) noexcept : owner_(&owner), ready_(ready) {
+      op_.ctx = owner.io_;
+    }
+    bool await_ready() const noexcept { return ready_; }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+      return start_wait(h, stop_token_of(h), owner_->waiting_);
     }
     result<void> await_resume() noexcept {
-      callback.reset();
-      if (aborted) return error(errc::operation_aborted, "wait");
+      finish();
+      if (op_.error) return error(op_.error, "wait");
       return {};
     }
+
+  private:
+    wait_list* owner_;
+    bool ready_;
   };
 
   // Suspends unless `condition_met`.
-  awaiter wait(bool condition_met) noexcept { return awaiter{*this, condition_met}; }
+  awaiter wait(bool condition_met) noexcept { return awaiter(*this, condition_met); }
 
   // Resumes every waiter on the next loop turn.
-  void notify() noexcept {
-    for (awaiter* w = std::exchange(head_, nullptr); w != nullptr;) {
-      awaiter* next = w->next;
-      io_->post(w->h);
-      w = next;
+  void notify() noexcept { release_all({}); }
+  bool empty() const noexcept { return waiting_.first_waiting() == nullptr; }
+
+private:
+  void release_all(std::error_code ec) noexcept {
+    while (operation* op = waiting_.first_waiting()) {
+      waiting_.remove(*op);
+      op->error = ec;
+      op->ctx->defer_completion(*op);
     }
   }
 
-private:
-  bool remove(awaiter* a) noexcept {
-    for (awaiter** p = &head_; *p != nullptr; p = &(*p)->next)
-      if (*p == a) {
-        *p = a->next;
-        return true;
-      }
-    return false;
-  }
-
   io_context* io_;
-  awaiter* head_ = nullptr;
+  op_queue waiting_;
 };
 
 } // namespace detail
 
-class async_scope {
+class async_scope : private detail::root_group {
 public:
-  explicit async_scope(io_context& io) : io_(io), waiter_(io) {}
+  explicit async_scope(io_context& io) : io_(io), waiters_(io) { child_ended = &ended; }
   async_scope(const async_scope&) = delete;
   async_scope& operator=(const async_scope&) = delete;
+  ~async_scope() {
+    destroying_ = true;
+    // Each destruction unlinks the child (its promise's destructor calls ended()).
+    while (children != nullptr)
+      children->frame.destroy();
+  }
 
-  // Starts `t` on the loop. An escaping exception is reported like spawn()'s.
-  void spawn(task<void> t, std::stop_token token = {}) {
+  // Starts `t` on the loop under `token`. An escaping exception is reported like
+  // spawn()'s.
+  void spawn(task<void> t, stop_token token = {}) {
     ++active_;
-    sluice::spawn(io_, run(std::move(t), *this), std::move(token));
+    detail::spawn_root(io_, std::move(t), token, this);
+  }
+  void spawn(task<void> t, std::stop_token token) {
+    spawn(with_stop_token(std::move(t), std::move(token)));
   }
 
   std::size_t active() const noexcept { return active_; }
 
   // Completes when no child is left.
-  detail::wait_list::awaiter join() noexcept { return waiter_.wait(active_ == 0); }
+  detail::wait_list::awaiter join() noexcept { return waiters_.wait(active_ == 0); }
 
 private:
-  static task<void> run(task<void> t, async_scope& scope) {
-    try {
-      co_await std::move(t);
-    } catch (...) {
-      detail::report_spawn_failure(std::current_exception());
-    }
-    if (--scope.active_ == 0) scope.waiter_.notify();
+  static void ended(detail::root_group& g) noexcept {
+    auto& s = static_cast<async_scope&>(g);
+    if (--s.active_ == 0 && !s.destroying_) s.waiters_.notify();
   }
 
   io_context& io_;
-  detail::wait_list waiter_;
+  detail::wait_list waiters_;
   std::size_t active_ = 0;
+  bool destroying_ = false;
 };
 
 } // namespace sluice

@@ -2,13 +2,22 @@
 // Structured: every connection runs inside the server and none outlives serve().
 //
 //   server srv(io, std::move(acceptor));
-//   spawn(io, srv.serve([](tcp::stream& s, std::stop_token stop) -> task<void> { ... }));
+//   spawn(io, srv.serve([](tcp::stream& s, stop_token stop) -> task<void> { ... }));
 //   ...
 //   auto report = co_await srv.shutdown(10s); // drained / aborted counts
 //
-// shutdown() stops accepting at once, requests stop on every connection's token (the
-// handler decides how to finish: complete the request in flight, close idle
-// connections), waits until the deadline, then aborts (RST) whatever is left.
+// Each handler runs under its connection's stop token (combined with the token serve()
+// runs under), so every plain operation in it — a recv waiting for the next request,
+// say — is cancelled when the drain starts; `stop` is that same token, for handlers
+// that want to finish something first (shield() the work that must complete).
+//
+// shutdown() stops accepting at once, requests stop on every connection's token,
+// waits until the deadline, then aborts (RST) whatever is left. A connection accepted
+// while the drain begins is drained like the others.
+//
+// Running out of descriptors (EMFILE/ENFILE) pauses accepting for 100 ms, doubling up
+// to 500 ms while it lasts, with one log line per pause; the kernel's backlog holds
+// new connections meanwhile.
 #pragma once
 
 #include <chrono>
@@ -28,7 +37,10 @@ struct drain_report {
 class server {
 public:
   // The handler owns the protocol; the server closes the stream after it returns.
-  using handler = std::function<task<void>(tcp::stream&, const std::stop_token&)>;
+  using handler = std::function<task<void>(tcp::stream&, stop_token)>;
+  // Where the server's messages go (accept errors, failed handlers); standard error
+  // by default.
+  using log_sink = std::function<void(std::string_view)>;
 
   server(io_context& io, tcp::acceptor acceptor);
   server(const server&) = delete;
@@ -47,18 +59,24 @@ public:
   // Immediate: stop accepting and reset every connection now.
   std::size_t abort() noexcept;
 
+  void set_log(log_sink sink) { log_ = std::move(sink); }
+
 private:
   struct connection {
+    explicit connection(tcp::stream s) noexcept : stream(std::move(s)) {}
     tcp::stream stream;
-    std::stop_source stop;
+    stop_source stop;
   };
   task<void> run(std::list<connection>::iterator it, handler& h);
+  void log(std::string_view message) const;
 
   io_context& io_;
   tcp::acceptor acceptor_;
   endpoint local_;
+  std::list<connection> conns_; // before scope_: the children use them until destroyed
   async_scope scope_;
-  std::list<connection> conns_;
+  stop_source stop_accepting_;
+  log_sink log_;
   bool draining_ = false;
   std::size_t aborted_ = 0;
 };

@@ -4,8 +4,12 @@
 //   auto sig = co_await sigs.wait(); // result<int>: the signal number
 //
 // While a signal_set lives, its signals are caught (their default action, such as
-// terminating the process, does not happen) and queued; the destructor restores the
-// previous dispositions. One signal_set per signal at a time.
+// terminating the process, does not happen) and queued for it; the destructor
+// restores the previous dispositions once no set wants a signal any more. Each set
+// receives exactly the signals it asked for, and several sets may ask for the same
+// signal: each of them sees it. On Windows the signals are console control events
+// (Ctrl-C: SIGINT, Ctrl-Break: SIGBREAK, close/logoff/shutdown: SIGTERM) and the C
+// runtime's raise().
 #pragma once
 
 #include <initializer_list>
@@ -17,7 +21,7 @@ namespace sluice {
 class signal_set;
 
 namespace detail {
-class signal_awaiter : public io_awaiter {
+class [[nodiscard]] signal_awaiter : public io_awaiter {
 public:
   explicit signal_awaiter(signal_set& s);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
@@ -33,6 +37,8 @@ private:
 
 class signal_set {
 public:
+  // Throws std::system_error if a signal cannot be caught (SIGKILL, say) or the
+  // process has run out of descriptors.
   signal_set(io_context& io, std::initializer_list<int> signals);
   ~signal_set();
   signal_set(const signal_set&) = delete;
@@ -45,6 +51,9 @@ private:
   friend class detail::signal_awaiter;
   io_context* io_;
   std::vector<int> signals_;
+  // POSIX: the read end of this set's pipe; Windows: the set's id.
+  detail::native_handle source_ = detail::invalid_handle;
+  int write_end_ = -1;
 };
 
 } // namespace sluice

@@ -7,9 +7,12 @@
 #include <sluice/net/framed.hpp>
 #include <sluice/net/tcp.hpp>
 #include <sluice/net/transports.hpp>
+#include <sluice/scope.hpp>
 #include <sluice/signal.hpp>
 #include <sluice/spawn.hpp>
+#include <sluice/stop_token.hpp>
 #include <sluice/sync_wait.hpp>
 #include <sluice/task.hpp>
 #include <sluice/timer.hpp>
 #include <sluice/when_all.hpp>
+#include <sluice/yield.hpp>

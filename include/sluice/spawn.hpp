@@ -1,10 +1,14 @@
 // spawn: start a task that nobody awaits. It runs on `io` until it finishes; the
 // io_context counts it as work, so run() does not return while it is alive. An
 // exception escaping it is reported on standard error with its message (never lost
-// silently) and does not stop the loop.
+// silently) and does not stop the loop. A spawned task still alive when its
+// io_context is destroyed is destroyed with it (after every operation it had in
+// flight was cancelled and reaped).
 #pragma once
 
+#include <sluice/detail/operation.hpp>
 #include <sluice/io_context.hpp>
+#include <sluice/stop_token.hpp>
 #include <sluice/task.hpp>
 #include <stop_token>
 
@@ -19,37 +23,85 @@ spawn_error_handler set_spawn_error_handler(spawn_error_handler h) noexcept;
 namespace detail {
 void report_spawn_failure(std::exception_ptr e) noexcept;
 
+// A group of spawned roots that ends with its owner (async_scope): it lists them, and
+// hears when one ends.
+struct root_group {
+  void (*child_ended)(root_group&) noexcept = nullptr;
+  spawn_link* children = nullptr;
+
+  void adopt(spawn_link& l) noexcept {
+    l.prev = nullptr;
+    l.next = children;
+    if (children != nullptr) children->prev = &l;
+    children = &l;
+  }
+  void drop(spawn_link& l) noexcept {
+    if (l.prev != nullptr)
+      l.prev->next = l.next;
+    else if (children == &l)
+      children = l.next;
+    if (l.next != nullptr) l.next->prev = l.prev;
+    l.prev = l.next = nullptr;
+  }
+};
+
 struct detached {
   struct promise_type {
     io_context* io = nullptr;
-    std::stop_token token;
-    spawn_link link;
+    stop_token token;
+    spawn_link link;       // in io's list of spawned roots
+    spawn_link group_link; // in the group's list, if any
+    root_group* group = nullptr;
+    resume_node start; // the first resumption, queued by spawn()
+
     detached get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
     }
     std::suspend_always initial_suspend() noexcept { return {}; }
     std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept { io->on_spawn_done(link); }
-    void unhandled_exception() noexcept {
-      io->on_spawn_done(link);
-      report_spawn_failure(std::current_exception());
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { report_spawn_failure(std::current_exception()); }
+    const stop_token& get_stop_token() const noexcept { return token; }
+    // Runs when the task ends and when its frame is destroyed unfinished: either way
+    // nothing may refer to the frame afterwards.
+    ~promise_type() {
+      start.unlink();
+      if (io != nullptr) io->on_spawn_done(link);
+      if (group != nullptr) {
+        group->drop(group_link);
+        group->child_ended(*group);
+      }
     }
-    const std::stop_token& stop_token() const noexcept { return token; }
   };
   std::coroutine_handle<promise_type> h;
 };
 
 inline detached run_detached(task<void> t) { co_await std::move(t); }
+
+// Spawns `t` as a root of `io` (and of `group`, if any). Loop thread (or before run()).
+inline void spawn_root(io_context& io, task<void> t, stop_token token, root_group* group) {
+  auto d = run_detached(std::move(t));
+  auto& p = d.h.promise();
+  p.token = token;
+  p.link.frame = d.h;
+  p.group_link.frame = d.h;
+  p.group = group;
+  if (group != nullptr) group->adopt(p.group_link);
+  p.start.handle = d.h;
+  io.on_spawn(p.link);
+  p.io = &io;
+  io.post(p.start);
+}
 } // namespace detail
 
-// Starts `t` on the next turn of `io`'s loop. Loop thread (or before run()).
-inline void spawn(io_context& io, task<void> t, std::stop_token token = {}) {
-  auto d = detail::run_detached(std::move(t));
-  d.h.promise().io = &io;
-  d.h.promise().token = std::move(token);
-  d.h.promise().link.frame = d.h;
-  io.on_spawn(d.h.promise().link);
-  io.post(d.h);
+// Starts `t` on the next turn of `io`'s loop, under `token`. Loop thread (or before
+// run()).
+inline void spawn(io_context& io, task<void> t, stop_token token = {}) {
+  detail::spawn_root(io, std::move(t), token, nullptr);
+}
+// The same, stopped by a std::stop_token.
+inline void spawn(io_context& io, task<void> t, std::stop_token token) {
+  spawn(io, with_stop_token(std::move(t), std::move(token)));
 }
 
 } // namespace sluice

@@ -1,12 +1,18 @@
 // sync_wait: run `io` on this thread until `t` has finished, then return its value (or
 // rethrow its exception). The usual entry point from main() and from tests.
+//
+// If the loop is stopped first (io.stop()), sync_wait destroys the unfinished task —
+// every operation it had in flight is cancelled and reaped before its frame goes —
+// and throws std::logic_error.
 #pragma once
 
 #include <optional>
+#include <sluice/detail/operation.hpp>
 #include <sluice/io_context.hpp>
 #include <sluice/task.hpp>
 #include <sluice/when_all.hpp>
 #include <stdexcept>
+#include <stop_token>
 
 namespace sluice {
 
@@ -14,7 +20,8 @@ namespace detail {
 struct sync_waiter {
   struct promise_type {
     bool* done = nullptr;
-    std::stop_token token;
+    stop_token token;
+    resume_node start;
     sync_waiter get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
     }
@@ -22,7 +29,8 @@ struct sync_waiter {
     std::suspend_always final_suspend() noexcept { return {}; }
     void return_void() noexcept { *done = true; }
     void unhandled_exception() noexcept { std::terminate(); } // the body catches
-    const std::stop_token& stop_token() const noexcept { return token; }
+    const stop_token& get_stop_token() const noexcept { return token; }
+    ~promise_type() { start.unlink(); }
   };
   std::coroutine_handle<promise_type> h;
   sync_waiter(std::coroutine_handle<promise_type> handle) : h(handle) {}
@@ -48,18 +56,33 @@ sync_waiter sync_body(task<T> t, std::optional<typename outcome<T>::stored>& val
 }
 } // namespace detail
 
-template <class T> T sync_wait(io_context& io, task<T> t, std::stop_token token = {}) {
+template <class T> T sync_wait(io_context& io, task<T> t, stop_token token = {}) {
   std::optional<typename detail::outcome<T>::stored> value;
   std::exception_ptr error;
   bool done = false;
-  auto w = detail::sync_body(std::move(t), value, error);
-  w.h.promise().done = &done;
-  w.h.promise().token = std::move(token);
-  io.post(w.h);
-  io.run_until(done);
+  {
+    auto w = detail::sync_body(std::move(t), value, error);
+    w.h.promise().done = &done;
+    w.h.promise().token = token;
+    w.h.promise().start.handle = w.h;
+    io.post(w.h.promise().start);
+    io.run_until(done);
+  } // an unfinished task is destroyed here, its operations reaped
   if (error) std::rethrow_exception(error);
   if (!done) throw std::logic_error("sync_wait: io_context stopped before the task finished");
   if constexpr (!std::is_void_v<T>) return std::move(*value);
+}
+
+// The same, stopped by a std::stop_token.
+template <class T> T sync_wait(io_context& io, task<T> t, std::stop_token token) {
+  return sync_wait(io, with_stop_token(std::move(t), std::move(token)));
+}
+
+// Any other awaitable (when_all(...), an I/O operation).
+template <class A>
+requires(!detail::is_task<std::remove_cvref_t<A>>::value) auto sync_wait(io_context& io, A&& a,
+                                                                         stop_token token = {}) {
+  return sync_wait(io, as_task(std::forward<A>(a)), token);
 }
 
 } // namespace sluice

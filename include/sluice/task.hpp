@@ -7,12 +7,15 @@
 // the parent simply continues on the same stack frame. Only a child that really
 // suspended (on I/O, a timer...) resumes its parent later, from the event loop.
 //
-// Each task carries a std::stop_token. A child inherits its parent's token when it is
-// awaited unless one was bound with with_stop_token(); I/O awaiters read it to cancel.
+// Each task runs under a stop token (sluice::stop_token). A child inherits its
+// parent's token when it is awaited; with_stop_token(t, tok) makes t stop when either
+// tok or the inherited token stops; shield(t) runs t under no token at all. I/O
+// awaiters read the token to cancel.
 #pragma once
 
 #include <coroutine>
 #include <exception>
+#include <sluice/stop_token.hpp>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
@@ -34,6 +37,8 @@ public:
     template <class P> std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
       promise_base& p = h.promise();
       p.finished_ = true;
+      // Started by when_all / when_any: they decide who runs next.
+      if (p.on_done_ != nullptr) return p.on_done_(p.on_done_arg_);
       // Completed inside the parent's inline resume: the parent continues by itself.
       if (!p.parent_waits_) return std::noop_coroutine();
       return p.continuation_;
@@ -42,12 +47,14 @@ public:
   };
   final_awaiter final_suspend() noexcept { return {}; }
 
-  const std::stop_token& stop_token() const noexcept { return token_; }
-  void bind_stop_token(std::stop_token t) noexcept {
-    token_ = std::move(t);
+  const stop_token& get_stop_token() const noexcept { return token_; }
+  // The task runs under `t` alone, whatever its awaiter's token (with_stop_token's
+  // combined token; an empty one for shield()).
+  void bind_stop_token(stop_token t) noexcept {
+    token_ = t;
     token_bound_ = true;
   }
-  void inherit_stop_token(const std::stop_token& t) noexcept {
+  void inherit_stop_token(const stop_token& t) noexcept {
     if (!token_bound_) token_ = t;
   }
 
@@ -60,12 +67,22 @@ public:
     return true;
   }
 
+  // Starts the task with a completion hook instead of a parent: when it finishes,
+  // on_done(arg) returns the coroutine to run next (std::noop_coroutine() for none).
+  using done_hook = std::coroutine_handle<> (*)(void*) noexcept;
+  void start_with_hook(std::coroutine_handle<> self, done_hook on_done, void* arg) {
+    on_done_ = on_done;
+    on_done_arg_ = arg;
+    self.resume();
+  }
+
   bool finished() const noexcept { return finished_; }
-  bool has_bound_stop_token() const noexcept { return token_bound_; }
 
 private:
   std::coroutine_handle<> continuation_;
-  std::stop_token token_;
+  done_hook on_done_ = nullptr;
+  void* on_done_arg_ = nullptr;
+  stop_token token_;
   bool token_bound_ = false;
   bool finished_ = false;
   bool parent_waits_ = false;
@@ -73,13 +90,13 @@ private:
 
 template <class P>
 concept has_stop_token = requires(const P& p) {
-  { p.stop_token() } -> std::convertible_to<std::stop_token>;
+  { p.get_stop_token() } -> std::convertible_to<stop_token>;
 };
 
 // The stop token of the coroutine that awaits, or an empty one.
-template <class P> std::stop_token stop_token_of(std::coroutine_handle<P> h) noexcept {
+template <class P> stop_token stop_token_of(std::coroutine_handle<P> h) noexcept {
   if constexpr (has_stop_token<P>)
-    return h.promise().stop_token();
+    return h.promise().get_stop_token();
   else
     return {};
 }
@@ -93,6 +110,8 @@ public:
     if (value_.index() == 2) std::rethrow_exception(std::get<2>(value_));
     return std::move(std::get<1>(value_));
   }
+  bool has_exception() const noexcept { return value_.index() == 2; }
+  const T* value_if_any() const noexcept { return std::get_if<1>(&value_); }
 
 private:
   std::variant<std::monostate, T, std::exception_ptr> value_;
@@ -106,6 +125,7 @@ public:
   void take() {
     if (error_) std::rethrow_exception(error_);
   }
+  bool has_exception() const noexcept { return error_ != nullptr; }
 
 private:
   std::exception_ptr error_;
@@ -135,7 +155,7 @@ public:
 
   bool valid() const noexcept { return static_cast<bool>(h_); }
 
-  struct awaiter {
+  struct [[nodiscard]] awaiter {
     handle_type h;
     bool await_ready() const noexcept { return false; }
     template <class P> bool await_suspend(std::coroutine_handle<P> parent) {
@@ -161,6 +181,9 @@ private:
 };
 
 namespace detail {
+template <class T> struct is_task : std::false_type {};
+template <class T> struct is_task<task<T>> : std::true_type {};
+
 template <class T> task<T> task_promise<T>::get_return_object() noexcept {
   return task<T>(std::coroutine_handle<task_promise<T>>::from_promise(*this));
 }
@@ -169,23 +192,69 @@ inline task<void> task_promise<void>::get_return_object() noexcept {
 }
 } // namespace detail
 
-// Binds a stop token to a task: its I/O is cancelled when the token is stopped,
-// whatever token its awaiter has.
-template <class T> task<T> with_stop_token(task<T> t, std::stop_token token) {
-  t.handle().promise().bind_stop_token(std::move(token));
-  return t;
-}
-
 // co_await this_stop_token() yields the stop token of the running task.
-struct this_stop_token {
-  std::stop_token token;
+struct [[nodiscard]] this_stop_token {
+  stop_token token;
   bool await_ready() const noexcept { return false; }
   template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
     token = detail::stop_token_of(h);
     return false;
   }
-  std::stop_token await_resume() noexcept { return std::move(token); }
+  stop_token await_resume() noexcept { return token; }
 };
+
+// Runs `t` so that it stops when `token` stops *or* when the token it inherits from
+// its awaiter stops (the two are combined; neither replaces the other).
+template <class T> task<T> with_stop_token(task<T> t, stop_token token) {
+  const stop_token outer = co_await this_stop_token();
+  if (!outer.stop_possible() || !token.stop_possible() || outer == token) {
+    t.handle().promise().bind_stop_token(token.stop_possible() ? token : outer);
+    co_return co_await std::move(t);
+  }
+  stop_source combined;
+  stop_callback from_outer(outer, detail::forward_stop{&combined});
+  stop_callback from_token(token, detail::forward_stop{&combined});
+  t.handle().promise().bind_stop_token(combined.get_token());
+  co_return co_await std::move(t);
+}
+
+namespace detail {
+struct forward_std_stop {
+  stop_source* target;
+  void operator()() const noexcept { target->request_stop(); }
+};
+} // namespace detail
+
+// The same for a std::stop_token (forwarded into an in-place source).
+template <class T> task<T> with_stop_token(task<T> t, std::stop_token token) {
+  stop_source bridged;
+  std::stop_callback forward(token, detail::forward_std_stop{&bridged});
+  co_return co_await with_stop_token(std::move(t), bridged.get_token());
+}
+
+// Runs `t` under no stop token: the awaiter's token does not reach it. For work that
+// must finish once started (the rest of a request being read during a drain, say);
+// bound it with a deadline instead.
+template <class T> task<T> shield(task<T> t) {
+  t.handle().promise().bind_stop_token(stop_token());
+  return t;
+}
+
+// The same for an awaiter (an I/O operation): it ignores the token of the coroutine
+// that awaits it. No frame, no allocation.
+template <class A> class [[nodiscard]] shielded {
+public:
+  explicit shielded(A a) noexcept(std::is_nothrow_move_constructible_v<A>) : a_(std::move(a)) {}
+  bool await_ready() { return a_.await_ready(); }
+  // A type-erased handle carries no stop token.
+  auto await_suspend(std::coroutine_handle<> h) { return a_.await_suspend(h); }
+  decltype(auto) await_resume() { return a_.await_resume(); }
+
+private:
+  A a_;
+};
+template <class A>
+requires(!detail::is_task<A>::value) shielded<A> shield(A a) { return shielded<A>(std::move(a)); }
 
 // Wraps any awaitable (an I/O operation, say) into a task.
 template <class A> auto as_task(A a) -> task<decltype(std::declval<A&>().await_resume())> {

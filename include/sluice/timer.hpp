@@ -15,7 +15,7 @@
 
 namespace sluice {
 
-class sleep_awaiter : public detail::io_awaiter {
+class [[nodiscard]] sleep_awaiter : public detail::io_awaiter {
 public:
   sleep_awaiter(io_context& io, std::chrono::nanoseconds d) {
     op_.ctx = &io;
@@ -40,18 +40,10 @@ inline sleep_awaiter sleep_for(io_context& io, std::chrono::nanoseconds d) {
 
 namespace detail {
 
-template <class T> struct is_result : std::false_type {};
-template <class T> struct is_result<result<T>> : std::true_type {};
-
 struct deadline_state {
-  std::stop_source body_stop;
-  std::stop_source timer_stop;
+  stop_source body_stop;
+  stop_source timer_stop;
   bool expired = false;
-};
-
-struct request_stop_of {
-  std::stop_source* source;
-  void operator()() const noexcept { source->request_stop(); }
 };
 
 template <class T> task<T> deadline_body(task<T> t, deadline_state& s) {
@@ -67,17 +59,13 @@ std::string deadline_message(std::chrono::nanoseconds d);
 
 // Runs `t` with a deadline. T must be a result<...>: when the deadline expires first,
 // the operation is cancelled and the result is errc::timed_out. The caller's own stop
-// token still cancels it too (then the result is operation_aborted).
+// token still cancels it too (then the result is operation_aborted). A result that
+// arrived before the cancel took effect is returned as it is: nothing received is lost.
 template <class T>
 requires detail::is_result<T>::value task<T> with_timeout(task<T> t, std::chrono::nanoseconds d) {
   detail::deadline_state s;
-  // The body is cancelled by the deadline, by the awaiting task's token, and by a
-  // token bound to `t` itself (with_stop_token): all three feed body_stop.
-  const std::stop_token outer = co_await this_stop_token();
-  std::stop_callback forward_outer(outer, detail::request_stop_of{&s.body_stop});
-  std::optional<std::stop_callback<detail::request_stop_of>> forward_bound;
-  if (t.handle().promise().has_bound_stop_token())
-    forward_bound.emplace(t.handle().promise().stop_token(), detail::request_stop_of{&s.body_stop});
+  // when_all: the awaiting task's token reaches both children; a failed body cancels
+  // the timer at once.
   auto [r, ignored] =
       co_await when_all(detail::deadline_body(std::move(t), s), detail::deadline_timer(d, s));
   (void)ignored;

@@ -1,22 +1,48 @@
 // The backend contract — the one place where sluice branches on the platform.
+// docs/runtime.md explains it with the operation states; this is the checklist.
 //
 // A backend turns detail::operation records into OS work and reports completions. It
 // must provide, for sockets created by the socket_ops below:
 //
-//   submit(op)   start op (accept, connect, recv, send, shutdown, timeout, read). The
-//                completion is delivered later, from poll() on the loop thread, by
-//                calling io_context::complete(op) after filling op.res / op.error.
-//                Never completes inline inside submit().
-//   cancel(op)   ask for op to complete early with operation_aborted (ECANCELED or
-//                its platform twin). Best effort: op may still complete normally.
-//   cancel_all(h) the same for every operation on handle h (used by close()).
-//   poll(block)  push queued submissions to the OS, wait for at least one completion
-//                if `block`, dispatch all available completions. Loop thread only.
-//   wake()       any thread: make a blocking poll() return soon; the backend then
-//                calls io_context::run_remote() on the loop thread.
-//   shutdown()   cancel every operation in flight and reap their completions (the
-//                io_context does not resume their coroutines then), so that no
-//                operation still refers to memory when its coroutine frame is freed.
+//   submit(op)    start op (accept, connect, recv, send, sendmsg, shutdown, timeout,
+//                 read). Called by io_context::submit only, which has already checked
+//                 op.cancel_requested. The completion is delivered later, from poll()
+//                 on the loop thread, by calling io_context::complete(op) (or
+//                 defer_completion(op)) after filling op.res / op.error. Never
+//                 completes inline inside submit(). An internal re-arm (a readiness
+//                 wait after EAGAIN, a retry) checks op.cancel_requested first and
+//                 completes with operation_aborted instead.
+//   cancel(op)    ask for op to complete early with operation_aborted (ECANCELED or
+//                 its platform twin). Best effort: op may still complete normally —
+//                 and then its result is delivered, so nothing received is lost.
+//   cancel_all(h) the same for every operation on handle h (close() calls it just
+//                 before closing h, so nothing may still be queued for h after it).
+//   abandon(op)   op is pending and its awaiter is being destroyed (loop thread).
+//                 Before returning, make sure nothing — the kernel, a handler, an
+//                 OVERLAPPED — refers to op or its buffer any more: cancel it and reap
+//                 its completion, waiting if need be. Completions of other operations
+//                 seen meanwhile are handed to io_context::defer_completion, never
+//                 resumed from here. Do not call complete(op). Returns how far op
+//                 had got; when it had completed, its result (bytes received, an
+//                 accepted handle) is left in op.res / op.error for the awaiter to hand
+//                 to its socket, or to discard().
+//   discard(op)   op completed but nobody will take the result (the context is
+//                 shutting down, or no socket can keep it): close the accepted handle
+//                 it carries.
+//   poll(block)   push queued submissions to the OS, wait for at least one completion
+//                 if `block`, dispatch at most io_context::turn_budget completions
+//                 (io_context::consume_budget()), leaving the rest for the next turn.
+//                 Loop thread only.
+//   wake()        any thread: make a blocking poll() return soon; the backend then
+//                 calls io_context::run_remote() on the loop thread.
+//   shutdown()    cancel every operation in flight and reap their completions (the
+//                 io_context does not resume their coroutines then, and discards their
+//                 results), so that no operation still refers to memory when its
+//                 coroutine frame is freed. Bounded in time: milliseconds.
+//
+// Completions are matched to operations by identity (the operation's address, or a
+// slot with a generation), never by descriptor number, so a completion for a closed
+// descriptor whose number was reused cannot resume the new owner's operation.
 //
 // Which backends exist is decided here and in CMake, nowhere else:
 //   SLUICE_HAVE_URING  Linux io_uring (src/backend/uring/)
@@ -27,17 +53,28 @@
 #include <memory>
 #include <sluice/detail/operation.hpp>
 #include <sluice/error.hpp>
+#include <string>
 #include <string_view>
 
 namespace sluice::detail {
+
+enum class abandoned_at : std::uint8_t {
+  not_submitted, // the OS never saw it
+  in_flight,     // the OS had it; it was cancelled
+  completed,     // the OS had completed it; nobody had seen the result
+};
 
 class backend {
 public:
   virtual ~backend() = default;
   virtual std::string_view name() const noexcept = 0;
+  // The name and the fallbacks in use, e.g. "uring (shutdown: shutdown(2))".
+  virtual std::string description() const { return std::string(name()); }
   virtual void submit(operation& op) = 0;
   virtual void cancel(operation& op) noexcept = 0;
   virtual void cancel_all(native_handle h) noexcept = 0;
+  virtual abandoned_at abandon(operation& op) noexcept = 0;
+  virtual void discard(operation& op) noexcept = 0;
   virtual void poll(bool block) = 0;
   virtual void wake() noexcept = 0;
   virtual void shutdown() noexcept = 0;

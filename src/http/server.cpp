@@ -35,8 +35,8 @@ task<bool> close_gracefully(tcp::stream& s, const server_options& o) {
 
 } // namespace
 
-task<result<connection_report>> serve_connection(tcp::stream& s, handler h, server_options o,
-                                                 std::stop_token stop) {
+task<result<connection_report>> serve_connection(tcp::stream& s, handler h, server_options o) {
+  const stop_token stop = co_await this_stop_token();
   connection_report report;
   h1::parser p(h1::role::server, o.limits);
   std::array<std::byte, 16 * 1024> buf;
@@ -53,12 +53,13 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
       if (stop.stop_requested() && idle) break;
       // An idle wait ends when stop is requested; a request in progress is read to
       // its end whatever happens (bounded by the idle timeout).
-      // (A local, not a ?: inside the co_await: GCC 12 destroys the temporaries of a
+      // (Two co_awaits, not a ?: inside one: GCC 12 destroys the temporaries of a
       // conditional expression in a coroutine twice.)
-      std::stop_token recv_stop;
-      if (idle) recv_stop = stop;
-      auto n =
-          co_await with_timeout(with_stop_token(as_task(s.recv(buf)), recv_stop), o.idle_timeout);
+      result<std::size_t> n = error(errc::operation_aborted);
+      if (idle)
+        n = co_await with_timeout(s.recv(buf), o.idle_timeout);
+      else
+        n = co_await shield(with_timeout(s.recv(buf), o.idle_timeout));
       if (!n) {
         if (n.error() == errc::timed_out) break;                 // idle too long
         if (idle && n.error() == errc::operation_aborted) break; // stop requested
@@ -76,7 +77,7 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
       in_request = true;
       const bool body_follows = current.chunked || current.content_length != 0;
       if (current.expect_continue && body_follows && p.buffered() == 0) {
-        auto sent = co_await s.send_all(as_bytes("HTTP/1.1 100 Continue\r\n\r\n"));
+        auto sent = co_await shield(s.send_all(as_bytes("HTTP/1.1 100 Continue\r\n\r\n")));
         if (!sent) co_return std::move(sent).error();
       }
       continue;
@@ -88,7 +89,7 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
     if (std::holds_alternative<h1::message_end>(ev)) {
       in_request = false;
       ++report.requests;
-      response r = co_await h(current, std::move(body));
+      response r = co_await shield(h(current, std::move(body)));
       h1::response head;
       head.status = r.status;
       head.headers = std::move(r.headers);
@@ -97,7 +98,7 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
       h1::serialize(head, r.body, out);
       // HEAD: the same head as GET (Content-Length included), without the body.
       if (current.method == "HEAD") out.resize(out.size() - r.body.size());
-      auto sent = co_await s.send_all(as_bytes(out));
+      auto sent = co_await shield(s.send_all(as_bytes(out)));
       if (!sent) co_return std::move(sent).error();
       if (!head.keep_alive) break;
       continue;
@@ -115,12 +116,12 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
       head.headers.add("Content-Type", "text/plain");
       out.clear();
       h1::serialize(head, err->message + "\n", out);
-      auto sent = co_await s.send_all(as_bytes(out));
+      auto sent = co_await shield(s.send_all(as_bytes(out)));
       if (!sent) co_return std::move(sent).error();
       break;
     }
   }
-  report.peer_fin_seen = co_await close_gracefully(s, o);
+  report.peer_fin_seen = co_await shield(close_gracefully(s, o));
   co_return report;
 }
 

@@ -9,28 +9,46 @@ namespace sluice {
 server::server(io_context& io, tcp::acceptor acceptor)
     : io_(io), acceptor_(std::move(acceptor)), local_(acceptor_.local_endpoint()), scope_(io) {}
 
+void server::log(std::string_view message) const {
+  if (log_)
+    log_(message);
+  else
+    fmt::print(stderr, "sluice::server: {}\n", message);
+}
+
 task<void> server::run(std::list<connection>::iterator it, handler& h) {
   try {
-    const std::stop_token token = it->stop.get_token();
-    co_await h(it->stream, token);
+    const stop_token token = it->stop.get_token();
+    co_await with_stop_token(h(it->stream, token), token);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "sluice::server: a connection handler failed: {}\n", e.what());
+    log(fmt::format("a connection handler failed: {}", e.what()));
   }
   it->stream.close();
   conns_.erase(it);
 }
 
 task<void> server::serve(handler h) {
+  using std::chrono::milliseconds;
+  milliseconds pause{0};
   while (!draining_) {
     auto s = co_await acceptor_.accept();
     if (!s) {
       if (s.error() == errc::operation_aborted || draining_) break;
-      fmt::print(stderr, "sluice::server: {}\n", s.error().message());
-      if (s.error() == errc::too_many_open_files) // back off; keep serving the others
-        (void)co_await sleep_for(io_, std::chrono::milliseconds(50));
+      if (s.error() == errc::too_many_open_files) {
+        // Back off while the descriptor table is full (the kernel's backlog holds the
+        // newcomers); connections already open keep being served.
+        pause =
+            pause == milliseconds(0) ? milliseconds(100) : std::min(pause * 2, milliseconds(500));
+        log(fmt::format("{}; pausing accepts for {} ms", s.error().message(), pause.count()));
+        (void)co_await with_stop_token(as_task(sleep_for(io_, pause)), stop_accepting_.get_token());
+      } else {
+        log(s.error().message());
+      }
       continue;
     }
-    conns_.push_back(connection{std::move(*s), {}});
+    pause = milliseconds(0);
+    auto& c = conns_.emplace_back(std::move(*s));
+    if (draining_) c.stop.request_stop(); // accepted as the drain began: drained too
     scope_.spawn(run(std::prev(conns_.end()), h));
   }
   (void)co_await scope_.join(); // no connection outlives serve()
@@ -38,6 +56,7 @@ task<void> server::serve(handler h) {
 
 task<drain_report> server::shutdown(std::chrono::milliseconds deadline) {
   draining_ = true;
+  stop_accepting_.request_stop();
   acceptor_.close(); // stops accepting at once: the pending accept is cancelled
   const std::size_t at_start = conns_.size();
   const std::size_t aborted_before = aborted_;
@@ -54,6 +73,7 @@ task<drain_report> server::shutdown(std::chrono::milliseconds deadline) {
 
 std::size_t server::abort() noexcept {
   draining_ = true;
+  stop_accepting_.request_stop();
   acceptor_.close();
   std::size_t n = 0;
   for (auto& c : conns_) {
@@ -77,7 +97,7 @@ task<void> abort_on_second_signal(signal_set& sigs, server& srv, bool& forced, s
 }
 
 task<drain_report> drain_then_release(server& srv, std::chrono::milliseconds deadline,
-                                      std::stop_source& watcher) {
+                                      stop_source& watcher) {
   drain_report r = co_await srv.shutdown(deadline);
   watcher.request_stop();
   co_return r;
@@ -92,7 +112,7 @@ task<int> control(signal_set& sigs, server& srv, std::chrono::milliseconds deadl
   fmt::print(stderr, "{}: signal {}, draining {} connections (deadline {} ms)\n", name, *first,
              srv.connections(), deadline.count());
   bool forced = false;
-  std::stop_source watcher;
+  stop_source watcher;
   auto [report, ignored] = co_await when_all(
       drain_then_release(srv, deadline, watcher),
       with_stop_token(abort_on_second_signal(sigs, srv, forced, name), watcher.get_token()));

@@ -29,9 +29,14 @@ task<result<void>> framed_stream::send(std::span<const std::byte> message) {
                     fmt::format("framed send: message of {} bytes exceeds the limit of {}",
                                 message.size(), conn_.frame_limits().max_message));
   if (conn_.local_closed()) co_return error(errc::shut_down, "framed send: after send_disconnect");
-  out_.clear();
-  conn_.send_message(message, out_);
-  auto r = co_await s_.send_all(out_);
+  // The header lives in this coroutine's frame and the payload where the caller keeps
+  // it: concurrent sends share no buffer, and the stream's sender queue keeps each
+  // frame whole.
+  // (Named arrays, not a braced list in the co_await: GCC 12 cannot keep an
+  // initializer_list's array across the suspension.)
+  const framing::header head = conn_.message_header(message.size());
+  const std::array<std::span<const std::byte>, 2> parts{std::span<const std::byte>(head), message};
+  auto r = co_await s_.send_all(std::span(parts));
   if (!r) co_return std::move(r).error();
   co_return result<void>();
 }
@@ -74,9 +79,9 @@ task<result<void>> framed_stream::send_disconnect(std::span<const std::byte> dat
     // Ask the lifecycle first, so a closed or unconnected stream fails as TCP would.
     if (auto d = s_.lifecycle().begin_send(); d.action == proto::verdict::fail)
       co_return error(d.error, "framed send_disconnect");
-    out_.clear();
-    conn_.send_close(data, out_);
-    auto r = co_await s_.send_all(out_);
+    const framing::header head = conn_.close_header(data.size());
+    const std::array<std::span<const std::byte>, 2> parts{std::span<const std::byte>(head), data};
+    auto r = co_await s_.send_all(std::span(parts));
     if (!r) co_return std::move(r).error();
   }
   auto r = co_await s_.send_disconnect();

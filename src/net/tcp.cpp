@@ -3,6 +3,7 @@
 #include "../backend/backend.hpp"
 #include "../backend/socket_ops.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <sluice/scope.hpp>
 #include <sluice/timer.hpp>
@@ -17,10 +18,12 @@ using proto::verdict;
 stream::stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer)
     : io_(&io), io_id_(io.id()), handle_(h), life_(life), peer_(peer) {}
 
+// (The sender queue is not moved: a stream is not moved while operations run on it.)
 stream::stream(stream&& o) noexcept
     : io_(o.io_), io_id_(o.io_id_),
       handle_(std::exchange(o.handle_, sluice::detail::invalid_handle)),
-      life_(std::exchange(o.life_, proto::stream_lifecycle())), peer_(o.peer_) {}
+      life_(std::exchange(o.life_, proto::stream_lifecycle())), peer_(o.peer_),
+      unread_(std::move(o.unread_)) {}
 
 stream& stream::operator=(stream&& o) noexcept {
   if (this != &o) {
@@ -30,14 +33,26 @@ stream& stream::operator=(stream&& o) noexcept {
     handle_ = std::exchange(o.handle_, sluice::detail::invalid_handle);
     life_ = std::exchange(o.life_, proto::stream_lifecycle());
     peer_ = o.peer_;
+    unread_ = std::move(o.unread_);
   }
   return *this;
 }
 
 stream::~stream() { close(); }
 
+void stream::abort_waiting_senders() noexcept {
+  while (sluice::detail::operation* op = sendq_.first_waiting()) {
+    sendq_.remove(*op);
+    op->res = 0;
+    op->error = make_error_code(errc::operation_aborted);
+    io_->defer_completion(*op);
+  }
+}
+
 void stream::close() noexcept {
   if (!is_open()) return;
+  unread_.clear();
+  abort_waiting_senders();
   // Pending operations on this handle must end before the fd number can be reused.
   if (io_ != nullptr && io_context::alive(io_id_)) io_->backend().cancel_all(handle_);
   sys::close(handle_);
@@ -47,15 +62,12 @@ void stream::close() noexcept {
 
 void stream::abort() noexcept {
   if (!is_open()) return;
+  unread_.clear();
+  abort_waiting_senders();
   if (io_ != nullptr && io_context::alive(io_id_)) io_->backend().cancel_all(handle_);
   sys::abort(handle_);
   handle_ = sluice::detail::invalid_handle;
   life_.close();
-}
-
-void stream::send_finished() noexcept {
-  if (--sends_in_flight_ == 0 && drain_waiter_ != nullptr)
-    static_cast<sluice::detail::wait_list*>(drain_waiter_)->notify();
 }
 
 task<close_report> stream::graceful_close(graceful_close_options o) {
@@ -69,23 +81,14 @@ task<close_report> stream::graceful_close(graceful_close_options o) {
     rep.aborted = true;
     abort();
   };
-  // 1. Sends already started elsewhere finish first, so nothing queued is lost.
-  if (sends_in_flight_ != 0) {
-    sluice::detail::wait_list drained(*io_);
-    drain_waiter_ = &drained;
-    auto r = co_await with_timeout(as_task(drained.wait(false)), left());
-    drain_waiter_ = nullptr;
-    if (!r) {
-      give_up(r.error() == errc::timed_out);
-      co_return rep;
-    }
-  }
-  // 2. FIN.
-  if (auto r = co_await send_disconnect(); !r && r.error() != errc::shut_down) {
-    give_up(false);
+  // 1. FIN, after the sends already started elsewhere (it waits its turn in the
+  //    sender queue), so nothing queued is lost.
+  if (auto r = co_await with_timeout(as_task(send_disconnect()), left());
+      !r && r.error() != errc::shut_down) {
+    give_up(r.error() == errc::timed_out);
     co_return rep;
   }
-  // 3. Discard until the peer's FIN, so that its late data cannot make our kernel
+  // 2. Discard until the peer's FIN, so that its late data cannot make our kernel
   //    answer with an RST that would destroy what it has not read yet.
   std::array<std::byte, 16 * 1024> sink;
   for (;;) {
@@ -171,7 +174,24 @@ bool recv_awaiter::begin() {
   const auto d = s_->life_.begin_receive();
   if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
   began_ = true;
+  if (!s_->unread_.empty()) { // left by a recv whose coroutine was destroyed
+    auto& u = s_->unread_;
+    const std::size_t n = std::min(u.size(), op_.length);
+    std::copy_n(u.begin(), n, static_cast<std::byte*>(op_.buffer));
+    u.erase(u.begin(), u.begin() + static_cast<std::ptrdiff_t>(n));
+    op_.res = static_cast<std::int64_t>(n);
+    op_.error = {};
+    return false;
+  }
   return true;
+}
+
+recv_awaiter::~recv_awaiter() {
+  if (withdraw() && !op_.error && op_.res > 0) {
+    // The OS had delivered these bytes into this frame's buffer: the stream keeps them.
+    const auto* p = static_cast<const std::byte*>(op_.buffer);
+    s_->unread_.insert(s_->unread_.begin(), p, p + op_.res);
+  }
 }
 
 result<std::size_t> recv_awaiter::end() {
@@ -197,17 +217,16 @@ send_awaiter::send_awaiter(stream& s, std::span<const std::byte> buf) : s_(&s) {
   op_.length = buf.size();
 }
 
+sluice::detail::op_queue* send_awaiter::queue() noexcept { return &s_->sendq_; }
+
 bool send_awaiter::begin() {
   const auto d = s_->life_.begin_send();
   if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
-  s_->send_started();
-  counted_ = true;
   return true;
 }
 
 result<std::size_t> send_awaiter::end() {
   finish();
-  if (counted_) s_->send_finished();
   if (op_.error) return error(op_.error, s_->describe("send"));
   return static_cast<std::size_t>(op_.res);
 }
@@ -215,20 +234,53 @@ result<std::size_t> send_awaiter::end() {
 // -------------------------------------------------------------- send_all
 
 send_all_awaiter::send_all_awaiter(stream& s, std::span<const std::byte> buf)
-    : s_(&s), total_(buf.size()) {
+    : s_(&s), one_(buf), total_(buf.size()) {
   op_.ctx = s.io_;
-  op_.code = sluice::detail::op_code::send;
   op_.handle = s.handle_;
-  op_.buffer = const_cast<std::byte*>(buf.data());
-  op_.length = buf.size();
+}
+
+send_all_awaiter::send_all_awaiter(stream& s, std::span<const std::span<const std::byte>> bufs)
+    : s_(&s), parts_(bufs.data()), count_(bufs.size()) {
+  op_.ctx = s.io_;
+  op_.handle = s.handle_;
+  for (const auto& b : bufs)
+    total_ += b.size();
+}
+
+send_all_awaiter::send_all_awaiter(send_all_awaiter&& o) noexcept
+    : io_awaiter(std::move(o)), s_(o.s_), one_(o.one_),
+      parts_(o.parts_ == &o.one_ ? &one_ : o.parts_), count_(o.count_), total_(o.total_) {}
+
+sluice::detail::op_queue* send_all_awaiter::queue() noexcept { return &s_->sendq_; }
+
+void send_all_awaiter::aim() noexcept {
+  while (index_ < count_ && parts_[index_].size() == offset_) { // skip empty / finished
+    ++index_;
+    offset_ = 0;
+  }
+  const std::span<const std::byte> first = parts_[index_].subspan(offset_);
+  std::size_t n = 0;
+  for (std::size_t i = index_; i < count_ && n < window; ++i) {
+    const auto part = i == index_ ? first : parts_[i];
+    if (part.empty()) continue;
+    iov_[n++] = {const_cast<std::byte*>(part.data()), part.size()};
+  }
+  if (n == 1) { // a plain send: cheaper than sendmsg
+    op_.code = sluice::detail::op_code::send;
+    op_.buffer = iov_[0].data;
+    op_.length = iov_[0].size;
+  } else {
+    op_.code = sluice::detail::op_code::sendmsg;
+    op_.buffer = iov_;
+    op_.length = n;
+  }
 }
 
 bool send_all_awaiter::begin() {
   const auto d = s_->life_.begin_send();
   if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
   if (total_ == 0) return false; // nothing to send: complete at once
-  s_->send_started();
-  counted_ = true;
+  aim();
   // Set here, not in the constructor: the awaiter may have moved.
   op_.on_complete = &send_all_awaiter::on_complete;
   op_.owner = this;
@@ -238,11 +290,21 @@ bool send_all_awaiter::begin() {
 void send_all_awaiter::on_complete(sluice::detail::operation& op) {
   auto* self = static_cast<send_all_awaiter*>(op.owner);
   if (!op.error && op.res > 0) {
-    self->sent_ += static_cast<std::size_t>(op.res);
+    auto left = static_cast<std::size_t>(op.res);
+    self->sent_ += left;
+    while (left != 0) { // advance over what went out
+      const std::size_t in_part = self->parts_[self->index_].size() - self->offset_;
+      if (left < in_part) {
+        self->offset_ += left;
+        break;
+      }
+      left -= in_part;
+      ++self->index_;
+      self->offset_ = 0;
+    }
     if (self->sent_ < self->total_ && self->s_->life_.begin_send().action == verdict::proceed) {
-      op.buffer = static_cast<std::byte*>(op.buffer) + op.res;
-      op.length -= static_cast<std::size_t>(op.res);
-      op.ctx->submit(op); // the rest; the coroutine stays suspended
+      self->aim();
+      op.ctx->submit(op); // the rest; the coroutine stays suspended (a cancel ends it)
       return;
     }
   }
@@ -251,9 +313,8 @@ void send_all_awaiter::on_complete(sluice::detail::operation& op) {
 
 result<std::size_t> send_all_awaiter::end() {
   finish();
-  if (counted_) s_->send_finished();
   if (op_.error) return error(op_.error, s_->describe("send_all"));
-  if (sent_ < total_ && total_ != 0) {
+  if (sent_ < total_) {
     // Stopped early without an OS error: the send side was shut meanwhile.
     if (const auto d = s_->life_.begin_send(); d.action == verdict::fail)
       return error(d.error, s_->describe("send_all"));
@@ -280,11 +341,19 @@ bool connect_awaiter::begin() {
 
 result<void> connect_awaiter::end() {
   finish();
-  const bool was_connecting = s_->life_.connection() == proto::connection_state::connecting;
-  s_->life_.end_connect(!op_.error);
+  settle();
   if (op_.error) return error(op_.error, fmt::format("connect to {}", target_));
-  if (was_connecting) s_->peer_ = target_;
   return {};
+}
+
+void connect_awaiter::settle() noexcept {
+  if (s_->life_.connection() != proto::connection_state::connecting) return;
+  s_->life_.end_connect(!op_.error);
+  if (!op_.error) s_->peer_ = target_;
+}
+
+connect_awaiter::~connect_awaiter() {
+  if (withdraw()) settle();
 }
 
 // ------------------------------------------------------------ disconnect
@@ -297,6 +366,10 @@ disconnect_awaiter::disconnect_awaiter(stream& s, int how, std::span<std::byte> 
   op_.code = sluice::detail::op_code::shutdown;
   op_.handle = s.handle_;
   op_.flags = how;
+}
+
+sluice::detail::op_queue* disconnect_awaiter::queue() noexcept {
+  return op_.flags == sluice::detail::shutdown_send ? &s_->sendq_ : nullptr;
 }
 
 bool disconnect_awaiter::begin() {
@@ -315,21 +388,29 @@ bool disconnect_awaiter::begin() {
 result<std::size_t> disconnect_awaiter::end() {
   finish();
   if (skipped_) return std::size_t{0};
+  settle();
+  const char* what =
+      op_.flags == sluice::detail::shutdown_receive ? "recv_disconnect" : "send_disconnect";
+  if (op_.error) return error(op_.error, s_->describe(what));
+  return std::size_t{0};
+}
+
+// Only a verdict of "proceed" reached the OS (or was cancelled before it): settle the
+// side that begin() marked as shutting.
+void disconnect_awaiter::settle() noexcept {
   const bool receive = op_.flags == sluice::detail::shutdown_receive;
-  const char* what = receive ? "recv_disconnect" : "send_disconnect";
-  // Only a verdict of "proceed" reached the OS (or was cancelled before it): settle
-  // the side that begin() marked as shutting.
   auto& life = s_->life_;
   const bool shutting =
       (receive ? life.receive_side() : life.send_side()) == proto::side_state::shutting;
-  if (shutting) {
-    if (receive)
-      op_.error = life.settle_recv_disconnect(op_.error);
-    else
-      life.end_send_disconnect(!op_.error);
-  }
-  if (op_.error) return error(op_.error, s_->describe(what));
-  return std::size_t{0};
+  if (!shutting) return;
+  if (receive)
+    op_.error = life.settle_recv_disconnect(op_.error);
+  else
+    life.end_send_disconnect(!op_.error);
+}
+
+disconnect_awaiter::~disconnect_awaiter() {
+  if (withdraw() && !skipped_) settle();
 }
 
 // ---------------------------------------------------------------- accept
@@ -342,8 +423,23 @@ accept_awaiter::accept_awaiter(acceptor& a) : a_(&a) {
 
 bool accept_awaiter::begin() {
   if (!a_->is_open()) return sluice::detail::fail_now(op_, errc::not_a_socket);
-  op_.address = &peer_; // here, not in the constructor: the awaiter may have moved
+  op_.address = &peer_;        // here, not in the constructor: the awaiter may have moved
+  if (!a_->backlog_.empty()) { // accepted for a coroutine that was destroyed first
+    const acceptor::accepted c = a_->backlog_.front();
+    a_->backlog_.erase(a_->backlog_.begin());
+    op_.res = static_cast<std::int64_t>(c.handle);
+    op_.error = {};
+    peer_ = c.peer;
+    return false;
+  }
   return true;
+}
+
+accept_awaiter::~accept_awaiter() {
+  if (withdraw() && !op_.error && op_.res >= 0 && a_->is_open()) {
+    a_->backlog_.push_back({static_cast<sluice::detail::native_handle>(op_.res), peer_});
+    op_.error = make_error_code(errc::operation_aborted); // the acceptor has it now
+  }                                                       // otherwise ~io_awaiter closes it
 }
 
 result<stream> accept_awaiter::await_resume() {
@@ -359,7 +455,8 @@ result<stream> accept_awaiter::await_resume() {
 
 acceptor::acceptor(acceptor&& o) noexcept
     : io_(o.io_), io_id_(o.io_id_),
-      handle_(std::exchange(o.handle_, sluice::detail::invalid_handle)), local_(o.local_) {}
+      handle_(std::exchange(o.handle_, sluice::detail::invalid_handle)), local_(o.local_),
+      backlog_(std::move(o.backlog_)) {}
 
 acceptor& acceptor::operator=(acceptor&& o) noexcept {
   if (this != &o) {
@@ -368,6 +465,7 @@ acceptor& acceptor::operator=(acceptor&& o) noexcept {
     io_id_ = o.io_id_;
     handle_ = std::exchange(o.handle_, sluice::detail::invalid_handle);
     local_ = o.local_;
+    backlog_ = std::move(o.backlog_);
   }
   return *this;
 }
@@ -376,6 +474,9 @@ acceptor::~acceptor() { close(); }
 
 void acceptor::close() noexcept {
   if (!is_open()) return;
+  for (const accepted& c : backlog_)
+    sys::close(c.handle);
+  backlog_.clear();
   if (io_ != nullptr && io_context::alive(io_id_)) io_->backend().cancel_all(handle_);
   sys::close(handle_);
   handle_ = sluice::detail::invalid_handle;

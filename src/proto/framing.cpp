@@ -89,31 +89,38 @@ event connection::next_event() {
 }
 
 namespace {
-void put_header(frame_type t, std::size_t length, std::vector<std::byte>& out) {
-  out.push_back(std::byte(t));
-  out.push_back(std::byte((length >> 24) & 0xff));
-  out.push_back(std::byte((length >> 16) & 0xff));
-  out.push_back(std::byte((length >> 8) & 0xff));
-  out.push_back(std::byte(length & 0xff));
+header encode(frame_type t, std::size_t length) {
+  return {std::byte(t), std::byte((length >> 24) & 0xff), std::byte((length >> 16) & 0xff),
+          std::byte((length >> 8) & 0xff), std::byte(length & 0xff)};
 }
 } // namespace
 
-void connection::send_message(std::span<const std::byte> payload, std::vector<std::byte>& out) {
+header connection::message_header(std::size_t payload_size) {
   if (local_closed_) throw local_error("framing: send_message after send_close");
-  if (payload.size() > limits_.max_message)
+  if (payload_size > limits_.max_message)
     throw local_error(fmt::format("framing: message of {} bytes exceeds the limit of {}",
-                                  payload.size(), limits_.max_message));
-  put_header(frame_type::data, payload.size(), out);
+                                  payload_size, limits_.max_message));
+  return encode(frame_type::data, payload_size);
+}
+
+header connection::close_header(std::size_t data_size) {
+  if (local_closed_) throw local_error("framing: send_close called twice");
+  if (data_size > limits_.max_disconnect_data)
+    throw local_error(fmt::format("framing: disconnect data of {} bytes exceeds the limit of {}",
+                                  data_size, limits_.max_disconnect_data));
+  local_closed_ = true;
+  return encode(frame_type::close, data_size);
+}
+
+void connection::send_message(std::span<const std::byte> payload, std::vector<std::byte>& out) {
+  const header h = message_header(payload.size());
+  out.insert(out.end(), h.begin(), h.end());
   out.insert(out.end(), payload.begin(), payload.end());
 }
 
 void connection::send_close(std::span<const std::byte> data, std::vector<std::byte>& out) {
-  if (local_closed_) throw local_error("framing: send_close called twice");
-  if (data.size() > limits_.max_disconnect_data)
-    throw local_error(fmt::format("framing: disconnect data of {} bytes exceeds the limit of {}",
-                                  data.size(), limits_.max_disconnect_data));
-  local_closed_ = true;
-  put_header(frame_type::close, data.size(), out);
+  const header h = close_header(data.size());
+  out.insert(out.end(), h.begin(), h.end());
   out.insert(out.end(), data.begin(), data.end());
 }
 

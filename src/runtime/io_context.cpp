@@ -1,3 +1,5 @@
+// The event loop: a ready list, the operations in flight, one backend.
+// The rules it keeps are in docs/runtime.md ("The operation contract").
 #include <sluice/io_context.hpp>
 
 #include "../backend/backend.hpp"
@@ -6,12 +8,22 @@
 #include <atomic>
 #include <cstdlib>
 #include <fmt/format.h>
+#include <fmt/std.h>
 #include <mutex>
 #include <sluice/detail/operation.hpp>
 #include <sluice/spawn.hpp>
 #include <sluice/timer.hpp>
+#include <sluice/yield.hpp>
 #include <unordered_set>
 #include <vector>
+
+#ifndef SLUICE_CHECKS
+#ifdef NDEBUG
+#define SLUICE_CHECKS 0
+#else
+#define SLUICE_CHECKS 1
+#endif
+#endif
 
 namespace sluice {
 
@@ -36,6 +48,11 @@ void print_spawn_failure(std::exception_ptr e) {
   }
 }
 spawn_error_handler spawn_handler = print_spawn_failure;
+
+void run_deferred(ready_node& n) noexcept {
+  auto& op = static_cast<operation&>(n);
+  op.ctx->complete(op);
+}
 } // namespace
 
 void report_spawn_failure(std::exception_ptr e) noexcept {
@@ -71,9 +88,19 @@ sleep_awaiter sleep_for(std::chrono::nanoseconds d) {
   return sleep_awaiter(*io, d);
 }
 
+yield_awaiter yield() {
+  io_context* io = io_context::current();
+  if (io == nullptr) throw std::logic_error("yield() outside a running io_context");
+  return yield_awaiter(*io);
+}
+
 namespace {
 
 thread_local io_context* current_context = nullptr;
+
+struct {
+  std::atomic<std::size_t> queued{0}, not_submitted{0}, in_flight{0}, completed{0};
+} abandon_counts;
 
 std::mutex registry_mutex;
 std::unordered_set<std::uint64_t> live_contexts;
@@ -91,11 +118,35 @@ std::string_view env_backend() {
   return v ? std::string_view(v) : std::string_view();
 }
 
-struct current_guard {
+// Marks this thread as the loop thread for the duration of run().
+struct loop_guard {
   io_context* previous;
-  explicit current_guard(io_context* c) : previous(current_context) { current_context = c; }
-  ~current_guard() { current_context = previous; }
+  std::atomic<std::thread::id>& owner;
+  std::thread::id previous_owner;
+  loop_guard(io_context* c, std::atomic<std::thread::id>& o)
+      : previous(current_context), owner(o), previous_owner(o.load()) {
+    current_context = c;
+    owner.store(std::this_thread::get_id());
+  }
+  ~loop_guard() {
+    current_context = previous;
+    owner.store(previous_owner);
+  }
 };
+
+void splice(detail::ready_node& from, detail::ready_node& to) noexcept {
+  if (from.next == &from) return;
+  to.next = from.next;
+  to.prev = from.prev;
+  to.next->prev = &to;
+  to.prev->next = &to;
+  from.next = from.prev = &from;
+}
+
+void clear(detail::ready_node& list) noexcept {
+  while (list.next != &list)
+    list.next->unlink();
+}
 
 } // namespace
 
@@ -103,6 +154,8 @@ io_context::io_context() : io_context(env_backend()) {}
 
 io_context::io_context(std::string_view name)
     : remote_(std::make_unique<detail::remote_queue>()), id_(register_context()) {
+  ready_.next = ready_.prev = &ready_;
+  running_.next = running_.prev = &running_;
   auto b = detail::make_backend(*this, name);
   if (!b) {
     {
@@ -120,17 +173,37 @@ io_context::~io_context() {
     live_contexts.erase(id_);
   }
   shutting_down_ = true;
+  // 1. Nothing stays in flight: every operation is cancelled and its completion
+  //    reaped (not resumed), accepted handles closed.
   backend_->shutdown();
-  // Destroying a spawned root frame destroys the tasks it awaits, recursively.
-  while (spawn_head_ != nullptr) {
-    detail::spawn_link* l = spawn_head_;
-    on_spawn_done(*l);
-    l->frame.destroy();
-  }
-  ready_.clear();
+  // 2. Destroying a spawned root destroys the tasks it awaits, recursively; their
+  //    awaiters find their operations idle, or withdraw them from queues and lists.
+  while (spawn_head_ != nullptr)
+    spawn_head_->frame.destroy();
+  // 3. Whatever is still queued to run belongs to nobody now.
+  clear(running_);
+  clear(ready_);
 }
 
+void io_context::check_loop_thread(const char* what) const noexcept {
+#if SLUICE_CHECKS
+  const std::thread::id t = loop_thread_.load(std::memory_order_relaxed);
+  if (t == std::thread::id() || t == std::this_thread::get_id()) return;
+  fmt::print(stderr,
+             "sluice: {} called on thread {}, but this io_context's loop runs on thread {}; "
+             "hand work to the loop with post_remote()\n",
+             what, std::this_thread::get_id(), t);
+  std::fflush(stderr);
+  std::abort();
+#else
+  (void)what;
+#endif
+}
+
+bool io_context::loop_thread_checks() noexcept { return SLUICE_CHECKS != 0; }
+
 void io_context::on_spawn(detail::spawn_link& l) noexcept {
+  check_loop_thread("spawn()");
   l.prev = nullptr;
   l.next = spawn_head_;
   if (spawn_head_ != nullptr) spawn_head_->prev = &l;
@@ -141,8 +214,10 @@ void io_context::on_spawn(detail::spawn_link& l) noexcept {
 void io_context::on_spawn_done(detail::spawn_link& l) noexcept {
   if (l.prev != nullptr)
     l.prev->next = l.next;
-  else
+  else if (spawn_head_ == &l)
     spawn_head_ = l.next;
+  else
+    return; // not linked
   if (l.next != nullptr) l.next->prev = l.prev;
   l.prev = l.next = nullptr;
   --spawned_;
@@ -155,9 +230,18 @@ bool io_context::alive(std::uint64_t id) noexcept {
 
 std::string_view io_context::backend_name() const noexcept { return backend_->name(); }
 
+std::string io_context::backend_description() const { return backend_->description(); }
+
 io_context* io_context::current() noexcept { return current_context; }
 
-void io_context::post(std::coroutine_handle<> h) { ready_.push_back(h); }
+void io_context::post(detail::ready_node& n) noexcept {
+  check_loop_thread("a resumption (spawn, notify, yield)");
+  if (n.linked()) return;
+  n.prev = ready_.prev;
+  n.next = &ready_;
+  ready_.prev->next = &n;
+  ready_.prev = &n;
+}
 
 void io_context::post_remote(std::function<void()> fn) {
   {
@@ -177,24 +261,77 @@ bool io_context::stopped() const noexcept { return remote_->stop.load(); }
 void io_context::restart() noexcept { remote_->stop.store(false); }
 
 void io_context::submit(detail::operation& op) {
-  op.pending = true;
+  check_loop_thread("an I/O operation");
+  if (shutting_down_) { // its frame is about to be destroyed: start nothing
+    op.error = make_error_code(errc::operation_aborted);
+    return;
+  }
+  if (op.cancel_requested) { // a cancel that found nothing in flight still counts
+    op.res = 0;
+    op.error = make_error_code(errc::operation_aborted);
+    defer_completion(op);
+    return;
+  }
+  op.state = detail::op_state::pending;
+  op.inflight_next = inflight_;
+  op.inflight_pprev = &inflight_;
+  if (inflight_ != nullptr) inflight_->inflight_pprev = &op.inflight_next;
+  inflight_ = &op;
   ++in_flight_;
   backend_->submit(op);
 }
 
+namespace {
+void unlink_inflight(detail::operation& op) noexcept {
+  *op.inflight_pprev = op.inflight_next;
+  if (op.inflight_next != nullptr) op.inflight_next->inflight_pprev = op.inflight_pprev;
+  op.inflight_next = nullptr;
+  op.inflight_pprev = nullptr;
+}
+} // namespace
+
 void io_context::complete(detail::operation& op) noexcept {
-  op.pending = false;
-  --in_flight_;
-  if (shutting_down_) return; // the frame is about to be destroyed, not resumed
+  if (op.state == detail::op_state::pending) {
+    unlink_inflight(op);
+    --in_flight_;
+  }
+  op.state = detail::op_state::idle;
+  if (shutting_down_) { // the frame is about to be destroyed, not resumed
+    backend_->discard(op);
+    return;
+  }
   if (op.on_complete != nullptr)
     op.on_complete(op); // may resubmit op, or resume the waiter itself
   else
     op.waiter.resume();
 }
 
+void io_context::defer_completion(detail::operation& op) noexcept {
+  if (op.state == detail::op_state::pending) {
+    unlink_inflight(op);
+    --in_flight_;
+  }
+  op.state = detail::op_state::ready;
+  op.run = &detail::run_deferred;
+  post(op);
+}
+
 void io_context::cancel(detail::operation& op) noexcept {
   if (current_context == this) {
-    if (op.pending) backend_->cancel(op);
+    switch (op.state) {
+    case detail::op_state::idle: op.cancel_requested = true; break;
+    case detail::op_state::queued:
+      op.queue->remove(op);
+      op.res = 0;
+      op.error = make_error_code(errc::operation_aborted);
+      defer_completion(op);
+      break;
+    case detail::op_state::pending:
+      op.cancel_requested = true;
+      backend_->cancel(op);
+      break;
+    case detail::op_state::ready: break; // its outcome is decided
+    }
     return;
   }
   // Another thread: hand the request to the loop. The operation stays alive until its
@@ -214,6 +351,55 @@ void io_context::retire_cancel(detail::operation& op) noexcept {
   op.cancel_posted = false;
 }
 
+io_context::abandon_stats io_context::abandoned() noexcept {
+  return {abandon_counts.queued.load(), abandon_counts.not_submitted.load(),
+          abandon_counts.in_flight.load(), abandon_counts.completed.load()};
+}
+
+void io_context::backend_discard(detail::operation& op) noexcept { backend_->discard(op); }
+
+void io_context::abandon(detail::operation& op) noexcept {
+  check_loop_thread("destroying a coroutine with an operation in progress");
+  const auto aborted = [&] {
+    op.res = 0;
+    op.error = make_error_code(errc::operation_aborted);
+  };
+  switch (op.state) {
+  case detail::op_state::idle: break;
+  case detail::op_state::queued:
+    if (op.queue != nullptr) op.queue->remove(op);
+    aborted();
+    abandon_counts.queued.fetch_add(1, std::memory_order_relaxed);
+    break;
+  case detail::op_state::pending:
+    // Cancelled and reaped: nothing refers to op any more.
+    switch (backend_->abandon(op)) {
+    case detail::abandoned_at::not_submitted:
+      aborted();
+      abandon_counts.not_submitted.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case detail::abandoned_at::in_flight:
+      aborted();
+      abandon_counts.in_flight.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case detail::abandoned_at::completed: // its result is in op.res / op.error
+      abandon_counts.completed.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    unlink_inflight(op);
+    --in_flight_;
+    break;
+  case detail::op_state::ready: // completed; its result is in op.res / op.error
+    op.unlink();
+    abandon_counts.completed.fetch_add(1, std::memory_order_relaxed);
+    break;
+  }
+  op.state = detail::op_state::idle;
+  if (op.queue != nullptr) { // it held its stream's sender queue: the next one starts
+    if (detail::operation* next = op.queue->leave(op)) submit(*next);
+  }
+}
+
 void io_context::run_remote() noexcept {
   if (shutting_down_) return;
   std::vector<std::function<void()>> fns;
@@ -226,38 +412,41 @@ void io_context::run_remote() noexcept {
       op->cancel_posted = false;
   }
   for (auto* op : cancels)
-    if (op->pending) backend_->cancel(*op);
+    cancel(*op);
   for (auto& fn : fns)
     fn();
 }
 
 bool io_context::has_work() const noexcept {
-  return !ready_.empty() || in_flight_ != 0 || spawned_ != 0;
+  return ready_.next != &ready_ || in_flight_ != 0 || spawned_ != 0;
 }
 
 void io_context::turn(const bool* done) {
-  // Resume what is ready; coroutines made ready meanwhile wait for the next turn so
-  // that I/O completions are not starved.
-  for (std::size_t n = ready_.size(); n != 0 && !ready_.empty(); --n) {
-    auto h = ready_.front();
-    ready_.pop_front();
-    h.resume();
+  // Run what was ready when the turn began; what becomes ready meanwhile waits for
+  // the next turn, so that I/O completions are not starved.
+  budget_ = turn_budget;
+  splice(ready_, running_);
+  while (running_.next != &running_) {
+    detail::ready_node* n = running_.next;
+    n->unlink();
+    n->run(*n);
   }
   if (stopped()) return;
   if (done != nullptr ? *done : !has_work()) return;
   // Block only when nothing is ready: then the next event must come from the OS (or
-  // from another thread through wake()).
-  backend_->poll(ready_.empty());
+  // from another thread through wake()). Completions get a budget of their own.
+  budget_ = turn_budget;
+  backend_->poll(ready_.next == &ready_);
 }
 
 void io_context::run() {
-  current_guard guard(this);
+  loop_guard guard(this, loop_thread_);
   while (!stopped() && has_work())
     turn(nullptr);
 }
 
 void io_context::run_until(const bool& done) {
-  current_guard guard(this);
+  loop_guard guard(this, loop_thread_);
   while (!done && !stopped())
     turn(&done);
 }

@@ -165,23 +165,28 @@ TEST_CASE("Framed graceful close sends our reason, waits for the peer's, then yi
   CHECK(b_got == "a is leaving");
 }
 
-TEST_CASE("server drain: connections that honour the stop drain, the others are aborted") {
+TEST_CASE("server drain: a handler's plain recv is cancelled by the drain; shielded ones are "
+          "aborted at the deadline") {
+  // Regression: handlers did not run under their connection's stop token, so a plain
+  // recv was never cancelled and the drain waited out its deadline, then reset.
   io_context io;
   auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
   REQUIRE(acc);
   server srv(io, std::move(*acc));
-  auto handler = [](tcp::stream& s, const std::stop_token& stop) -> task<void> {
+  auto handler = [](tcp::stream& s, stop_token) -> task<void> {
     std::array<std::byte, 64> buf;
+    auto first = co_await shield(s.recv(std::span(buf).first(1)));
+    if (!first || *first == 0) co_return;
+    // "stubborn" connections shield their recv from the drain.
+    const bool stubborn = buf[0] == std::byte{'S'};
     for (;;) {
-      // "stubborn" connections ignore the stop request.
-      std::stop_token honour;
-      auto first = co_await s.recv(std::span(buf).first(1));
-      if (!first || *first == 0) co_return;
-      const bool stubborn = buf[0] == std::byte{'S'};
-      if (!stubborn) honour = stop;
-      auto n = co_await with_stop_token(as_task(s.recv(buf)), honour);
+      result<std::size_t> n = error(errc::operation_aborted);
+      if (stubborn)
+        n = co_await shield(s.recv(buf));
+      else
+        n = co_await s.recv(buf); // a plain recv, under the connection's token
       if (!n || *n == 0) {
-        (void)co_await s.graceful_close();
+        (void)co_await shield(s.graceful_close());
         co_return;
       }
     }

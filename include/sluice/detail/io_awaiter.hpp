@@ -1,5 +1,8 @@
 // The thin generic part of every I/O awaiter: start the operation, hook up
-// cancellation through the awaiting task's stop token, tear it down on completion.
+// cancellation through the awaiting task's stop token, tear it down on completion —
+// and on destruction: an awaiter destroyed while its operation is queued, pending or
+// completed-but-not-resumed (its frame destroyed by a stopped loop, an unwinding
+// scope, ~io_context) returns the operation to idle before the frame's memory goes.
 // What each operation checks before it starts and does with its result lives in the
 // derived awaiters and in .cpp files.
 #pragma once
@@ -8,8 +11,8 @@
 #include <sluice/detail/operation.hpp>
 #include <sluice/error.hpp>
 #include <sluice/io_context.hpp>
+#include <sluice/stop_token.hpp>
 #include <sluice/task.hpp>
-#include <stop_token>
 
 namespace sluice::detail {
 
@@ -26,40 +29,90 @@ public:
   io_awaiter& operator=(const io_awaiter&) = delete;
   // Awaiters are moved only before they are started (when returned from a function).
   io_awaiter(io_awaiter&& o) noexcept : op_(o.op_) {}
+  ~io_awaiter() {
+    if (withdraw()) op_.ctx->backend_discard(op_); // an accepted handle nobody took
+  }
 
   bool await_ready() const noexcept { return false; }
 
 protected:
-  // Starts op_ for the coroutine `h`; false if it completed at once (cancelled
-  // before it started), in which case op_.error is set.
-  bool start(std::coroutine_handle<> h, const std::stop_token& token) {
+  // Starts op_ for the coroutine `h`; false if it completed at once (cancelled before
+  // it started), in which case op_.error is set. With a sender queue, op_ waits its
+  // turn there first.
+  bool start(std::coroutine_handle<> h, const stop_token& token, op_queue* queue = nullptr) {
     if (token.stop_requested()) {
       op_.error = make_error_code(errc::operation_aborted);
       return false;
     }
     op_.waiter = h;
-    op_.ctx->submit(op_);
+    op_.cancel_requested = false;
+    if (queue == nullptr || queue->enter(op_)) op_.ctx->submit(op_);
     // Registered after submit: if the token is stopped in between, the callback runs
     // here, inline, and cancels an operation that is already queued.
     if (token.stop_possible()) callback_.emplace(token, cancel_fn{&op_});
     return true;
   }
-  // Must be called first thing in await_resume.
+  // Waits in `q` (a wait_list) until notified or cancelled.
+  bool start_wait(std::coroutine_handle<> h, const stop_token& token, op_queue& q) {
+    if (token.stop_requested()) {
+      op_.error = make_error_code(errc::operation_aborted);
+      return false;
+    }
+    op_.waiter = h;
+    op_.cancel_requested = false;
+    op_.error = {};
+    q.wait(op_);
+    if (token.stop_possible()) callback_.emplace(token, cancel_fn{&op_});
+    return true;
+  }
+  // Must be called first thing in await_resume. If the operation held its stream's
+  // sender queue, the next sender starts.
   void finish() noexcept {
     // Destroying the callback waits for a concurrently running one to return, so
     // cancel_posted is stable afterwards.
     callback_.reset();
     if (op_.cancel_posted) op_.ctx->retire_cancel(op_);
+    if (op_.queue != nullptr) {
+      if (operation* next = op_.queue->leave(op_)) next->ctx->submit(*next);
+    }
+  }
+  // For an awaiter settled before it starts (failed, or done without the OS):
+  // completes without suspending, unless this turn's budget is spent — then it
+  // suspends and resumes next turn, so that a coroutine looping on operations that
+  // never wait cannot starve the others.
+  bool settle_now(std::coroutine_handle<> h) noexcept {
+    if (op_.ctx == nullptr || op_.ctx->consume_budget()) return false;
+    op_.waiter = h;
+    op_.ctx->defer_completion(op_);
+    return true;
+  }
+
+  // Returns op_ to idle from whatever state it is in (for a destructor). True if it
+  // had been started; then op_.res / op_.error hold what the OS produced that nobody
+  // has seen — a received byte count, an accepted handle — or operation_aborted.
+  // A derived awaiter takes over what it can (its socket keeps the bytes or the
+  // handle) and sets op_.error so that the base does not release it again.
+  bool withdraw() noexcept {
+    if (op_.state == op_state::idle && !callback_ && op_.queue == nullptr) return false;
+    // Deregistering waits for a callback running on another thread, so nothing can
+    // start a cancel of op_ after this line.
+    callback_.reset();
+    if (op_.cancel_posted) op_.ctx->retire_cancel(op_);
+    const bool started = op_.state != op_state::idle;
+    op_.ctx->abandon(op_);
+    return started;
   }
 
   operation op_;
-  std::optional<std::stop_callback<cancel_fn>> callback_;
+  std::optional<stop_callback<cancel_fn>> callback_;
 };
 
-// Fails an awaiter before it starts: set the error, do not suspend.
+} // namespace sluice::detail
+
+namespace sluice::detail {
+// Fails an awaiter before it starts: set the error; the caller then settles it.
 inline bool fail_now(operation& op, errc e) noexcept {
   op.error = make_error_code(e);
   return false;
 }
-
 } // namespace sluice::detail

@@ -1,6 +1,17 @@
 // One I/O operation, as the runtime hands it to a backend. Backend-neutral: no OS
 // types. It lives inside the awaiter, i.e. inside the awaiting coroutine's frame, so
 // starting an operation allocates nothing.
+//
+// Its states (docs/runtime.md has the whole contract):
+//
+//   idle ──start──▶ queued ──(its turn)──▶ pending ──completion──▶ idle (resumed)
+//     │  (behind earlier sends on the     │  (in the backend)  │
+//     │   same stream: one sender at a    │                    └─deferred──▶ ready ──▶ idle
+//     └──────────────time)────────────────┘                      (in the loop's ready list)
+//
+// Whatever the state, destroying the awaiter (its frame) returns the operation to
+// idle first: a queued one leaves its queue, a pending one is cancelled and its
+// completion reaped before the destructor returns, a ready one leaves the ready list.
 #pragma once
 
 #include <coroutine>
@@ -18,10 +29,12 @@ namespace sluice::detail {
 using native_handle = std::intptr_t;
 inline constexpr native_handle invalid_handle = -1;
 
-enum class op_code : std::uint8_t { accept, connect, recv, send, shutdown, timeout, read };
+enum class op_code : std::uint8_t { accept, connect, recv, send, sendmsg, shutdown, timeout, read };
 
 // For op_code::shutdown, in operation::flags.
 enum shutdown_how : int { shutdown_receive = 0, shutdown_send = 1, shutdown_both = 2 };
+
+enum class op_state : std::uint8_t { idle, queued, pending, ready };
 
 // Storage for a socket address (large enough for sockaddr_storage).
 struct address_storage {
@@ -29,19 +42,53 @@ struct address_storage {
   std::uint32_t length = 0;
 };
 
-struct operation {
+// A buffer of a gather send: the layout of a POSIX iovec.
+struct io_buffer {
+  void* data;
+  std::size_t size;
+};
+
+// A link in an io_context's list of work ready to run this turn. Unlinks in O(1)
+// from wherever it is, so that a destroyed frame can withdraw itself.
+struct ready_node {
+  ready_node* prev = nullptr;
+  ready_node* next = nullptr;
+  void (*run)(ready_node&) noexcept = nullptr;
+
+  bool linked() const noexcept { return next != nullptr; }
+  void unlink() noexcept {
+    if (next == nullptr) return;
+    prev->next = next;
+    next->prev = prev;
+    prev = next = nullptr;
+  }
+};
+
+// A ready_node that resumes a coroutine.
+struct resume_node : ready_node {
+  std::coroutine_handle<> handle;
+  resume_node() noexcept { run = &resume; }
+  static void resume(ready_node& n) noexcept { static_cast<resume_node&>(n).handle.resume(); }
+};
+
+class op_queue;
+
+struct operation : ready_node { // the node: its deferred completion
   op_code code{};
-  native_handle handle = invalid_handle;
-  void* buffer = nullptr;
-  std::size_t length = 0;
+  op_state state = op_state::idle;
+  bool cancel_requested = false; // checked by every (re)submission
+  bool cancel_posted = false;    // a cancel request from another thread is queued
   int flags = 0;
+  native_handle handle = invalid_handle;
+  void* buffer = nullptr;             // sendmsg: an io_buffer array
+  std::size_t length = 0;             // sendmsg: its number of entries
   address_storage* address = nullptr; // connect: target; accept: receives the peer
   std::int64_t duration_ns = 0;       // timeout
-  // Backend-private: a kernel timespec (uring), a pooled timer (asio), an OVERLAPPED
-  // with its WSABUF (iocp).
+  // Backend-private: a kernel timespec or msghdr (uring), a pooled timer and a slot
+  // (asio), an OVERLAPPED with its WSABUF (iocp).
   alignas(8) unsigned char scratch[80]{};
 
-  // Filled in by the backend before it resumes `waiter`.
+  // Filled in by the backend before the operation completes.
   std::int64_t res = 0; // bytes transferred, or the accepted handle
   std::error_code error;
 
@@ -51,8 +98,87 @@ struct operation {
   void (*on_complete)(operation&) = nullptr;
   void* owner = nullptr; // for on_complete: the awaiter that started the operation
   io_context* ctx = nullptr;
-  bool pending = false;       // submitted and not yet completed
-  bool cancel_posted = false; // a cancel request from another thread is queued
+
+  // The io_context's list of operations in flight (state pending).
+  operation* inflight_next = nullptr;
+  operation** inflight_pprev = nullptr;
+  // The sender queue this operation waits in or holds (see op_queue).
+  op_queue* queue = nullptr;
+  operation* queue_next = nullptr;
+};
+
+// One sender at a time: the operations that write to one stream leave in the order
+// they were started and never interleave. The operation at the front is `active` (in
+// the backend, or finished and not yet resumed); the others wait, state queued. The
+// single-sender path costs a pointer test; no lock (a stream belongs to one loop).
+class op_queue {
+public:
+  op_queue() = default;
+  op_queue(const op_queue&) = delete;
+  op_queue& operator=(const op_queue&) = delete;
+
+  bool idle() const noexcept { return active_ == nullptr; }
+
+  // True if `op` may start now (it is then the active one); otherwise it was queued.
+  bool enter(operation& op) noexcept {
+    op.queue = this;
+    if (active_ == nullptr) {
+      active_ = &op;
+      return true;
+    }
+    op.state = op_state::queued;
+    op.queue_next = nullptr;
+    *tail_ = &op;
+    tail_ = &op.queue_next;
+    return false;
+  }
+
+  // Appends `op` as a waiter that never becomes active (a wait_list).
+  void wait(operation& op) noexcept {
+    op.queue = this;
+    op.state = op_state::queued;
+    op.queue_next = nullptr;
+    *tail_ = &op;
+    tail_ = &op.queue_next;
+  }
+
+  // `op` is done with the queue (finished, or abandoned); returns the next operation
+  // to start, now active, or nullptr.
+  operation* leave(operation& op) noexcept {
+    op.queue = nullptr;
+    if (active_ != &op) {
+      remove(op);
+      return nullptr;
+    }
+    active_ = head_;
+    if (head_ != nullptr) {
+      head_ = head_->queue_next;
+      if (head_ == nullptr) tail_ = &head_;
+      active_->state = op_state::idle;
+    }
+    return active_;
+  }
+
+  // Unlinks a waiting operation (cancelled, or its frame destroyed).
+  void remove(operation& op) noexcept {
+    for (operation** p = &head_; *p != nullptr; p = &(*p)->queue_next)
+      if (*p == &op) {
+        *p = op.queue_next;
+        if (tail_ == &op.queue_next) tail_ = p;
+        break;
+      }
+    op.queue = nullptr;
+    op.queue_next = nullptr;
+    op.state = op_state::idle;
+  }
+
+  // The first waiting operation, or nullptr (to cancel them all on close()).
+  operation* first_waiting() const noexcept { return head_; }
+
+private:
+  operation* active_ = nullptr;
+  operation* head_ = nullptr;
+  operation** tail_ = &head_;
 };
 
 } // namespace sluice::detail

@@ -45,12 +45,15 @@ struct connection_report {
 };
 
 // Serves one connection until the client closes, asks to close, breaks the protocol or
-// times out, or `stop` is requested: then a request in flight (even one whose body is
-// still arriving) gets its full response with "Connection: close", an idle connection
-// is closed at once, and no new request is started. Every close is graceful (FIN,
-// then the client's FIN awaited, bounded). Network errors end it with that error.
-// The caller owns the stream (a sluice::server, say); it is closed on return.
-task<result<connection_report>>
-serve_connection(tcp::stream& s, handler h, server_options options = {}, std::stop_token stop = {});
+// times out, or the stop token it runs under is stopped (a sluice::server's drain):
+// then a request in flight (even one whose body is still arriving) gets its full
+// response with "Connection: close", an idle connection is closed at once, and no new
+// request is started. The token cancels only the wait for the next request; the rest
+// of a request in flight, its handler and the closing are shielded from it (and
+// bounded by the deadlines). Every close is graceful (FIN, then the client's FIN
+// awaited, bounded). Network errors end it with that error. The caller owns the
+// stream (a sluice::server, say); it is closed on return.
+task<result<connection_report>> serve_connection(tcp::stream& s, handler h,
+                                                 server_options options = {});
 
 } // namespace sluice::http

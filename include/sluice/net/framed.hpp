@@ -63,7 +63,6 @@ private:
   tcp::stream s_;
   proto::framing::connection conn_;
   std::vector<std::byte> in_;
-  std::vector<std::byte> out_;
   bool disconnect_delivered_ = false;
 };
 

@@ -5,7 +5,8 @@
 // operation promptly with errc::operation_aborted.
 //
 // Preconditions (as in Asio): a stream or acceptor outlives the operations started on
-// it, and is used only from the thread that runs its io_context.
+// it (and is not moved while they run), and is used only from the thread that runs
+// its io_context. The coroutines awaiting its operations may be destroyed at any time.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include <sluice/proto/lifecycle.hpp>
 #include <sluice/task.hpp>
 #include <span>
+#include <vector>
 
 namespace sluice::tcp {
 
@@ -40,11 +42,15 @@ using sluice::detail::io_awaiter;
 using sluice::detail::native_handle;
 using sluice::detail::stop_token_of;
 
-class recv_awaiter : public io_awaiter {
+class [[nodiscard]] recv_awaiter : public io_awaiter {
 public:
   recv_awaiter(stream& s, std::span<std::byte> buf);
+  recv_awaiter(recv_awaiter&&) = default;
+  // Destroyed after its receive completed but before anyone saw it: the bytes are
+  // kept by the stream for its next recv, never lost.
+  ~recv_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() && start(h, stop_token_of(h));
+    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
   }
   // Bytes received; 0 means the peer closed its sending side (end of stream).
   result<std::size_t> await_resume() { return end(); }
@@ -56,74 +62,98 @@ private:
   bool began_ = false;
 };
 
-class send_awaiter : public io_awaiter {
+// Sends take their turn in the stream's sender queue: they leave in call order and
+// never interleave, whichever coroutines start them.
+class [[nodiscard]] send_awaiter : public io_awaiter {
 public:
   send_awaiter(stream& s, std::span<const std::byte> buf);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() && start(h, stop_token_of(h));
+    return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
   }
   // Bytes sent (may be fewer than asked; see send_all).
   result<std::size_t> await_resume() { return end(); }
 
 private:
   bool begin();
+  sluice::detail::op_queue* queue() noexcept;
   result<std::size_t> end();
   stream* s_;
-  bool counted_ = false;
 };
 
-// Sends a whole buffer: resubmits after partial sends without resuming the coroutine
-// in between, so it costs no allocation and one resumption.
-class send_all_awaiter : public io_awaiter {
+// Sends whole buffers: resubmits after partial sends without resuming the coroutine
+// in between (no allocation, one resumption), holding the sender queue throughout.
+// One buffer (send) or several (sendmsg / WSASend with several WSABUFs).
+class [[nodiscard]] send_all_awaiter : public io_awaiter {
 public:
   send_all_awaiter(stream& s, std::span<const std::byte> buf);
+  // Precondition: `bufs` (the array of spans) outlives the co_await — a braced list
+  // in the co_await expression does.
+  send_all_awaiter(stream& s, std::span<const std::span<const std::byte>> bufs);
+  send_all_awaiter(send_all_awaiter&& o) noexcept;
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() && start(h, stop_token_of(h));
+    return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
   }
-  // All the bytes (buf.size()), or the first error.
+  // All the bytes, or the first error.
   result<std::size_t> await_resume() { return end(); }
 
 private:
+  static constexpr std::size_t window = 8; // buffers per sendmsg
   static void on_complete(sluice::detail::operation& op);
   bool begin();
+  sluice::detail::op_queue* queue() noexcept;
+  void aim() noexcept; // points op_ at what is left
   result<std::size_t> end();
   stream* s_;
-  std::size_t total_;
+  std::span<const std::byte> one_;
+  const std::span<const std::byte>* parts_ = &one_;
+  std::size_t count_ = 1;
+  std::size_t index_ = 0;  // first part not fully sent
+  std::size_t offset_ = 0; // bytes of it already sent
+  std::size_t total_ = 0;
   std::size_t sent_ = 0;
-  bool counted_ = false;
+  sluice::detail::io_buffer iov_[window];
 };
 
-class connect_awaiter : public io_awaiter {
+class [[nodiscard]] connect_awaiter : public io_awaiter {
 public:
   connect_awaiter(stream& s, const endpoint& ep);
+  connect_awaiter(connect_awaiter&&) = default;
+  ~connect_awaiter(); // the stream's state follows what the OS did
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() && start(h, stop_token_of(h));
+    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
   }
   result<void> await_resume() { return end(); }
 
 private:
   bool begin();
   result<void> end();
+  void settle() noexcept;
   stream* s_;
   endpoint target_;
   sluice::detail::address_storage address_;
 };
 
 // recv_disconnect and send_disconnect: a shutdown of one side, ruled by the lifecycle.
-class disconnect_awaiter : public io_awaiter {
+// The send side's FIN takes its turn in the sender queue, after the sends started
+// before it.
+class [[nodiscard]] disconnect_awaiter : public io_awaiter {
 public:
   // recv_disconnect: `pending` is the disconnect data a layer above holds (0 on TCP).
   disconnect_awaiter(stream& s, int how, std::span<std::byte> in, std::size_t out_size,
                      std::size_t pending = 0);
+  disconnect_awaiter(disconnect_awaiter&&) = default;
+  ~disconnect_awaiter(); // the stream's state follows what the OS did
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() && start(h, stop_token_of(h));
+    return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
   }
   // recv_disconnect: the size of the disconnect data written to the buffer (0 on TCP).
   result<std::size_t> await_resume() { return end(); }
 
 private:
   bool begin();
+  sluice::detail::op_queue* queue() noexcept;
   result<std::size_t> end();
+  void settle() noexcept;
   stream* s_;
   std::size_t out_size_;
   std::size_t capacity_;
@@ -131,11 +161,15 @@ private:
   bool skipped_ = false; // the lifecycle answered without an OS call
 };
 
-class accept_awaiter : public io_awaiter {
+class [[nodiscard]] accept_awaiter : public io_awaiter {
 public:
   explicit accept_awaiter(acceptor& a);
+  accept_awaiter(accept_awaiter&&) = default;
+  // Destroyed after the OS accepted a connection for it: the acceptor keeps the
+  // connection for its next accept() (or closes it if it is closed itself).
+  ~accept_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() && start(h, stop_token_of(h));
+    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
   }
   result<stream> await_resume();
 
@@ -168,6 +202,14 @@ public:
   detail::send_awaiter send(std::span<const std::byte> buf) { return {*this, buf}; }
   // Sends all of `buf` (several sends if needed): buf.size(), or the first error.
   detail::send_all_awaiter send_all(std::span<const std::byte> buf) { return {*this, buf}; }
+  // Gather: sends every buffer, in order, as one operation (sendmsg / WSASend).
+  // `bufs` must outlive the co_await:
+  //   std::array<std::span<const std::byte>, 2> parts{header, body};
+  //   co_await s.send_all(parts);
+  // (g++ 12 cannot carry a braced initializer list across a co_await.)
+  detail::send_all_awaiter send_all(std::span<const std::span<const std::byte>> bufs) {
+    return {*this, bufs};
+  }
 
   // Half-closes the receive side and yields the peer's disconnect data into `data`
   // (always empty on TCP, whose transport has none). The contract is DESIGN.md's
@@ -194,13 +236,14 @@ public:
   // Plain TCP carries no disconnect data (the analog of XP1_DISCONNECT_DATA unset).
   static constexpr bool carries_disconnect_data() noexcept { return false; }
 
-  // Cancels pending operations (they complete with operation_aborted) and closes.
-  // Closing a closed stream does nothing.
+  // Cancels pending operations (they complete with operation_aborted; sends still
+  // waiting their turn never reach the OS) and closes. Closing a closed stream does
+  // nothing.
   void close() noexcept;
 
-  // Closes without losing what was sent and without truncating the peer: waits for
-  // the sends already started on this stream to complete, half-closes (FIN), reads and
-  // discards until the peer's FIN, then closes. Bounded by options.deadline and
+  // Closes without losing what was sent and without truncating the peer: half-closes
+  // (FIN) after the sends already started on this stream, reads and discards until the
+  // peer's FIN, then closes. Bounded by options.deadline and
   // options.max_discard; past either it aborts (RST). Never blocks the loop and never
   // relies on SO_LINGER. The stream is closed afterwards in every case.
   task<close_report> graceful_close(graceful_close_options options = {});
@@ -229,17 +272,15 @@ private:
 
   stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
   std::string describe(std::string_view op) const; // "recv from 1.2.3.4:5"
-
-  void send_started() noexcept { ++sends_in_flight_; }
-  void send_finished() noexcept;
+  void abort_waiting_senders() noexcept;
 
   io_context* io_ = nullptr;
   std::uint64_t io_id_ = 0;
   native_handle_type handle_ = sluice::detail::invalid_handle;
   proto::stream_lifecycle life_;
   endpoint peer_;
-  std::uint32_t sends_in_flight_ = 0;
-  void* drain_waiter_ = nullptr; // a detail::wait_list while graceful_close waits
+  sluice::detail::op_queue sendq_; // one sender at a time
+  std::vector<std::byte> unread_;  // received by a recv whose coroutine was destroyed
 };
 
 class acceptor {
@@ -263,10 +304,15 @@ public:
 
 private:
   friend class detail::accept_awaiter;
+  struct accepted {
+    sluice::detail::native_handle handle;
+    sluice::detail::address_storage peer;
+  };
   io_context* io_ = nullptr;
   std::uint64_t io_id_ = 0;
   sluice::detail::native_handle handle_ = sluice::detail::invalid_handle;
   endpoint local_;
+  std::vector<accepted> backlog_; // accepted for a coroutine that was destroyed first
 };
 
 // Connects to `ep` (same as stream::connect(io, ep)).

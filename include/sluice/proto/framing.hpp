@@ -15,6 +15,7 @@
 // in h11. No sockets, no clocks, no OS headers.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -26,6 +27,7 @@
 namespace sluice::proto::framing {
 
 inline constexpr std::size_t header_size = 5; // type (1) + big-endian length (4)
+using header = std::array<std::byte, header_size>;
 
 enum class frame_type : std::uint8_t { data = 0x01, close = 0x02 };
 
@@ -77,6 +79,13 @@ public:
 
   // --- outputs
   event next_event();
+
+  // The header of a DATA frame carrying `payload_size` bytes, for a caller that sends
+  // the payload from where it lies (a gather send). Checks as send_message.
+  header message_header(std::size_t payload_size);
+  // The header of the CLOSE frame; the connection is locally closed afterwards.
+  // Checks as send_close.
+  header close_header(std::size_t data_size);
 
   // Appends a DATA frame to `out`. Throws local_error after send_close() or when
   // `payload` exceeds max_message.

@@ -3,14 +3,21 @@
 // allowed (Docker's default seccomp profile, kernel.io_uring_disabled, gVisor, old
 // kernels).
 //
-// - Each handle gets an asio::posix::stream_descriptor the first time an operation
-//   uses it; Asio never closes it (sluice owns the fd: it is released, not closed).
+// - Each handle gets a descriptor record (an asio::posix::stream_descriptor) the
+//   first time an operation uses it; Asio never closes the fd (sluice owns it: it is
+//   released, not closed). close() retires the record; handlers still naming it find
+//   it retired — a new descriptor with the same number gets a new record.
+// - Handlers name their operation by slot and generation, never by address: a
+//   handler that runs after its operation was abandoned (its frame destroyed) or
+//   settled by shutdown() finds a newer generation and does nothing.
 // - An operation is first attempted from a posted handler (never inline in submit()),
-//   then, on EAGAIN, attempted again when the reactor reports readiness.
-// - cancel(op) marks the op and cancels the descriptor's waits: the waits of other
-//   operations on the same descriptor then see operation_aborted, find themselves
-//   unmarked and wait again. Timers come from a pool of asio::steady_timer (the
-//   timer's address is kept in the operation's scratch area).
+//   then, on EAGAIN, attempted again when the reactor reports readiness. Every attempt
+//   and re-arm checks operation::cancel_requested first.
+// - cancel(op) cancels the descriptor's waits: the waits of other operations on the
+//   same descriptor then see operation_aborted, find themselves not cancelled and wait
+//   again. Timers come from a pool of asio::steady_timer.
+// - poll() runs at most the turn's budget of handlers, so one busy connection (whose
+//   handlers keep posting more) cannot keep the loop from its other coroutines.
 // - wake() posts to the Asio context (thread-safe); a work guard keeps run_one()
 //   blocking while sluice has nothing in flight.
 #include "../backend.hpp"
@@ -25,11 +32,12 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
+#include <new>
 #include <sluice/io_context.hpp>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace sluice::detail {
@@ -37,65 +45,93 @@ namespace {
 
 using wait_type = asio::posix::descriptor_base::wait_type;
 
-// scratch[0] of a connect operation: whether connect(2) was already called.
-constexpr unsigned char connect_started = 1;
-
 class asio_backend final : public backend {
 public:
   explicit asio_backend(io_context& io) : io_(io), work_(asio::make_work_guard(ctx_)) {}
 
   ~asio_backend() override {
-    for (auto& [fd, d] : descriptors_)
-      release(*d);
+    for (auto& [fd, d] : live_)
+      release(d->d);
+    for (auto& d : retired_)
+      release(d->d);
   }
 
   std::string_view name() const noexcept override { return "asio"; }
 
   void submit(operation& op) override {
+    auto& st = *new (op.scratch) op_data{};
+    bind_slot(op, st);
     if (op.code == op_code::timeout) {
-      asio::steady_timer* t = take_timer();
-      std::memcpy(op.scratch, &t, sizeof t);
-      t->expires_after(std::chrono::nanoseconds(op.duration_ns));
-      t->async_wait([this, &op, t](const asio::error_code& ec) {
-        free_timers_.push_back(t);
-        finish(op, ec == asio::error::operation_aborted ? ECANCELED : 0, 0);
+      st.timer = take_timer();
+      st.timer->expires_after(std::chrono::nanoseconds(op.duration_ns));
+      st.timer->async_wait([r = ref_of(st, nullptr), t = st.timer](const asio::error_code& ec) {
+        r.self->free_timers_.push_back(t);
+        if (operation* o = r.self->lookup(r))
+          r.self->finish(*o, ec == asio::error::operation_aborted ? ECANCELED : 0, 0);
       });
       return;
     }
-    op.scratch[0] = 0;
-    descriptor(op.handle); // register (and make non-blocking) now, on the loop thread
-    asio::post(ctx_, [this, &op] { attempt(op); });
+    st.desc = descriptor(op.handle); // registered (and non-blocking) now, on the loop thread
+    ++st.desc->refs;
+    asio::post(ctx_, [r = ref_of(st, st.desc)] {
+      if (operation* o = r.self->lookup(r)) r.self->attempt(*o);
+      r.self->unref(r.desc);
+    });
   }
 
   void cancel(operation& op) noexcept override {
-    if (op.code == op_code::timeout) {
-      asio::steady_timer* t = nullptr;
-      std::memcpy(&t, op.scratch, sizeof t);
-      t->cancel();
+    auto& st = data(op);
+    if (st.timer != nullptr) {
+      st.timer->cancel();
       return;
     }
-    cancelled_.insert(&op);
-    if (auto it = descriptors_.find(static_cast<int>(op.handle)); it != descriptors_.end()) {
+    // A posted attempt sees cancel_requested by itself; a wait must be woken.
+    if (st.waiting && !st.desc->closed) {
       asio::error_code ignored;
-      it->second->cancel(ignored);
+      st.desc->d.cancel(ignored);
     }
   }
 
   void cancel_all(native_handle h) noexcept override {
-    auto it = descriptors_.find(static_cast<int>(h));
-    if (it == descriptors_.end()) return;
-    // Its waits complete with operation_aborted and, finding no descriptor, end.
+    auto it = live_.find(static_cast<int>(h));
+    if (it == live_.end()) return;
+    desc_state& d = *it->second;
+    // Its waits complete with operation_aborted and, finding it closed, end; posted
+    // attempts find it closed too.
+    d.closed = true;
     asio::error_code ignored;
-    it->second->cancel(ignored);
-    release(*it->second);
+    d.d.cancel(ignored);
+    release(d.d);
     retired_.push_back(std::move(it->second));
-    descriptors_.erase(it);
+    live_.erase(it);
+  }
+
+  abandoned_at abandon(operation& op) noexcept override {
+    auto& st = data(op);
+    free_slot(st.slot);                          // its handlers now find a newer generation
+    if (st.timer != nullptr) st.timer->cancel(); // its handler returns it to the pool
+    // The syscalls are made here, synchronously: no OS call still holds op's buffer.
+    return st.timer != nullptr || st.attempted ? abandoned_at::in_flight
+                                               : abandoned_at::not_submitted;
+  }
+
+  void discard(operation& op) noexcept override {
+    if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
   }
 
   void poll(bool block) override {
     if (block) ctx_.run_one();
-    ctx_.poll();
-    retired_.clear(); // their aborted handlers have run
+    while (io_.consume_budget() && ctx_.poll_one() != 0) {
+    }
+    // Retired descriptors go once no handler names them.
+    for (std::size_t i = 0; i < retired_.size();) {
+      if (retired_[i]->refs == 0) {
+        retired_[i] = std::move(retired_.back());
+        retired_.pop_back();
+      } else {
+        ++i;
+      }
+    }
   }
 
   void wake() noexcept override {
@@ -103,18 +139,85 @@ public:
   }
 
   void shutdown() noexcept override {
+    // Nothing in the OS refers to an operation here (every syscall is synchronous):
+    // settle each one as cancelled. Their handlers, if they ever run, find newer
+    // generations; destroying ctx_ destroys them unrun.
+    for (std::uint32_t i = 0; i < slots_.size(); ++i)
+      if (operation* op = slots_[i].op) {
+        free_slot(i);
+        op->res = 0;
+        op->error = std::error_code(ECANCELED, std::system_category());
+        io_.complete(*op); // shutting down: not resumed, results discarded
+      }
     for (auto& t : timers_)
-      t->cancel(); // idle ones too: harmless
-    for (auto& [fd, d] : descriptors_) {
-      asio::error_code ignored;
-      d->cancel(ignored);
-    }
-    // Bounded: every wait was just cancelled, so this ends at once.
-    for (int i = 0; i < 1000 && io_.in_flight() != 0; ++i)
-      ctx_.run_one_for(std::chrono::milliseconds(5));
+      t->cancel();
   }
 
 private:
+  struct desc_state {
+    explicit desc_state(asio::io_context& c) : d(c) {}
+    asio::posix::stream_descriptor d;
+    bool closed = false;
+    unsigned refs = 0; // handlers (posted attempts, waits) that still name it
+  };
+
+  // What the backend keeps in operation::scratch.
+  struct op_data {
+    std::uint32_t slot = 0;
+    std::uint32_t gen = 0;
+    desc_state* desc = nullptr;
+    asio::steady_timer* timer = nullptr;
+    bool connect_started = false;
+    bool waiting = false;   // a readiness wait is armed
+    bool attempted = false; // the syscall was tried at least once
+  };
+  static_assert(sizeof(op_data) <= sizeof(operation::scratch));
+  static op_data& data(operation& op) noexcept {
+    return *std::launder(reinterpret_cast<op_data*>(op.scratch));
+  }
+
+  struct slot {
+    operation* op = nullptr;
+    std::uint32_t gen = 0;
+    std::uint32_t next_free = 0;
+  };
+  // What a handler holds: small enough for Asio's recycled handler memory.
+  struct op_ref {
+    asio_backend* self;
+    std::uint32_t slot;
+    std::uint32_t gen;
+    desc_state* desc;
+  };
+  op_ref ref_of(const op_data& st, desc_state* d) noexcept { return {this, st.slot, st.gen, d}; }
+
+  static constexpr std::uint32_t no_slot = static_cast<std::uint32_t>(-1);
+
+  void bind_slot(operation& op, op_data& st) {
+    if (free_head_ == no_slot) {
+      slots_.push_back({});
+      free_head_ = static_cast<std::uint32_t>(slots_.size() - 1);
+      slots_.back().next_free = no_slot;
+    }
+    const std::uint32_t i = free_head_;
+    free_head_ = slots_[i].next_free;
+    slots_[i].op = &op;
+    st.slot = i;
+    st.gen = slots_[i].gen;
+  }
+  void free_slot(std::uint32_t i) noexcept {
+    slots_[i].op = nullptr;
+    ++slots_[i].gen;
+    slots_[i].next_free = free_head_;
+    free_head_ = i;
+  }
+  operation* lookup(const op_ref& r) noexcept {
+    const slot& s = slots_[r.slot];
+    return s.gen == r.gen ? s.op : nullptr;
+  }
+  void unref(desc_state* d) noexcept {
+    if (d != nullptr) --d->refs;
+  }
+
   // Timers are pooled: a sleep allocates only when more are pending than ever before.
   asio::steady_timer* take_timer() {
     if (free_timers_.empty()) {
@@ -131,22 +234,22 @@ private:
     if (d.is_open()) (void)d.release();
   }
 
-  asio::posix::stream_descriptor* descriptor(native_handle h) {
+  desc_state* descriptor(native_handle h) {
     const int fd = static_cast<int>(h);
-    auto it = descriptors_.find(fd);
-    if (it != descriptors_.end()) return it->second.get();
+    auto it = live_.find(fd);
+    if (it != live_.end()) return it->second.get();
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags >= 0 && (flags & O_NONBLOCK) == 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    auto d = std::make_unique<asio::posix::stream_descriptor>(ctx_);
+    auto d = std::make_unique<desc_state>(ctx_);
     asio::error_code ignored;
-    d->assign(fd, ignored);
+    d->d.assign(fd, ignored);
     auto* p = d.get();
-    descriptors_.emplace(fd, std::move(d));
+    live_.emplace(fd, std::move(d));
     return p;
   }
 
   void finish(operation& op, int err, std::int64_t res) {
-    cancelled_.erase(&op);
+    free_slot(data(op).slot);
     op.res = err == 0 ? res : 0;
     op.error = err == 0 ? std::error_code() : std::error_code(err, std::system_category());
     io_.complete(op);
@@ -154,9 +257,11 @@ private:
 
   // Tries the operation once; completes it, or waits for readiness to try again.
   void attempt(operation& op) {
-    if (cancelled_.count(&op) != 0) return finish(op, ECANCELED, 0);
+    auto& st = data(op);
+    st.waiting = false;
+    if (op.cancel_requested || st.desc->closed) return finish(op, ECANCELED, 0);
+    st.attempted = true;
     const int fd = static_cast<int>(op.handle);
-    if (descriptors_.count(fd) == 0) return finish(op, ECANCELED, 0); // closed meanwhile
     long r = 0;
     wait_type wait = wait_type::wait_read;
     switch (op.code) {
@@ -166,6 +271,14 @@ private:
       r = ::send(fd, op.buffer, op.length, MSG_NOSIGNAL);
       wait = wait_type::wait_write;
       break;
+    case op_code::sendmsg: {
+      msghdr m{};
+      m.msg_iov = static_cast<iovec*>(op.buffer);
+      m.msg_iovlen = op.length;
+      r = ::sendmsg(fd, &m, MSG_NOSIGNAL);
+      wait = wait_type::wait_write;
+      break;
+    }
     case op_code::accept: {
       socklen_t len = sizeof op.address->bytes;
       r = ::accept4(fd, reinterpret_cast<sockaddr*>(op.address->bytes), &len, SOCK_CLOEXEC);
@@ -174,7 +287,7 @@ private:
     }
     case op_code::connect:
       wait = wait_type::wait_write;
-      if (op.scratch[0] == connect_started) {
+      if (st.connect_started) {
         // Woken for writing: the outcome is in SO_ERROR, unless the handshake is in
         // fact still going on. Asio completes the first wait on a fresh descriptor
         // speculatively, before epoll said anything: then wait again.
@@ -188,7 +301,7 @@ private:
           return finish(op, 0, 0);
         return arm(op, wait);
       }
-      op.scratch[0] = connect_started;
+      st.connect_started = true;
       r = ::connect(fd, reinterpret_cast<const sockaddr*>(op.address->bytes), op.address->length);
       if (r < 0 && errno == EINPROGRESS) errno = EAGAIN;
       break;
@@ -208,27 +321,37 @@ private:
   }
 
   void arm(operation& op, wait_type wait) {
-    auto* d = descriptor(op.handle);
-    d->async_wait(wait, [this, &op, wait](const asio::error_code& ec) {
-      if (ec == asio::error::operation_aborted) {
-        // This op was cancelled, or its handle closed: done. Otherwise another op on
-        // the same descriptor was cancelled: wait again.
-        if (cancelled_.count(&op) != 0 || descriptors_.count(static_cast<int>(op.handle)) == 0)
-          return finish(op, ECANCELED, 0);
-        return arm(op, wait);
+    auto& st = data(op);
+    if (op.cancel_requested || st.desc->closed) return finish(op, ECANCELED, 0);
+    st.waiting = true;
+    ++st.desc->refs;
+    st.desc->d.async_wait(wait, [r = ref_of(st, st.desc), wait](const asio::error_code& ec) {
+      if (operation* o = r.self->lookup(r)) {
+        if (ec == asio::error::operation_aborted) {
+          // This op was cancelled, or its handle closed: done. Otherwise another op on
+          // the same descriptor was cancelled: wait again.
+          data(*o).waiting = false;
+          if (o->cancel_requested || r.desc->closed)
+            r.self->finish(*o, ECANCELED, 0);
+          else
+            r.self->arm(*o, wait);
+        } else {
+          r.self->attempt(*o);
+        }
       }
-      attempt(op);
+      r.self->unref(r.desc);
     });
   }
 
   io_context& io_;
   asio::io_context ctx_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::unordered_map<int, std::unique_ptr<asio::posix::stream_descriptor>> descriptors_;
-  std::vector<std::unique_ptr<asio::posix::stream_descriptor>> retired_;
+  std::unordered_map<int, std::unique_ptr<desc_state>> live_;
+  std::vector<std::unique_ptr<desc_state>> retired_;
   std::vector<std::unique_ptr<asio::steady_timer>> timers_;
   std::vector<asio::steady_timer*> free_timers_;
-  std::unordered_set<operation*> cancelled_;
+  std::vector<slot> slots_;
+  std::uint32_t free_head_ = no_slot;
 };
 
 } // namespace

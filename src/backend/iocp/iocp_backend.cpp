@@ -4,15 +4,19 @@
 //   OVERLAPPED kept in the operation's scratch area, GetQueuedCompletionStatusEx in
 //   batches, CancelIoEx for cancellation, PostQueuedCompletionStatus for wake.
 // - FILE_SKIP_COMPLETION_PORT_ON_SUCCESS where the socket accepts it: an operation that
-//   finishes at once queues no packet, so it is completed from a local list on the next
-//   poll() (never inline in submit()).
+//   finishes at once queues no packet, so its completion is deferred to the loop's
+//   next turn (never inline in submit()).
+// - abandon(op) cancels op's OVERLAPPED with CancelIoEx and waits for its packet (the
+//   kernel writes the OVERLAPPED and the buffer until then); other packets seen
+//   meanwhile become deferred completions.
 // - Timers are a min-heap in a vector; poll() waits at most until the first deadline.
 //   Nothing here allocates per operation in steady state.
 // - recv_disconnect is WSARecvDisconnect; pending receives on that socket are cancelled
 //   by the backend, because Wine never completes them (DESIGN.md); the lifecycle then
 //   reports them as shut_down.
-// - Console control events (Ctrl-C, close) are delivered to signal_set waits as SIGINT /
-//   SIGTERM through the port.
+// - Console control events (Ctrl-C, close) and the C runtime's signals (raise()) are
+//   delivered as SIGINT / SIGTERM / SIGBREAK to the signal_sets that asked for them,
+//   each set through its own io_context's port.
 #include "../backend.hpp"
 
 // clang-format off
@@ -53,17 +57,33 @@ static_assert(alignof(slot) <= 8);
 slot& slot_of(operation& op) { return *reinterpret_cast<slot*>(op.scratch); }
 SOCKET sock_of(const operation& op) { return static_cast<SOCKET>(op.handle); }
 
-// Console control events, forwarded to every live port.
-std::mutex ports_mutex;
-std::vector<HANDLE> ports;
-bool handler_installed = false;
+// Signal sets, by id: which port and which signals. Console control events and the C
+// runtime's signal handlers post one packet per set that asked for the signal.
+struct signal_subscriber {
+  std::uintptr_t id;
+  HANDLE port;
+  std::vector<int> signals;
+};
+std::mutex signals_mutex;
+std::vector<signal_subscriber> signal_sets;
+bool console_handler_installed = false;
+
+void forward_signal(int sig) {
+  std::lock_guard lock(signals_mutex);
+  for (const auto& s : signal_sets)
+    if (std::find(s.signals.begin(), s.signals.end(), sig) != s.signals.end())
+      PostQueuedCompletionStatus(s.port, static_cast<DWORD>(sig), signal_key,
+                                 reinterpret_cast<LPOVERLAPPED>(s.id));
+}
 
 BOOL WINAPI on_console_event(DWORD type) {
-  const int sig = type == CTRL_C_EVENT ? SIGINT : SIGTERM;
-  std::lock_guard lock(ports_mutex);
-  for (HANDLE p : ports)
-    PostQueuedCompletionStatus(p, static_cast<DWORD>(sig), signal_key, nullptr);
+  forward_signal(type == CTRL_C_EVENT ? SIGINT : type == CTRL_BREAK_EVENT ? SIGBREAK : SIGTERM);
   return TRUE;
+}
+
+extern "C" void on_crt_signal(int sig) {
+  std::signal(sig, on_crt_signal); // the C runtime resets the handler on each signal
+  forward_signal(sig);
 }
 
 // NTSTATUS of a failed completion → Winsock error, for when the socket is already gone.
@@ -91,16 +111,10 @@ public:
     started_ = true;
     port_ = CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, 1);
     if (port_ == nullptr) return {static_cast<int>(GetLastError()), std::system_category()};
-    std::lock_guard lock(ports_mutex);
-    ports.push_back(port_);
     return {};
   }
 
   ~iocp_backend() override {
-    {
-      std::lock_guard lock(ports_mutex);
-      ports.erase(std::remove(ports.begin(), ports.end(), port_), ports.end());
-    }
     if (port_ != nullptr) CloseHandle(port_);
     if (started_) WSACleanup();
   }
@@ -114,16 +128,17 @@ public:
       std::push_heap(timers_.begin(), timers_.end(), later);
       return;
     }
-    case op_code::read: // a signal_set wait (Windows has no signal pipe)
-      install_console_handler();
-      if (!pending_signals_.empty()) {
-        *static_cast<unsigned char*>(op.buffer) =
-            static_cast<unsigned char>(pending_signals_.front());
-        pending_signals_.erase(pending_signals_.begin());
+    case op_code::read: { // a signal_set wait: op.handle is the set's id
+      auto it = std::find_if(pending_signals_.begin(), pending_signals_.end(),
+                             [&](const queued_signal& q) { return q.set == op.handle; });
+      if (it != pending_signals_.end()) {
+        *static_cast<unsigned char*>(op.buffer) = static_cast<unsigned char>(it->sig);
+        pending_signals_.erase(it);
         return done_now(op, 0, 1);
       }
       signal_waiters_.push_back(&op);
       return;
+    }
     case op_code::shutdown: {
       const SOCKET s = sock_of(op);
       int r = 0;
@@ -139,19 +154,57 @@ public:
     }
     case op_code::recv:
     case op_code::send:
+    case op_code::sendmsg:
     case op_code::accept:
     case op_code::connect: start_io(op); return;
     }
   }
 
+  abandoned_at abandon(operation& op) noexcept override {
+    if (op.code == op_code::timeout) {
+      remove_timer(op);
+      return abandoned_at::in_flight;
+    }
+    if (op.code == op_code::read) {
+      auto it = std::find(signal_waiters_.begin(), signal_waiters_.end(), &op);
+      if (it != signal_waiters_.end()) signal_waiters_.erase(it);
+      return abandoned_at::in_flight;
+    }
+    // The kernel owns the OVERLAPPED and the buffer until op's packet arrives: cancel
+    // it and wait for that packet; other packets become deferred completions.
+    slot& sl = slot_of(op);
+    CancelIoEx(reinterpret_cast<HANDLE>(sock_of(op)), &sl.ov);
+    for (;;) {
+      OVERLAPPED_ENTRY entries[64];
+      ULONG n = 0;
+      if (!GetQueuedCompletionStatusEx(port_, entries, 64, &n, INFINITE, FALSE)) continue;
+      bool found = false;
+      for (ULONG i = 0; i < n; ++i) {
+        if (entries[i].lpCompletionKey == io_key && entries[i].lpOverlapped == &sl.ov) {
+          found = true;
+          if (op.code == op_code::recv) untrack_receive(op);
+          // Its result stays in op for the awaiter (bytes received, an accepted socket).
+          finish_io(op, packet_error(entries[i]), entries[i].dwNumberOfBytesTransferred);
+          continue;
+        }
+        dispatch(entries[i], true);
+      }
+      if (found)
+        return op.error ==
+                       std::error_code(static_cast<int>(operation_aborted), std::system_category())
+                   ? abandoned_at::in_flight
+                   : abandoned_at::completed;
+    }
+  }
+
+  void discard(operation& op) noexcept override {
+    if (op.code == op_code::accept && !op.error && op.res >= 0)
+      closesocket(static_cast<SOCKET>(op.res));
+  }
+
   void cancel(operation& op) noexcept override {
     if (op.code == op_code::timeout) {
-      auto it =
-          std::find_if(timers_.begin(), timers_.end(), [&](const timer& t) { return t.op == &op; });
-      if (it == timers_.end()) return;
-      timers_.erase(it);
-      std::make_heap(timers_.begin(), timers_.end(), later);
-      done_now(op, operation_aborted, 0);
+      if (remove_timer(op)) done_now(op, operation_aborted, 0);
       return;
     }
     if (op.code == op_code::read) {
@@ -162,7 +215,7 @@ public:
       }
       return;
     }
-    if (op.pending) // harmless when it already finished: CancelIoEx finds nothing
+    if (op.state == op_state::pending) // CancelIoEx finds nothing if it just finished
       CancelIoEx(reinterpret_cast<HANDLE>(sock_of(op)), &slot_of(op).ov);
   }
 
@@ -174,10 +227,14 @@ public:
   }
 
   void poll(bool block) override {
-    bool progressed = run_ready();
-    progressed = expire_timers() || progressed;
+    if (remote_pending_) { // a wake seen while an abandon waited for its packet
+      remote_pending_ = false;
+      io_.run_remote();
+      block = false;
+    }
+    const bool expired = expire_timers();
     DWORD timeout = 0;
-    if (block && !progressed) {
+    if (block && !expired) {
       timeout = INFINITE;
       if (!timers_.empty()) {
         const auto left =
@@ -189,30 +246,29 @@ public:
     ULONG n = 0;
     if (!GetQueuedCompletionStatusEx(port_, entries, 64, &n, timeout, FALSE)) n = 0;
     for (ULONG i = 0; i < n; ++i)
-      dispatch(entries[i]);
-    run_ready();
+      dispatch(entries[i], !io_.consume_budget()); // past the budget: next turn
     expire_timers();
   }
 
   void wake() noexcept override { PostQueuedCompletionStatus(port_, 0, wake_key, nullptr); }
 
   void shutdown() noexcept override {
-    for (auto& [s, info] : associated_)
-      CancelIoEx(reinterpret_cast<HANDLE>(s), nullptr);
+    for (auto& [sock, info] : associated_)
+      CancelIoEx(reinterpret_cast<HANDLE>(sock), nullptr);
     for (auto& t : timers_)
-      done_now(*t.op, operation_aborted, 0);
+      settle(*t.op, operation_aborted, 0);
     timers_.clear();
     for (operation* op : signal_waiters_)
-      done_now(*op, operation_aborted, 0);
+      settle(*op, operation_aborted, 0);
     signal_waiters_.clear();
-    run_ready();
-    for (int i = 0; i < 200 && io_.in_flight() != 0; ++i) {
+    // Every pending OVERLAPPED was cancelled: reap their packets (bounded).
+    for (int i = 0; i < 500 && io_.in_flight() != 0; ++i) {
       OVERLAPPED_ENTRY entries[64];
       ULONG n = 0;
       if (!GetQueuedCompletionStatusEx(port_, entries, 64, &n, 10, FALSE)) n = 0;
       for (ULONG k = 0; k < n; ++k)
         if (entries[k].lpCompletionKey == io_key && entries[k].lpOverlapped != nullptr)
-          dispatch(entries[k]);
+          dispatch(entries[k], false); // shutting down: settled, not resumed
     }
   }
 
@@ -231,31 +287,30 @@ private:
     std::vector<operation*> receives; // pending WSARecv, for recv_disconnect
   };
 
-  struct ready_completion {
-    operation* op;
-    DWORD error;
-    std::int64_t res;
-  };
-
+  // A completion delivered on the loop's next turn (never inline in submit()).
   void done_now(operation& op, DWORD error, std::int64_t res) {
-    ready_.push_back({&op, error, res});
+    fill(op, error, res);
+    io_.defer_completion(op);
   }
 
-  void finish(operation& op, DWORD error, std::int64_t res) {
-    op.res = error == 0 ? res : 0;
-    op.error = error == 0 ? std::error_code()
-                          : std::error_code(static_cast<int>(error), std::system_category());
+  // A completion delivered now.
+  void settle(operation& op, DWORD error, std::int64_t res) {
+    fill(op, error, res);
     io_.complete(op);
   }
 
-  bool run_ready() {
-    if (ready_.empty()) return false;
-    // Completions queued while these run wait for the next turn. Both vectors keep
-    // their capacity, so this allocates nothing in steady state.
-    draining_.swap(ready_);
-    for (auto& r : draining_)
-      finish(*r.op, r.error, r.res);
-    draining_.clear();
+  static void fill(operation& op, DWORD error, std::int64_t res) {
+    op.res = error == 0 ? res : 0;
+    op.error = error == 0 ? std::error_code()
+                          : std::error_code(static_cast<int>(error), std::system_category());
+  }
+
+  bool remove_timer(operation& op) {
+    auto it =
+        std::find_if(timers_.begin(), timers_.end(), [&](const timer& t) { return t.op == &op; });
+    if (it == timers_.end()) return false;
+    timers_.erase(it);
+    std::make_heap(timers_.begin(), timers_.end(), later);
     return true;
   }
 
@@ -266,15 +321,13 @@ private:
       std::pop_heap(timers_.begin(), timers_.end(), later);
       operation* op = timers_.back().op;
       timers_.pop_back();
-      finish(*op, 0, 0);
+      if (io_.consume_budget())
+        settle(*op, 0, 0);
+      else
+        done_now(*op, 0, 0);
       any = true;
     }
     return any;
-  }
-
-  void install_console_handler() {
-    std::lock_guard lock(ports_mutex);
-    if (!handler_installed) handler_installed = SetConsoleCtrlHandler(on_console_event, TRUE) != 0;
   }
 
   void cancel_receives(SOCKET s) {
@@ -339,6 +392,18 @@ private:
       sl.buf.len = static_cast<ULONG>(std::min<std::size_t>(op.length, 1u << 30));
       ok = WSASend(s, &sl.buf, 1, &bytes, 0, &sl.ov, nullptr) == 0;
       break;
+    case op_code::sendmsg: {
+      // Winsock captures the WSABUF array before WSASend returns: a local one will do.
+      WSABUF bufs[max_gather];
+      const auto* in = static_cast<const io_buffer*>(op.buffer);
+      const DWORD n = static_cast<DWORD>(std::min<std::size_t>(op.length, max_gather));
+      for (DWORD i = 0; i < n; ++i) {
+        bufs[i].buf = static_cast<char*>(in[i].data);
+        bufs[i].len = static_cast<ULONG>(std::min<std::size_t>(in[i].size, 1u << 30));
+      }
+      ok = WSASend(s, bufs, n, &bytes, 0, &sl.ov, nullptr) == 0;
+      break;
+    }
     case op_code::accept: {
       sockaddr_storage local{};
       int len = sizeof local;
@@ -364,7 +429,7 @@ private:
     default: break;
     }
     if (ok) {
-      if (skip) return complete_io(op, 0, bytes); // no packet will come
+      if (skip) return complete_io(op, 0, bytes, true); // no packet will come
       if (op.code == op_code::recv) track_receive(op);
       return;
     }
@@ -377,33 +442,56 @@ private:
     done_now(op, err, 0);
   }
 
-  void dispatch(const OVERLAPPED_ENTRY& e) {
-    if (e.lpCompletionKey == wake_key) return io_.run_remote();
+  // One packet. `defer`: deliver the completion on the next turn instead of now (past
+  // the budget, or while an abandon waits and must resume nobody).
+  void dispatch(const OVERLAPPED_ENTRY& e, bool defer) {
+    if (e.lpCompletionKey == wake_key) {
+      if (defer)
+        remote_pending_ = true;
+      else
+        io_.run_remote();
+      return;
+    }
     if (e.lpCompletionKey == signal_key)
-      return deliver_signal(static_cast<int>(e.dwNumberOfBytesTransferred));
+      return deliver_signal(reinterpret_cast<std::uintptr_t>(e.lpOverlapped),
+                            static_cast<int>(e.dwNumberOfBytesTransferred));
     if (e.lpOverlapped == nullptr) return;
     slot& sl = *reinterpret_cast<slot*>(e.lpOverlapped);
     operation& op = *sl.op;
     if (op.code == op_code::recv) untrack_receive(op);
-    DWORD err = 0;
-    if (e.lpOverlapped->Internal != 0) {
-      DWORD bytes = 0, flags = 0;
-      if (!WSAGetOverlappedResult(sock_of(op), e.lpOverlapped, &bytes, FALSE, &flags))
-        err = static_cast<DWORD>(WSAGetLastError());
-      if (err == 0 || err == WSAENOTSOCK || err == WSA_INVALID_HANDLE)
-        err = from_ntstatus(e.lpOverlapped->Internal);
-    }
-    complete_io(op, err, e.dwNumberOfBytesTransferred);
+    complete_io(op, packet_error(e), e.dwNumberOfBytesTransferred, defer);
   }
 
-  // Finishes an I/O operation (at once or from its packet); queued for the next turn.
-  void complete_io(operation& op, DWORD err, DWORD bytes) {
+  // The Winsock error a packet reports (0 for success).
+  static DWORD packet_error(const OVERLAPPED_ENTRY& e) {
+    if (e.lpOverlapped->Internal == 0) return 0;
+    const slot& sl = *reinterpret_cast<const slot*>(e.lpOverlapped);
+    DWORD err = 0, bytes = 0, flags = 0;
+    if (!WSAGetOverlappedResult(sock_of(*sl.op), e.lpOverlapped, &bytes, FALSE, &flags))
+      err = static_cast<DWORD>(WSAGetLastError());
+    if (err == 0 || err == WSAENOTSOCK || err == WSA_INVALID_HANDLE)
+      err = from_ntstatus(e.lpOverlapped->Internal);
+    return err;
+  }
+
+  // Finishes an I/O operation (at once or from its packet) and delivers it.
+  void complete_io(operation& op, DWORD err, DWORD bytes, bool defer) {
+    finish_io(op, err, bytes);
+    if (defer)
+      io_.defer_completion(op);
+    else
+      io_.complete(op);
+  }
+
+  // Fills op's result: bytes, or the accepted socket with the peer's address.
+  void finish_io(operation& op, DWORD err, DWORD bytes) {
     slot& sl = slot_of(op);
     const SOCKET s = sock_of(op);
+    auto deliver = [&](DWORD e, std::int64_t res) { fill(op, e, res); };
     if (op.code == op_code::accept) {
       if (err != 0) {
         closesocket(sl.accepted);
-        return done_now(op, err, 0);
+        return deliver(err, 0);
       }
       setsockopt(sl.accepted, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
                  reinterpret_cast<const char*>(&s), sizeof s);
@@ -417,23 +505,37 @@ private:
       std::memset(op.address->bytes, 0, sizeof op.address->bytes);
       std::memcpy(op.address->bytes, peer, n);
       op.address->length = static_cast<std::uint32_t>(n);
-      return done_now(op, 0, static_cast<std::int64_t>(sl.accepted));
+      return deliver(0, static_cast<std::int64_t>(sl.accepted));
     }
     if (op.code == op_code::connect && err == 0)
       setsockopt(s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, nullptr, 0);
-    done_now(op, err, bytes);
+    deliver(err, bytes);
   }
 
-  void deliver_signal(int sig) {
-    if (signal_waiters_.empty()) {
-      pending_signals_.push_back(sig);
+  // A signal for the set `id`: its first waiter, or queued for the set.
+  void deliver_signal(std::uintptr_t id, int sig) {
+    auto it = std::find_if(signal_waiters_.begin(), signal_waiters_.end(), [&](operation* op) {
+      return static_cast<std::uintptr_t>(op->handle) == id;
+    });
+    if (it == signal_waiters_.end()) {
+      pending_signals_.push_back({static_cast<native_handle>(id), sig});
       return;
     }
-    operation* op = signal_waiters_.front();
-    signal_waiters_.erase(signal_waiters_.begin());
+    operation* op = *it;
+    signal_waiters_.erase(it);
     *static_cast<unsigned char*>(op->buffer) = static_cast<unsigned char>(sig);
     done_now(*op, 0, 1);
   }
+
+public:
+  HANDLE port() const noexcept { return port_; }
+
+private:
+  static constexpr std::size_t max_gather = 64;
+  struct queued_signal {
+    native_handle set;
+    int sig;
+  };
 
   io_context& io_;
   HANDLE port_ = nullptr;
@@ -443,13 +545,39 @@ private:
   LPFN_GETACCEPTEXSOCKADDRS get_addrs_ = nullptr;
   std::unordered_map<SOCKET, socket_info> associated_;
   std::vector<timer> timers_;
-  std::vector<ready_completion> ready_;
-  std::vector<ready_completion> draining_;
   std::vector<operation*> signal_waiters_;
-  std::vector<int> pending_signals_;
+  std::vector<queued_signal> pending_signals_;
+  bool remote_pending_ = false;
 };
 
 } // namespace
+
+// signal_set on Windows (iocp_signal.cpp) registers here.
+void iocp_subscribe_signals(io_context& io, std::uintptr_t id, const std::vector<int>& signals) {
+  auto& b = static_cast<iocp_backend&>(io.backend());
+  std::lock_guard lock(signals_mutex);
+  signal_sets.push_back({id, b.port(), signals});
+  if (!console_handler_installed)
+    console_handler_installed = SetConsoleCtrlHandler(on_console_event, TRUE) != 0;
+  for (int sig : signals)
+    std::signal(sig, on_crt_signal);
+}
+
+void iocp_unsubscribe_signals(std::uintptr_t id) {
+  std::lock_guard lock(signals_mutex);
+  const auto set = std::find_if(signal_sets.begin(), signal_sets.end(),
+                                [&](const signal_subscriber& s) { return s.id == id; });
+  if (set == signal_sets.end()) return;
+  const std::vector<int> signals = std::move(set->signals);
+  signal_sets.erase(set);
+  for (int sig : signals) {
+    const bool still_wanted =
+        std::any_of(signal_sets.begin(), signal_sets.end(), [&](const signal_subscriber& s) {
+          return std::find(s.signals.begin(), s.signals.end(), sig) != s.signals.end();
+        });
+    if (!still_wanted) std::signal(sig, SIG_DFL);
+  }
+}
 
 result<std::unique_ptr<backend>> make_iocp_backend(io_context& io) {
   auto b = std::make_unique<iocp_backend>(io);

@@ -2,40 +2,131 @@
 //
 // - Set up with SINGLE_ISSUER | DEFER_TASKRUN (+ R_DISABLED so the ring is bound to
 //   the thread that first runs the loop, not the one that built the io_context) when
-//   the kernel accepts them; plain setup otherwise.
+//   the kernel accepts them; plain setup otherwise. Only poll() — the loop thread —
+//   enables the ring; before that, work is only queued in the SQ.
 // - Submissions are queued in the SQ and pushed once per loop turn by
-//   io_uring_submit_and_wait / submit_and_get_events.
-// - user_data is the operation's address; internal SQEs (cancels) use 0, the wake
-//   eventfd read uses &wake_op_.
+//   io_uring_submit_and_wait / submit_and_get_events; completions are reaped in
+//   batches, at most the turn's budget of them.
+// - user_data is the operation's address; internal SQEs use small tags below.
 // - Cross-thread wake: an eventfd with a read always armed; wake() writes to it.
+// - Features are probed at start-up (io_uring_get_probe and a test cancel on a
+//   scratch ring); each one has a fallback, forced with SLUICE_URING_DISABLE
+//   (docs/runtime.md, "io_uring features and fallbacks").
 #include "../backend.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fmt/format.h>
 #include <liburing.h>
+#include <mutex>
 #include <sluice/io_context.hpp>
+#include <string>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <thread>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 namespace sluice::detail {
 namespace {
 
 constexpr unsigned queue_depth = 1024;
+constexpr unsigned reap_batch = 64;
+
+// user_data of internal SQEs (never the address of an operation).
+constexpr std::uint64_t tag_none = 0, tag_cancel = 1, tag_cancel_fd = 2, tag_cancel_any = 3,
+                        tag_wake = 4;
+
+static_assert(sizeof(io_buffer) == sizeof(iovec) &&
+              offsetof(io_buffer, data) == offsetof(iovec, iov_base) &&
+              offsetof(io_buffer, size) == offsetof(iovec, iov_len));
+static_assert(sizeof(msghdr) <= sizeof(operation::scratch));
+static_assert(sizeof(__kernel_timespec) <= sizeof(operation::scratch));
+
+// What the kernel offers (probed) and what sluice uses (probed and not disabled).
+struct features {
+  bool op_shutdown = true;   // IORING_OP_SHUTDOWN, Linux 5.11
+  bool cancel_fd = true;     // IORING_ASYNC_CANCEL_FD | ALL, Linux 5.19
+  bool cancel_any = true;    // IORING_ASYNC_CANCEL_ANY, Linux 5.19
+  bool single_issuer = true; // IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN, Linux 6.1
+};
+
+// The cancel flags cannot be probed with io_uring_get_probe: submit a test cancel on a
+// scratch ring once per process. -EINVAL means the flag is unknown to the kernel.
+struct cancel_probe {
+  bool fd = false, any = false;
+};
+cancel_probe probe_cancel_flags() {
+  static std::once_flag once;
+  static cancel_probe result;
+  std::call_once(once, [] {
+    io_uring ring{};
+    if (io_uring_queue_init(4, &ring, 0) < 0) return;
+    auto test = [&](auto prep) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+      prep(sqe);
+      io_uring_sqe_set_data64(sqe, 7);
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_submit_and_wait(&ring, 1) < 0 || io_uring_peek_cqe(&ring, &cqe) != 0)
+        return false;
+      const int res = cqe->res;
+      io_uring_cqe_seen(&ring, cqe);
+      return res != -EINVAL;
+    };
+    result.fd = test([&](io_uring_sqe* s) {
+      io_uring_prep_cancel_fd(s, ring.ring_fd, IORING_ASYNC_CANCEL_ALL);
+    });
+    result.any =
+        test([](io_uring_sqe* s) { io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY); });
+    io_uring_queue_exit(&ring);
+  });
+  return result;
+}
+
+// SLUICE_URING_DISABLE=op_shutdown,cancel_fd,cancel_any,single_issuer turns features
+// off, to exercise the fallbacks on a kernel that has them.
+bool disabled_by_env(std::string_view feature) {
+  const char* v = std::getenv("SLUICE_URING_DISABLE");
+  if (v == nullptr) return false;
+  std::string_view list(v);
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    if (list.substr(0, comma) == feature) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// One line per process and fallback: what the kernel lacks and what sluice does instead.
+void log_fallback(const char* what) {
+  static std::mutex m;
+  static std::string logged;
+  std::lock_guard lock(m);
+  if (logged.find(what) != std::string::npos) return;
+  logged += what;
+  fmt::print(stderr, "sluice: io_uring: {}\n", what);
+}
 
 class uring_backend final : public backend {
 public:
   explicit uring_backend(io_context& io) : io_(io) {}
 
-  std::error_code init() {
+  std::error_code init(std::string& why) {
     io_uring_params p{};
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
-    int r = io_uring_queue_init_params(queue_depth, &ring_, &p);
+    feat_.single_issuer = !disabled_by_env("single_issuer");
+    int r = -EINVAL;
+    if (feat_.single_issuer) {
+      p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+      r = io_uring_queue_init_params(queue_depth, &ring_, &p);
+    }
     if (r == -EINVAL) {
       // Older kernel (before 6.1): no SINGLE_ISSUER / DEFER_TASKRUN.
+      if (feat_.single_issuer)
+        log_fallback("no SINGLE_ISSUER|DEFER_TASKRUN (kernel < 6.1): plain ring");
+      feat_.single_issuer = false;
       p = io_uring_params{};
       r = io_uring_queue_init_params(queue_depth, &ring_, &p);
     } else if (r == 0) {
@@ -43,6 +134,7 @@ public:
     }
     if (r < 0) return {-r, std::system_category()};
     ring_ok_ = true;
+    if (auto ec = probe(why)) return ec;
     // Blocking on purpose: io_uring completes a read on an O_NONBLOCK file with
     // -EAGAIN instead of waiting for it.
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
@@ -57,9 +149,32 @@ public:
 
   std::string_view name() const noexcept override { return "uring"; }
 
+  std::string description() const override {
+    std::string d = "uring";
+    std::string f;
+    auto add = [&](const char* s) { f += f.empty() ? s : std::string(", ") + s; };
+    if (!feat_.single_issuer) add("plain ring (no SINGLE_ISSUER|DEFER_TASKRUN)");
+    if (!feat_.op_shutdown) add("shutdown: shutdown(2)");
+    if (!feat_.cancel_fd) add("close: per-operation cancel");
+    if (!feat_.cancel_any) add("teardown: per-operation cancel");
+    if (!f.empty()) d += " (" + f + ")";
+    return d;
+  }
+
   void submit(operation& op) override {
-    io_uring_sqe* sqe = get_sqe();
     const int fd = static_cast<int>(op.handle);
+    if (op.code == op_code::shutdown && !feat_.op_shutdown) {
+      // Fallback: shutdown(2) never blocks; its result is delivered next turn.
+      const int how = op.flags == shutdown_receive ? SHUT_RD
+                      : op.flags == shutdown_send  ? SHUT_WR
+                                                   : SHUT_RDWR;
+      const int r = ::shutdown(fd, how);
+      op.res = 0;
+      op.error = r == 0 ? std::error_code() : std::error_code(errno, std::system_category());
+      io_.defer_completion(op);
+      return;
+    }
+    io_uring_sqe* sqe = get_sqe();
     switch (op.code) {
     case op_code::accept:
       op.address->length = sizeof(op.address->bytes);
@@ -75,6 +190,13 @@ public:
       // MSG_NOSIGNAL: a peer that went away yields EPIPE, never SIGPIPE.
       io_uring_prep_send(sqe, fd, op.buffer, op.length, MSG_NOSIGNAL);
       break;
+    case op_code::sendmsg: {
+      auto* m = new (op.scratch) msghdr{};
+      m->msg_iov = static_cast<iovec*>(op.buffer);
+      m->msg_iovlen = op.length;
+      io_uring_prep_sendmsg(sqe, fd, m, MSG_NOSIGNAL);
+      break;
+    }
     case op_code::shutdown: {
       const int how = op.flags == shutdown_receive ? SHUT_RD
                       : op.flags == shutdown_send  ? SHUT_WR
@@ -83,8 +205,7 @@ public:
       break;
     }
     case op_code::timeout: {
-      auto* ts = reinterpret_cast<__kernel_timespec*>(op.scratch);
-      static_assert(sizeof(__kernel_timespec) <= sizeof(op.scratch));
+      auto* ts = new (op.scratch) __kernel_timespec{};
       ts->tv_sec = op.duration_ns / 1'000'000'000;
       ts->tv_nsec = op.duration_ns % 1'000'000'000;
       io_uring_prep_timeout(sqe, ts, 0, 0);
@@ -98,26 +219,106 @@ public:
   }
 
   void cancel(operation& op) noexcept override {
+    if (withdraw_unsubmitted(op)) { // never reached the kernel: done here
+      op.res = 0;
+      op.error = std::error_code(ECANCELED, std::system_category());
+      io_.defer_completion(op);
+      return;
+    }
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_cancel(sqe, &op, 0);
-    io_uring_sqe_set_data(sqe, nullptr);
+    io_uring_sqe_set_data64(sqe, tag_cancel);
   }
 
   void cancel_all(native_handle h) noexcept override {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel_fd(sqe, static_cast<int>(h), IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data(sqe, nullptr);
+    if (io_.in_flight() == 0) return; // nothing of ours can refer to h
+    if (disabled_) {
+      // The ring never ran: what is queued for h is still in our SQ.
+      for (operation* op = first_in_flight(); op != nullptr;) {
+        operation* next = op->inflight_next;
+        if (op->handle == h) cancel(*op);
+        op = next;
+      }
+      return;
+    }
+    if (!on_issuer_thread()) {
+      // Not the loop thread: the ring will not take our SQEs here. shutdown(2) makes
+      // every pending operation on the socket complete by itself.
+      ::shutdown(static_cast<int>(h), SHUT_RDWR);
+      return;
+    }
+    if (feat_.cancel_fd) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel_fd(sqe, static_cast<int>(h), IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, tag_cancel_fd);
+    } else {
+      for (operation* op = first_in_flight(); op != nullptr;) {
+        operation* next = op->inflight_next;
+        if (op->handle == h && op->state == op_state::pending) cancel(*op);
+        op = next;
+      }
+    }
     // Pushed now: the caller closes the fd right after, and must not race the cancel.
     flush();
   }
 
+  abandoned_at abandon(operation& op) noexcept override {
+    // 1. Its SQE is still in our SQ: it never reaches the kernel.
+    if (withdraw_unsubmitted(op)) return abandoned_at::not_submitted;
+    // 2. Its completion is in the batch being dispatched.
+    for (unsigned i = batch_next_; i < batch_size_; ++i)
+      if (batch_[i].user_data == reinterpret_cast<std::uintptr_t>(&op)) {
+        batch_[i].user_data = tag_none;
+        fill(op, batch_[i].res);
+        return abandoned_at::completed;
+      }
+    // 3. In the kernel: cancel it and reap until its completion is seen.
+    if (!on_issuer_thread()) fatal_wrong_thread("destroying an operation in flight");
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel(sqe, &op, 0);
+    io_uring_sqe_set_data64(sqe, tag_cancel);
+    for (;;) {
+      const int r = io_uring_submit_and_wait(&ring_, 1);
+      if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME)
+        fatal_errno("io_uring_submit_and_wait while cancelling an abandoned operation", -r);
+      io_uring_cqe* cqes[reap_batch];
+      const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, reap_batch);
+      bool found = false;
+      int found_res = 0;
+      for (unsigned i = 0; i < n; ++i) {
+        const std::uint64_t data = cqes[i]->user_data;
+        const int res = cqes[i]->res;
+        if (data == reinterpret_cast<std::uintptr_t>(&op)) {
+          found = true;
+          found_res = res;
+        } else {
+          set_aside(data, res);
+        }
+      }
+      io_uring_cq_advance(&ring_, n);
+      if (found) {
+        fill(op, found_res);
+        return found_res == -ECANCELED ? abandoned_at::in_flight : abandoned_at::completed;
+      }
+    }
+  }
+
+  void discard(operation& op) noexcept override {
+    if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
+  }
+
   void poll(bool block) override {
+    if (remote_pending_) { // a wake seen while an abandon reaped completions
+      remote_pending_ = false;
+      io_.run_remote();
+      block = false;
+    }
     enable_if_needed();
     arm_wake();
     int r = block ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit_and_get_events(&ring_);
     if (r < 0 && r != -EINTR && r != -ETIME && r != -EBUSY && r != -EAGAIN)
       throw std::system_error(-r, std::system_category(), "io_uring_submit_and_wait");
-    drain();
+    drain(true);
   }
 
   void wake() noexcept override {
@@ -126,20 +327,113 @@ public:
   }
 
   void shutdown() noexcept override {
-    if (disabled_) return; // never submitted anything
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel(sqe, nullptr, IORING_ASYNC_CANCEL_ANY);
-    io_uring_sqe_set_data(sqe, nullptr);
+    if (io_.in_flight() == 0) return;
+    if (disabled_) { // never enabled: nothing reached the kernel
+      while (operation* op = first_in_flight()) {
+        withdraw_unsubmitted(*op);
+        op->res = 0;
+        op->error = std::error_code(ECANCELED, std::system_category());
+        io_.complete(*op);
+      }
+      return;
+    }
+    if (!on_issuer_thread())
+      fatal_wrong_thread("destroying an io_context with operations in flight");
+    // What never reached the kernel is settled here; the rest is cancelled there.
+    for (operation* op = first_in_flight(); op != nullptr;) {
+      operation* next = op->inflight_next;
+      if (withdraw_unsubmitted(*op)) {
+        op->res = 0;
+        op->error = std::error_code(ECANCELED, std::system_category());
+        io_.complete(*op); // shutting down: not resumed
+      } else if (!feat_.cancel_any) {
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_cancel(sqe, op, 0);
+        io_uring_sqe_set_data64(sqe, tag_cancel);
+      }
+      op = next;
+    }
+    if (feat_.cancel_any && io_.in_flight() != 0) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel(sqe, nullptr, IORING_ASYNC_CANCEL_ANY);
+      io_uring_sqe_set_data64(sqe, tag_cancel_any);
+    }
     // Bounded: every operation sluice starts is cancellable, so this ends at once.
     for (int i = 0; i < 100 && io_.in_flight() != 0; ++i) {
       __kernel_timespec ts{0, 50'000'000};
       io_uring_cqe* cqe = nullptr;
       io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
-      drain();
+      drain(false);
     }
+    if (io_.in_flight() != 0)
+      fmt::print(stderr, "sluice: io_uring teardown: {} operations did not complete in 5 s\n",
+                 io_.in_flight());
   }
 
 private:
+  struct reaped {
+    std::uint64_t user_data;
+    int res;
+  };
+
+  operation* first_in_flight() const noexcept { return io_.first_in_flight(); }
+
+  bool on_issuer_thread() const noexcept {
+    return !feat_.single_issuer || issuer_ == std::thread::id() ||
+           issuer_ == std::this_thread::get_id();
+  }
+
+  [[noreturn]] void fatal_wrong_thread(const char* what) const noexcept {
+    fmt::print(stderr,
+               "sluice: {} on a thread other than the one that ran the io_context (io_uring "
+               "binds its ring to that thread); do it on the loop thread\n",
+               what);
+    std::fflush(stderr);
+    std::abort();
+  }
+  [[noreturn]] static void fatal_errno(const char* what, int err) noexcept {
+    fmt::print(stderr, "sluice: {}: {}\n", what, std::strerror(err));
+    std::fflush(stderr);
+    std::abort();
+  }
+
+  std::error_code probe(std::string& why) {
+    io_uring_probe* pr = io_uring_get_probe_ring(&ring_);
+    if (pr == nullptr) {
+      why = "io_uring_get_probe failed (kernel before 5.6)";
+      return std::make_error_code(std::errc::function_not_supported);
+    }
+    struct need {
+      int op;
+      const char* name;
+    };
+    static constexpr need required[] = {{IORING_OP_ACCEPT, "ACCEPT"},
+                                        {IORING_OP_CONNECT, "CONNECT"},
+                                        {IORING_OP_RECV, "RECV"},
+                                        {IORING_OP_SEND, "SEND"},
+                                        {IORING_OP_SENDMSG, "SENDMSG"},
+                                        {IORING_OP_TIMEOUT, "TIMEOUT"},
+                                        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+                                        {IORING_OP_READ, "READ"}};
+    for (const auto& n : required)
+      if (!io_uring_opcode_supported(pr, n.op)) {
+        why = fmt::format("the kernel's io_uring lacks IORING_OP_{}", n.name);
+        io_uring_free_probe(pr);
+        return std::make_error_code(std::errc::function_not_supported);
+      }
+    const bool kernel_shutdown = io_uring_opcode_supported(pr, IORING_OP_SHUTDOWN);
+    io_uring_free_probe(pr);
+    const cancel_probe c = probe_cancel_flags();
+    feat_.op_shutdown = kernel_shutdown && !disabled_by_env("op_shutdown");
+    feat_.cancel_fd = c.fd && !disabled_by_env("cancel_fd");
+    feat_.cancel_any = c.any && !disabled_by_env("cancel_any");
+    if (!kernel_shutdown) log_fallback("no IORING_OP_SHUTDOWN (kernel < 5.11): using shutdown(2)");
+    if (!c.fd) log_fallback("no IORING_ASYNC_CANCEL_FD (kernel < 5.19): cancelling per operation");
+    if (!c.any)
+      log_fallback("no IORING_ASYNC_CANCEL_ANY (kernel < 5.19): cancelling per operation");
+    return {};
+  }
+
   // Debian's liburing 2.3 declares io_uring_enable_rings() but does not export it.
   int enable_rings() noexcept {
     const long r =
@@ -147,11 +441,13 @@ private:
     return r < 0 ? -errno : 0;
   }
 
+  // Loop thread only (poll): the ring is bound to the thread that enables it.
   void enable_if_needed() {
     if (!disabled_) return;
     const int r = enable_rings();
     if (r < 0) throw std::system_error(-r, std::system_category(), "IORING_REGISTER_ENABLE_RINGS");
     disabled_ = false;
+    issuer_ = std::this_thread::get_id();
   }
 
   io_uring_sqe* get_sqe() noexcept {
@@ -160,70 +456,152 @@ private:
       // SQ full: push what is queued (completions stay in the CQ until poll()).
       flush();
       sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr && (disabled_ || !on_issuer_thread()))
+        fatal_errno("io_uring submission queue full before the loop runs", EBUSY);
     }
     return sqe;
   }
 
+  // Pushes the SQ to the kernel, from the thread the ring belongs to only.
   void flush() noexcept {
-    if (disabled_) {
-      if (enable_rings() == 0) disabled_ = false;
-    }
+    if (disabled_ || !on_issuer_thread()) return;
     io_uring_submit(&ring_);
+  }
+
+  // The SQEs the kernel has not consumed yet: [*khead, sqe_tail).
+  template <class F> bool for_each_unsubmitted(F&& f) noexcept {
+    const unsigned head = io_uring_smp_load_acquire(ring_.sq.khead);
+    for (unsigned i = head; i != ring_.sq.sqe_tail; ++i)
+      if (f(&ring_.sq.sqes[i & ring_.sq.ring_mask])) return true;
+    return false;
+  }
+  // Turns op's SQE (and cancels aimed at it) into NOPs if the kernel has not taken
+  // them yet. True if op's own SQE was found.
+  bool withdraw_unsubmitted(operation& op) noexcept {
+    const auto me = reinterpret_cast<std::uintptr_t>(&op);
+    bool found = false;
+    for_each_unsubmitted([&](io_uring_sqe* sqe) {
+      const bool mine = sqe->user_data == me;
+      const bool cancel_of_mine = sqe->opcode == IORING_OP_ASYNC_CANCEL && sqe->addr == me;
+      if (mine || cancel_of_mine) {
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, tag_none);
+      }
+      found = found || mine;
+      return false;
+    });
+    return found;
   }
 
   void arm_wake() {
     if (wake_armed_) return;
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof wake_value_, 0);
-    io_uring_sqe_set_data(sqe, &wake_value_);
+    io_uring_sqe_set_data64(sqe, tag_wake);
     wake_armed_ = true;
   }
 
-  void drain() {
-    io_uring_cqe* cqe = nullptr;
-    while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-      void* data = io_uring_cqe_get_data(cqe);
-      const int res = cqe->res;
-      io_uring_cqe_seen(&ring_, cqe);
-      if (data == nullptr) continue; // a cancel request's own completion
-      if (data == &wake_value_) {
-        wake_armed_ = false;
+  // An internal completion, or one for an operation other than the one being
+  // abandoned: never resumes anything from here.
+  void set_aside(std::uint64_t data, int res) noexcept {
+    if (data <= tag_wake) return internal(data, res, false);
+    auto& op = *reinterpret_cast<operation*>(data);
+    fill(op, res);
+    io_.defer_completion(op);
+  }
+
+  void internal(std::uint64_t data, int res, bool may_run) noexcept {
+    switch (data) {
+    case tag_wake:
+      wake_armed_ = false;
+      if (may_run)
         io_.run_remote();
-        continue;
+      else
+        remote_pending_ = true;
+      return;
+    case tag_cancel:
+    case tag_cancel_fd:
+    case tag_cancel_any:
+      // Nothing to cancel (-ENOENT) or already running (-EALREADY: it completes by
+      // itself) are expected; anything else must not pass silently.
+      if (res < 0 && res != -ENOENT && res != -EALREADY)
+        fmt::print(stderr, "sluice: io_uring {} failed: {}\n",
+                   data == tag_cancel_fd ? "cancel by descriptor" : "cancel", std::strerror(-res));
+      return;
+    default: return;
+    }
+  }
+
+  static void fill(operation& op, int res) noexcept {
+    if (res >= 0) {
+      op.res = res;
+      op.error = {};
+    } else if (op.code == op_code::timeout && res == -ETIME) {
+      op.res = 0; // the timer expired: that is its success
+      op.error = {};
+    } else {
+      op.res = 0;
+      op.error = std::error_code(-res, std::system_category());
+    }
+  }
+
+  // Dispatches what the CQ holds: at most the turn's budget when `budgeted`.
+  void drain(bool budgeted) {
+    for (;;) {
+      io_uring_cqe* cqes[reap_batch];
+      const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, reap_batch);
+      if (n == 0) return;
+      // Copied out and consumed first: resuming a coroutine may abandon an operation,
+      // which reaps the CQ itself (and finds its completion in batch_).
+      for (unsigned i = 0; i < n; ++i)
+        batch_[i] = {cqes[i]->user_data, cqes[i]->res};
+      io_uring_cq_advance(&ring_, n);
+      batch_size_ = n;
+      for (batch_next_ = 0; batch_next_ < batch_size_;) {
+        const reaped c = batch_[batch_next_++];
+        if (c.user_data <= tag_wake) {
+          internal(c.user_data, c.res, true);
+          continue;
+        }
+        auto& op = *reinterpret_cast<operation*>(c.user_data);
+        fill(op, c.res);
+        if (budgeted && !io_.consume_budget()) {
+          io_.defer_completion(op); // past the budget: next turn
+          continue;
+        }
+        io_.complete(op); // resumes the waiting coroutine
       }
-      auto& op = *static_cast<operation*>(data);
-      if (res >= 0) {
-        op.res = res;
-        op.error = {};
-      } else if (op.code == op_code::timeout && res == -ETIME) {
-        op.res = 0; // the timer expired: that is its success
-        op.error = {};
-      } else {
-        op.res = 0;
-        op.error = std::error_code(-res, std::system_category());
-      }
-      io_.complete(op); // resumes the waiting coroutine
+      batch_size_ = batch_next_ = 0;
+      if (n < reap_batch) return;
     }
   }
 
   io_context& io_;
   io_uring ring_{};
+  features feat_;
   bool ring_ok_ = false;
   bool disabled_ = false;
+  std::thread::id issuer_;
   int wake_fd_ = -1;
   bool wake_armed_ = false;
+  bool remote_pending_ = false;
   std::uint64_t wake_value_ = 0;
+  reaped batch_[reap_batch]{};
+  unsigned batch_size_ = 0;
+  unsigned batch_next_ = 0;
 };
 
 } // namespace
 
 result<std::unique_ptr<backend>> make_uring_backend(io_context& io) {
   auto b = std::make_unique<uring_backend>(io);
-  if (auto ec = b->init())
+  std::string why;
+  if (auto ec = b->init(why))
     return error(make_error_code(errc::backend_unavailable),
-                 fmt::format("io_uring setup failed ({}), e.g. denied by seccomp or "
-                             "kernel.io_uring_disabled",
-                             ec.message()));
+                 why.empty() ? fmt::format("io_uring setup failed ({}), e.g. denied by seccomp or "
+                                           "kernel.io_uring_disabled",
+                                           ec.message())
+                             : why);
   return std::unique_ptr<backend>(std::move(b));
 }
 

@@ -98,3 +98,32 @@ TEST_CASE("with_timeout keeps the stop token bound to the operation it bounds") 
   REQUIRE(!r);
   CHECK(r.error() == errc::operation_aborted);
 }
+
+TEST_CASE("A cancel that finds its operation between two submissions is not forgotten") {
+  // The mechanism behind send_all's deadline: a cancel request recorded while the
+  // operation was idle (between a partial completion and its resubmission) makes the
+  // resubmission complete with operation_aborted instead of starting again.
+  io_context io;
+  struct probe : detail::io_awaiter {
+    explicit probe(io_context& ctx) {
+      op_.ctx = &ctx;
+      op_.code = detail::op_code::timeout;
+      op_.duration_ns = std::chrono::nanoseconds(std::chrono::hours(1)).count();
+    }
+    bool await_suspend(std::coroutine_handle<> h) {
+      op_.waiter = h;
+      op_.ctx->cancel(op_); // idle: only recorded
+      op_.ctx->submit(op_); // the "resubmission"
+      return true;
+    }
+    result<void> await_resume() {
+      finish();
+      if (op_.error) return op_.error;
+      return {};
+    }
+  };
+  auto body = [&]() -> task<result<void>> { co_return co_await probe(io); };
+  auto r = sync_wait(io, body());
+  REQUIRE(!r);
+  CHECK(r.error() == errc::operation_aborted);
+}

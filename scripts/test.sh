@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds sluice and runs every test: once as a normal build with warnings as errors,
-# then once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+# then once more under AddressSanitizer + UndefinedBehaviorSanitizer, then the tests
+# where threads meet the loop under ThreadSanitizer, then the Windows build under Wine,
+# then the fuzzers.
 # Usage: bash scripts/test.sh     (this is what .ci/run calls)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,20 @@ run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 run_suite asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCHMARKS=OFF
+
+# ThreadSanitizer: the tests tagged [threads] (cross-thread stop and cancel,
+# post_remote, loops run and stopped from other threads), on each backend.
+echo "=== build: tsan"
+cmake -S . -B build/tsan -G Ninja -DSLUICE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSLUICE_TSAN=ON -DSLUICE_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build build/tsan -j "$jobs" --target runtime_tests conformance_tests
+echo "=== test: tsan"
+for backend in uring asio; do
+  for t in runtime_tests conformance_tests; do
+    SLUICE_BACKEND=$backend TSAN_OPTIONS=halt_on_error=1 "build/tsan/tests/$t" "[threads]" |
+      tail -n 1 | sed "s/^/  $backend $t [threads]: /"
+  done
+done
 
 # Windows: the mingw-w64 build (IOCP backend), its tests run by ctest under Wine in a
 # fresh prefix inside the build tree, then the Windows echo server against the native

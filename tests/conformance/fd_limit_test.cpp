@@ -12,6 +12,7 @@ int main() {
 #include "../support.hpp"
 
 #include <fcntl.h>
+#include <sluice/server.hpp>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -52,5 +53,61 @@ TEST_CASE("An exhausted fd table fails accept with too_many_open_files; the acce
   // The pending connection is still there once descriptors are available again.
   auto again = sync_wait(io, as_task(acc->accept()));
   CHECK(again);
+}
+
+TEST_CASE("A server out of descriptors pauses accepting (100 ms doubling to 500 ms) with one "
+          "log line per pause, then serves the waiting connection") {
+  io_context io;
+  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
+  REQUIRE(acc);
+  server srv(io, std::move(*acc));
+  std::vector<std::string> lines;
+  srv.set_log([&](std::string_view m) { lines.emplace_back(m); });
+  auto echo_once = [](tcp::stream& s, stop_token) -> task<void> {
+    std::array<std::byte, 16> buf;
+    auto n = co_await s.recv(buf);
+    if (n && *n > 0) (void)co_await s.send_all(std::span(buf).first(*n));
+  };
+  auto client = tcp::stream::open(io); // its descriptor exists before the table fills
+  REQUIRE(client);
+  rlimit old{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+  std::vector<int> fillers;
+  std::string echoed;
+  drain_report report;
+  // (See the first test: let UBSan cache its vptr checks before no descriptor is left.)
+  CHECK(fmt::format("{}; pausing accepts for {} ms", "x", 100).size() > 10);
+  auto driver = [&]() -> task<void> {
+    int highest = 0;
+    for (int fd = 0; fd < 4096; ++fd)
+      if (fcntl(fd, F_GETFD) != -1) highest = fd;
+    rlimit low = old;
+    low.rlim_cur = static_cast<rlim_t>(highest + 1);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
+      fillers.push_back(fd);
+    auto connected = co_await client->connect(srv.local_endpoint()); // the kernel's backlog holds it
+    // Three pauses (100 + 200 + 400 ms), bounded.
+    for (int i = 0; i < 500 && lines.size() < 3; ++i)
+      (void)co_await sleep_for(io, std::chrono::milliseconds(10));
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0);
+    for (int fd : fillers)
+      ::close(fd);
+    REQUIRE(connected);
+    auto sent = co_await client->send_all(bytes("hi"));
+    REQUIRE(sent);
+    echoed = co_await recv_exactly(*client, 2);
+    report = co_await srv.shutdown(std::chrono::seconds(5));
+  };
+  sync_wait(io, when_all(srv.serve(echo_once), driver()));
+  CHECK(echoed == "hi");
+  CHECK(report.aborted == 0);
+  REQUIRE(lines.size() >= 3);
+  const char* pauses[] = {"100 ms", "200 ms", "400 ms", "500 ms"};
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    CAPTURE(lines[i]);
+    CHECK(lines[i].find("open files") != std::string::npos);
+    CHECK(lines[i].find(pauses[std::min<std::size_t>(i, 3)]) != std::string::npos);
+  }
 }
 #endif

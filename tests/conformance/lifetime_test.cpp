@@ -45,7 +45,8 @@ std::vector<std::byte> pattern(std::size_t n, char c) {
 } // namespace
 
 TEST_CASE("Stopping the loop from another thread with a recv pending: sync_wait throws, the "
-          "frame goes only after its recv was reaped, and no byte is lost") {
+          "frame goes only after its recv was reaped, and no byte is lost",
+          "[threads]") {
   // Regression: the frame holding the recv was freed by sync_wait and the backend then
   // wrote into it (io_uring from ~io_context, Asio from a re-arm handler).
   io_context io;
@@ -281,7 +282,7 @@ TEST_CASE("A deadline on a send_all to a slowing reader always lands") {
   }
 }
 
-TEST_CASE("A context whose setup failed can be run on another thread") {
+TEST_CASE("A context whose setup failed can be run on another thread", "[threads]") {
   // Regression: closing an acceptor whose bind failed flushed the ring from the
   // constructing thread, enabling it there; run() on another thread then failed with
   // "io_uring_submit_and_wait: File exists".

@@ -53,7 +53,7 @@ TEST_CASE("stop_callback runs when the source is stopped, once, and not after it
   CHECK(calls == 2);
 }
 
-TEST_CASE("Destroying a stop_callback waits for it to finish running on another thread") {
+TEST_CASE("Destroying a stop_callback waits for it to finish running on another thread", "[threads]") {
   stop_source src;
   std::atomic<bool> entered{false}, finished{false};
   auto cb = std::make_unique<stop_callback<std::function<void()>>>(src.get_token(), [&] {
@@ -115,7 +115,7 @@ TEST_CASE("with_stop_token combines its token with the inherited one instead of 
   CHECK(cancelled_by_own);
 }
 
-TEST_CASE("with_stop_token accepts a std::stop_token, stopped from another thread") {
+TEST_CASE("with_stop_token accepts a std::stop_token, stopped from another thread", "[threads]") {
   io_context io;
   std::stop_source src;
   bool cancelled = false;

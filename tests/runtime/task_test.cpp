@@ -138,7 +138,7 @@ TEST_CASE("An exception escaping a spawned task is reported with its message") {
   CHECK(last_spawn_error == "spawned task broke");
 }
 
-TEST_CASE("stop() from another thread makes run() return") {
+TEST_CASE("stop() from another thread makes run() return", "[threads]") {
   io_context io;
   auto forever = []() -> task<void> {
     while (co_await sleep_for(10s)) {
@@ -160,7 +160,7 @@ TEST_CASE("stop() from another thread makes run() return") {
   CHECK(io.spawned() == 0);
 }
 
-TEST_CASE("post_remote runs a function on the loop thread") {
+TEST_CASE("post_remote runs a function on the loop thread", "[threads]") {
   io_context io;
   std::thread::id loop_thread;
   bool ran = false;
@@ -191,7 +191,7 @@ TEST_CASE("An unknown forced backend is a clear error, never a silent fallback")
   }
 }
 
-TEST_CASE("An io_context may be run by a thread other than the one that built it") {
+TEST_CASE("An io_context may be run by a thread other than the one that built it", "[threads]") {
   io_context io;
   int result = 0;
   auto work = [&]() -> task<void> {

@@ -46,7 +46,7 @@ TEST_CASE("An already stopped token fails the operation at once") {
   CHECK(r.error() == errc::operation_aborted);
 }
 
-TEST_CASE("A stop requested from another thread cancels a pending operation") {
+TEST_CASE("A stop requested from another thread cancels a pending operation", "[threads]") {
   io_context io;
   std::stop_source src;
   std::thread t([&] {

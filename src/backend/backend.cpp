@@ -2,6 +2,7 @@
 #include "backend.hpp"
 
 #include <fmt/format.h>
+#include <mutex>
 
 namespace sluice::detail {
 
@@ -38,6 +39,13 @@ result<std::unique_ptr<backend>> make_backend(io_context& io, std::string_view n
   if (any || name == "uring") {
     auto r = make_uring_backend(io);
     if (r || !any) return r;
+#if SLUICE_HAVE_ASIO
+    // Not a silent fallback: say once per process why io_uring is not used.
+    static std::once_flag once;
+    std::call_once(once, [&] {
+      fmt::print(stderr, "sluice: {}; using the asio backend\n", r.error().context());
+    });
+#endif
   }
 #endif
 #if SLUICE_HAVE_ASIO

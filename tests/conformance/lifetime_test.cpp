@@ -156,9 +156,9 @@ TEST_CASE("A coroutine waiting in join() of a destroyed async_scope resumes with
 
 TEST_CASE("Tearing down contexts with idle connections takes no waiting") {
   // Regression: the Asio backend's teardown re-armed every wait it cancelled and spun
-  // for 5 s per context. Twenty contexts here would take 100 s (the test's ctest
-  // timeout is 60 s); now each one settles its operations at once.
-  for (int i = 0; i < 20; ++i) {
+  // for 5 s per context. A hundred contexts here would take over 500 s, past the
+  // suite's ctest timeout (300 s); now each one settles its operations at once.
+  for (int i = 0; i < 100; ++i) {
     io_context io;
     auto [c, s] = sync_wait(io, connected_pair(io));
     auto idle = [&]() -> task<void> {
@@ -174,6 +174,38 @@ TEST_CASE("Tearing down contexts with idle connections takes no waiting") {
     io.run();
     CHECK(io.in_flight() == 1);
   }
+}
+
+TEST_CASE("A descriptor number reused at once: the old operation ends aborted, the new "
+          "owner's are its own") {
+  // Completions are matched by operation, never by descriptor number: a wait left by
+  // the closed socket cannot resume (or re-arm on) the new socket that got its number.
+  io_context io;
+  auto [c1, s1] = sync_wait(io, connected_pair(io));
+  result<std::size_t> old_recv = std::size_t{0};
+  std::string new_got;
+  auto old_reader = [&]() -> task<void> {
+    std::array<std::byte, 16> buf;
+    old_recv = co_await s1.recv(buf);
+  };
+  auto driver = [&]() -> task<void> {
+    co_await yield_turns(io, 2); // the old recv waits in the OS
+    const auto old_fd = s1.native_handle();
+    s1.close();
+    auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
+    REQUIRE(acc);
+    auto [c2, s2] = co_await when_all(tcp::connect(io, acc->local_endpoint()), acc->accept());
+    REQUIRE(c2);
+    REQUIRE(s2);
+    CAPTURE(old_fd, acc->native_handle(), c2->native_handle(), s2->native_handle());
+    auto sent = co_await c2->send_all(bytes("new!"));
+    REQUIRE(sent);
+    new_got = co_await recv_exactly(*s2, 4);
+  };
+  sync_wait(io, when_all(old_reader(), driver()));
+  REQUIRE(!old_recv);
+  CHECK(old_recv.error() == errc::operation_aborted);
+  CHECK(new_got == "new!");
 }
 
 TEST_CASE("Concurrent send_alls on one stream leave whole and in call order") {

@@ -203,3 +203,37 @@ TEST_CASE("An io_context may be run by a thread other than the one that built it
   t.join();
   CHECK(result == 42);
 }
+
+#if defined(__linux__)
+#include <cstdlib>
+
+TEST_CASE("io_uring without an operation sluice needs: Asio (said on stderr), or a clear error "
+          "when uring is forced") {
+  bool uring_here = true;
+  try {
+    io_context probe("uring");
+  } catch (const std::system_error&) {
+    uring_here = false; // e.g. denied by seccomp: nothing to mask
+  }
+  ::setenv("SLUICE_URING_DISABLE", "op_sendmsg", 1);
+  {
+    io_context io(""); // the best available
+    CHECK(io.backend_name() == "asio");
+  }
+  if (uring_here) {
+    try {
+      io_context io("uring");
+      FAIL("a forced uring without IORING_OP_SENDMSG started");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == errc::backend_unavailable);
+      CHECK(std::string(e.what()).find("IORING_OP_SENDMSG") != std::string::npos);
+    }
+    // Optional features fall back and say so.
+    ::setenv("SLUICE_URING_DISABLE", "op_shutdown,cancel_fd", 1);
+    io_context io("uring");
+    CHECK(io.backend_description().find("shutdown(2)") != std::string::npos);
+    CHECK(io.backend_description().find("per-operation cancel") != std::string::npos);
+  }
+  ::unsetenv("SLUICE_URING_DISABLE");
+}
+#endif

@@ -301,6 +301,7 @@ public:
   const endpoint& local_endpoint() const noexcept { return local_; }
   void close() noexcept;
   io_context* context() const noexcept { return io_; }
+  sluice::detail::native_handle native_handle() const noexcept { return handle_; }
 
 private:
   friend class detail::accept_awaiter;

@@ -406,21 +406,25 @@ private:
     struct need {
       int op;
       const char* name;
+      const char* key; // for SLUICE_URING_DISABLE, to exercise the fallback
     };
-    static constexpr need required[] = {{IORING_OP_ACCEPT, "ACCEPT"},
-                                        {IORING_OP_CONNECT, "CONNECT"},
-                                        {IORING_OP_RECV, "RECV"},
-                                        {IORING_OP_SEND, "SEND"},
-                                        {IORING_OP_SENDMSG, "SENDMSG"},
-                                        {IORING_OP_TIMEOUT, "TIMEOUT"},
-                                        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
-                                        {IORING_OP_READ, "READ"}};
-    for (const auto& n : required)
-      if (!io_uring_opcode_supported(pr, n.op)) {
-        why = fmt::format("the kernel's io_uring lacks IORING_OP_{}", n.name);
+    static constexpr need required[] = {{IORING_OP_ACCEPT, "ACCEPT", "op_accept"},
+                                        {IORING_OP_CONNECT, "CONNECT", "op_connect"},
+                                        {IORING_OP_RECV, "RECV", "op_recv"},
+                                        {IORING_OP_SEND, "SEND", "op_send"},
+                                        {IORING_OP_SENDMSG, "SENDMSG", "op_sendmsg"},
+                                        {IORING_OP_TIMEOUT, "TIMEOUT", "op_timeout"},
+                                        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "op_async_cancel"},
+                                        {IORING_OP_READ, "READ", "op_read"}};
+    for (const auto& n : required) {
+      const bool masked = disabled_by_env(n.key);
+      if (masked || !io_uring_opcode_supported(pr, n.op)) {
+        why = fmt::format("io_uring lacks IORING_OP_{} ({})", n.name,
+                          masked ? "disabled by SLUICE_URING_DISABLE" : "kernel too old");
         io_uring_free_probe(pr);
         return std::make_error_code(std::errc::function_not_supported);
       }
+    }
     const bool kernel_shutdown = io_uring_opcode_supported(pr, IORING_OP_SHUTDOWN);
     io_uring_free_probe(pr);
     const cancel_probe c = probe_cancel_flags();

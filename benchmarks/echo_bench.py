@@ -1,14 +1,18 @@
 #!/usr/bin/python3
-"""Echo benchmark: sluice against standalone Asio, same client, same run.
+"""Echo benchmark: sluice against a hand-written liburing loop and standalone Asio,
+same client, same run.
 
-Starts each server in turn (pinned to one CPU), drives it with examples/echo_client
-(pinned to another) at 1, 50 and 500 connections with 64-byte and 4 KiB messages, and
-prints messages/s, the ratio of each server to sluice, and the server's CPU time per
-message split into user (the framework's own cost) and sys (mostly the kernel's TCP).
+Starts each server in turn, drives it with examples/echo_client at 1, 50 and 500
+connections with 64-byte and 4 KiB messages, and prints messages/s, the ratio of each
+server to the hand-written liburing loop (benchmarks/uring_echo_server.cpp, the
+practical limit), and the server's CPU time per message split into user (the
+framework's own cost) and sys (mostly the kernel's TCP).
 
-  python3 benchmarks/echo_bench.py --build build/release [--seconds 3]
+  python3 benchmarks/echo_bench.py --build build/release [--seconds 3] [--cpus 0,0]
 
-Numbers from a shared 2-core machine are noisy; compare ratios within one run.
+By default server and client share CPU 0 (taskset -c 0 for both): on a small shared
+machine that gives repeatable ratios. --cpus 0,1 puts them on two CPUs. Compare ratios
+within one run; absolute numbers move with the machine.
 """
 import argparse
 import os
@@ -17,6 +21,7 @@ import sys
 import time
 
 CONFIGS = [(1, 64), (50, 64), (500, 64), (1, 4096), (50, 4096), (500, 4096)]
+REFERENCE = "uring-loop"
 
 
 def cpu_times(pid):
@@ -64,10 +69,12 @@ def main():
     ap.add_argument("--build", default="build/release")
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--configs", default="all", help="e.g. 50x64,1x4096")
+    ap.add_argument("--cpus", default="0,0", help="server,client CPUs (default: both on 0)")
     args = ap.parse_args()
     b = args.build
     client = f"{b}/examples/echo_client"
-    servers = [("sluice-uring", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "uring"}),
+    servers = [(REFERENCE, [f"{b}/benchmarks/uring_echo_server"], {}),
+               ("sluice-uring", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "uring"}),
                ("sluice-asio", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "asio"}),
                ("asio-epoll", [f"{b}/benchmarks/asio_echo_server_epoll"], {}),
                ("asio-uring", [f"{b}/benchmarks/asio_echo_server_uring"], {})]
@@ -75,11 +82,10 @@ def main():
     configs = CONFIGS
     if args.configs != "all":
         configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
-    ncpu = os.cpu_count() or 1
-    cpus = (0, 1) if ncpu >= 2 else (0, 0)
+    cpus = tuple(int(c) for c in args.cpus.split(","))
 
     print(f"echo benchmark: {args.seconds} s per cell, server on CPU {cpus[0]}, "
-          f"client on CPU {cpus[1]}; ratio = server / sluice-uring (higher is faster)")
+          f"client on CPU {cpus[1]}; ratio = server / {servers[0][0]} (higher is faster)")
     print(f"cpu/msg = server CPU microseconds per message, user+sys")
     header = f"| conns | size |" + "".join(f" {n} msg/s | ratio | cpu/msg us (user+sys) |"
                                           for n, _, _ in servers)

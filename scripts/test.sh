@@ -41,7 +41,7 @@ echo "=== test: tsan"
 for backend in uring asio; do
   for t in runtime_tests conformance_tests; do
     SLUICE_BACKEND=$backend TSAN_OPTIONS=halt_on_error=1 "build/tsan/tests/$t" "[threads]" |
-      tail -n 1 | sed "s/^/  $backend $t [threads]: /"
+      grep -E "^(All tests passed|test cases:)" | sed "s/^/  $backend $t [threads]: /"
   done
 done
 

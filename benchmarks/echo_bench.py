@@ -70,6 +70,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--configs", default="all", help="e.g. 50x64,1x4096")
     ap.add_argument("--cpus", default="0,0", help="server,client CPUs (default: both on 0)")
+    ap.add_argument("--server", action="append", default=[],
+                    help="NAME=PATH: another sluice echo_server build to compare (io_uring)")
     args = ap.parse_args()
     b = args.build
     client = f"{b}/examples/echo_client"
@@ -78,6 +80,9 @@ def main():
                ("sluice-asio", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "asio"}),
                ("asio-epoll", [f"{b}/benchmarks/asio_echo_server_epoll"], {}),
                ("asio-uring", [f"{b}/benchmarks/asio_echo_server_uring"], {})]
+    for extra in args.server:
+        name, path = extra.split("=", 1)
+        servers.append((name, [path], {"SLUICE_BACKEND": "uring"}))
     servers = [s for s in servers if os.path.exists(s[1][0])]
     configs = CONFIGS
     if args.configs != "all":

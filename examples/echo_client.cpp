@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
   fmt::print("messages/s: {:.0f}\n", rate);
   fmt::print("p50 latency: {:.1f} us\n", pct(0.50));
   fmt::print("p99 latency: {:.1f} us\n", pct(0.99));
-  fmt::print("result msgs_per_sec={:.0f} p50_us={:.1f} p99_us={:.1f} failed={}\n", rate, pct(0.50),
-             pct(0.99), failed);
+  fmt::print("result msgs_per_sec={:.0f} p50_us={:.1f} p99_us={:.1f} failed={} messages={}\n", rate,
+             pct(0.50), pct(0.99), failed, lat.size());
   return failed == 0 && !lat.empty() ? 0 : 1;
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+"""User-space instructions per echoed message, counted by callgrind.
+
+Instruction counts do not depend on how busy the machine is, so this is the number to
+compare when timing is too noisy. Each server runs under valgrind --tool=callgrind with
+collection limited to its event loop (start-up excluded); examples/echo_client drives
+it (natively) for a fixed number of seconds; the server's instructions are divided by
+the messages the client counted.
+
+  python3 benchmarks/echo_callgrind.py --build build/release [--conns 50] [--size 64]
+                                      [--seconds 10] [--server NAME=PATH ...]
+
+Servers by default: the hand-written liburing loop, sluice on io_uring and on Asio,
+standalone Asio on epoll.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+# The function whose calls are counted: each server's event loop.
+LOOPS = {
+    "uring-loop": "main",
+    "sluice-uring": "sluice::io_context::run_until*",
+    "sluice-asio": "sluice::io_context::run_until*",
+    "asio-epoll": "main",  # its loop (io_context::run) is inlined into main
+}
+
+
+def measure(name, cmd, env, client, conns, size, seconds):
+    with tempfile.TemporaryDirectory() as tmp:
+        out_file = os.path.join(tmp, "callgrind.out")
+        vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+              f"--toggle-collect={LOOPS[name]}"]
+        srv = subprocess.Popen(vg + cmd + ["--host", "127.0.0.1", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env=env)
+        line = srv.stdout.readline().strip()
+        if not line.startswith("listening on"):
+            srv.kill()
+            raise RuntimeError(f"{name}: unexpected first line {line!r}")
+        port = line.rsplit(":", 1)[1]
+        # The client would go on longer; the server is stopped while traffic still flows
+        # (valgrind delivers a signal only when the loop's blocking io_uring_enter
+        # returns, which an idle loop never does), so its count and the client's cover
+        # the same messages.
+        cl = subprocess.Popen([client, "--host", "127.0.0.1", "--port", port, "--conns",
+                               str(conns), "--size", str(size), "--seconds", str(seconds + 30)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(seconds)
+        srv.terminate()
+        try:
+            srv.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+        out, _ = cl.communicate(timeout=120)
+        res = next((l for l in out.splitlines() if l.startswith("result ")), None)
+        if res is None:
+            raise RuntimeError(f"{name}: the client printed no result")
+        messages = int(dict(kv.split("=") for kv in res.split()[1:])["messages"])
+        with open(out_file) as f:
+            text = f.read()
+        m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+        if m is None:
+            raise RuntimeError(f"{name}: no instruction total in the callgrind output")
+        return int(m.group(1)), messages
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build/release")
+    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--server", action="append", default=[],
+                    help="NAME=PATH: an extra server binary (echo_server options)")
+    args = ap.parse_args()
+    b = args.build
+    client = f"{b}/examples/echo_client"
+    servers = [("uring-loop", [f"{b}/benchmarks/uring_echo_server"], {}),
+               ("sluice-uring", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "uring"}),
+               ("sluice-asio", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "asio"}),
+               ("asio-epoll", [f"{b}/benchmarks/asio_echo_server_epoll"], {})]
+    for extra in args.server:
+        name, path = extra.split("=", 1)
+        LOOPS[name] = LOOPS["sluice-uring"]
+        servers.append((name, [path], {"SLUICE_BACKEND": "uring"}))
+    servers = [s for s in servers if os.path.exists(s[1][0])]
+    print(f"callgrind: {args.conns} connections x {args.size} B, {args.seconds} s per server; "
+          f"instructions counted inside each server's event loop")
+    print("| server | messages | instructions | per message | vs uring-loop |")
+    print("|---|---|---|---|---|")
+    base = None
+    for name, cmd, extra in servers:
+        env = dict(os.environ, **extra)
+        ir, msgs = measure(name, cmd, env, client, args.conns, args.size, args.seconds)
+        per = ir / max(msgs, 1)
+        base = base or per
+        print(f"| {name} | {msgs:,} | {ir:,} | {per:,.0f} | {per / base:.2f}x |", flush=True)
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -84,5 +84,10 @@ requires(!detail::is_task<std::remove_cvref_t<A>>::value) auto sync_wait(io_cont
                                                                          stop_token token = {}) {
   return sync_wait(io, as_task(std::forward<A>(a)), token);
 }
+template <class A>
+requires(!detail::is_task<std::remove_cvref_t<A>>::value) auto sync_wait(io_context& io, A&& a,
+                                                                         std::stop_token token) {
+  return sync_wait(io, as_task(std::forward<A>(a)), std::move(token));
+}
 
 } // namespace sluice

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <optional>
 #include <sluice/detail/io_awaiter.hpp>
 #include <sluice/when_all.hpp>
@@ -25,9 +26,9 @@ public:
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return start(h, detail::stop_token_of(h));
   }
-  result<void> await_resume() noexcept {
+  result<void> await_resume() {
     finish();
-    if (op_.error) return op_.error;
+    if (op_.error) return error(op_.error, describe_outcome("sleep"));
     return {};
   }
 };
@@ -74,9 +75,27 @@ requires detail::is_result<T>::value task<T> with_timeout(task<T> t, std::chrono
   co_return std::move(r);
 }
 
-// Same, for any awaitable yielding a result<...> (recv, accept, connect...).
+namespace detail {
 template <class A>
-requires requires(A a) { a.await_resume(); }
+concept backend_awaiter = std::derived_from<std::remove_cvref_t<A>, io_awaiter> &&
+                          std::remove_cvref_t<A>::backend_operation;
+} // namespace detail
+
+// An I/O operation (recv, send, send_all, accept, connect, recv_disconnect...) with a
+// deadline: the same awaiter, bounded. No coroutine frame, no allocation — io_uring
+// links a timeout to the operation (IORING_OP_LINK_TIMEOUT), Asio and IOCP keep a
+// per-context deadline heap. errc::timed_out when it expires first; a result that
+// arrived before the cancel took effect is delivered.
+template <detail::backend_awaiter A>
+std::remove_cvref_t<A> with_timeout(A&& a, std::chrono::nanoseconds d) {
+  a.set_deadline(std::chrono::steady_clock::now() + d, d);
+  return std::move(a);
+}
+
+// Same, for any other awaitable yielding a result<...> (a wait, a when_all): a task
+// with a timer, as for tasks.
+template <class A>
+requires(!detail::backend_awaiter<A> && requires(A a) { a.await_resume(); })
 auto with_timeout(A a, std::chrono::nanoseconds d) {
   return with_timeout(as_task(std::move(a)), d);
 }

@@ -83,7 +83,7 @@ task<close_report> stream::graceful_close(graceful_close_options o) {
   };
   // 1. FIN, after the sends already started elsewhere (it waits its turn in the
   //    sender queue), so nothing queued is lost.
-  if (auto r = co_await with_timeout(as_task(send_disconnect()), left());
+  if (auto r = co_await with_timeout(send_disconnect(), left());
       !r && r.error() != errc::shut_down) {
     give_up(r.error() == errc::timed_out);
     co_return rep;
@@ -203,7 +203,7 @@ result<std::size_t> recv_awaiter::end() {
     if (ec == errc::shut_down || !op_.error) return error(ec, s_->describe("recv"));
     return error(op_.error, s_->describe("recv"));
   }
-  if (op_.error) return error(op_.error, s_->describe("recv"));
+  if (op_.error) return error(op_.error, describe_outcome(s_->describe("recv")));
   return static_cast<std::size_t>(op_.res);
 }
 
@@ -227,7 +227,7 @@ bool send_awaiter::begin() {
 
 result<std::size_t> send_awaiter::end() {
   finish();
-  if (op_.error) return error(op_.error, s_->describe("send"));
+  if (op_.error) return error(op_.error, describe_outcome(s_->describe("send")));
   return static_cast<std::size_t>(op_.res);
 }
 
@@ -313,7 +313,7 @@ void send_all_awaiter::on_complete(sluice::detail::operation& op) {
 
 result<std::size_t> send_all_awaiter::end() {
   finish();
-  if (op_.error) return error(op_.error, s_->describe("send_all"));
+  if (op_.error) return error(op_.error, describe_outcome(s_->describe("send_all")));
   if (sent_ < total_) {
     // Stopped early without an OS error: the send side was shut meanwhile.
     if (const auto d = s_->life_.begin_send(); d.action == verdict::fail)
@@ -342,7 +342,7 @@ bool connect_awaiter::begin() {
 result<void> connect_awaiter::end() {
   finish();
   settle();
-  if (op_.error) return error(op_.error, fmt::format("connect to {}", target_));
+  if (op_.error) return error(op_.error, describe_outcome(fmt::format("connect to {}", target_)));
   return {};
 }
 
@@ -391,7 +391,7 @@ result<std::size_t> disconnect_awaiter::end() {
   settle();
   const char* what =
       op_.flags == sluice::detail::shutdown_receive ? "recv_disconnect" : "send_disconnect";
-  if (op_.error) return error(op_.error, s_->describe(what));
+  if (op_.error) return error(op_.error, describe_outcome(s_->describe(what)));
   return std::size_t{0};
 }
 
@@ -444,7 +444,7 @@ accept_awaiter::~accept_awaiter() {
 
 result<stream> accept_awaiter::await_resume() {
   finish();
-  if (op_.error) return error(op_.error, fmt::format("accept on {}", a_->local_));
+  if (op_.error) return error(op_.error, describe_outcome(fmt::format("accept on {}", a_->local_)));
   return stream(*a_->io_, static_cast<sluice::detail::native_handle>(op_.res),
                 proto::stream_lifecycle::connected(), sys::from_storage(peer_));
 }

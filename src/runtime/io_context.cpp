@@ -29,6 +29,12 @@ namespace sluice {
 
 namespace detail {
 
+std::int64_t steady_now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Work handed to the loop from other threads.
 struct remote_queue {
   std::mutex mutex;

@@ -485,7 +485,9 @@ enum class op_kind {
   send_all,
   timeout,
   recv_disconnect,
-  graceful_close
+  graceful_close,
+  recv_deadline,    // with a deadline inside the operation (a linked timeout on io_uring)
+  send_all_deadline // the same across resubmissions
 };
 
 const char* name(op_kind k) {
@@ -498,6 +500,8 @@ const char* name(op_kind k) {
   case op_kind::timeout: return "timeout";
   case op_kind::recv_disconnect: return "recv_disconnect";
   case op_kind::graceful_close: return "graceful_close";
+  case op_kind::recv_deadline: return "recv_deadline";
+  case op_kind::send_all_deadline: return "send_all_deadline";
   }
   return "?";
 }
@@ -526,6 +530,14 @@ task<void> victim(rig& r, op_kind k) {
   case op_kind::timeout: (void)co_await sleep_for(r.io, std::chrono::microseconds(200)); break;
   case op_kind::recv_disconnect: (void)co_await r.server.recv_disconnect(); break;
   case op_kind::graceful_close: (void)co_await r.server.graceful_close(); break;
+  case op_kind::recv_deadline: {
+    auto n = co_await with_timeout(r.server.recv(buf), std::chrono::microseconds(300));
+    if (n) r.received += *n;
+    break;
+  }
+  case op_kind::send_all_deadline:
+    (void)co_await with_timeout(r.client.send_all(r.big), std::chrono::microseconds(500));
+    break;
   }
 }
 
@@ -538,7 +550,8 @@ task<void> partner(rig& r, op_kind k) {
     (void)c;
     break;
   }
-  case op_kind::send_all: (void)co_await r.client.send_all(bytes("queued")); break;
+  case op_kind::send_all:
+  case op_kind::send_all_deadline: (void)co_await r.client.send_all(bytes("queued")); break;
   default: break;
   }
 }
@@ -550,7 +563,8 @@ void run_one(op_kind k, action a, int turns) {
   REQUIRE(acc);
   auto [c, s] = sync_wait(*io, connected_pair(*io));
   rig r{*io, std::move(*acc), std::move(c), std::move(s)};
-  if (k == op_kind::recv || k == op_kind::graceful_close) // data already waiting
+  if (k == op_kind::recv || k == op_kind::recv_deadline ||
+      k == op_kind::graceful_close) // data already waiting
     REQUIRE(sync_wait(*io, as_task(r.client.send_all(bytes("12345678")))));
   std::optional<async_scope> scope(std::in_place, *io);
   stop_source stop;
@@ -591,7 +605,8 @@ void run_one(op_kind k, action a, int turns) {
     CHECK(joined);
   }
   // Nothing received is lost: bytes the victim's recv did not report are still there.
-  if (k == op_kind::recv && a != action::close && r.server.is_open()) {
+  if ((k == op_kind::recv || k == op_kind::recv_deadline) && a != action::close &&
+      r.server.is_open()) {
     const std::size_t expect = 8 - r.received;
     if (expect != 0) CHECK(sync_wait(*io, recv_exactly(r.server, expect)).size() == expect);
   }

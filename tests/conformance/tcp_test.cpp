@@ -2,6 +2,8 @@
 // (SLUICE_BACKEND=...); the backend under test is printed in each test's name.
 #include "../support.hpp"
 
+#include <algorithm>
+
 using namespace sluice;
 using namespace test;
 
@@ -248,4 +250,72 @@ TEST_CASE("close() completes a pending recv with operation_aborted") {
   REQUIRE(!r);
   CHECK(r.error() == errc::operation_aborted);
   CHECK_FALSE(s.is_open());
+}
+
+TEST_CASE("A deadline on an operation: it fires while waiting, a result that comes first wins, "
+          "a cancel stays a cancel") {
+  io_context io;
+  auto [c, s] = sync_wait(io, connected_pair(io));
+  std::array<std::byte, 16> buf;
+  // Fires: nothing arrives.
+  auto r = sync_wait(io, with_timeout(s.recv(buf), 20ms));
+  REQUIRE(!r);
+  CHECK(r.error() == errc::timed_out);
+  CHECK(r.error().message().find("deadline of 20 ms") != std::string::npos);
+  // The data was already there: the result wins, and no stray timeout follows later.
+  REQUIRE(sync_wait(io, as_task(c.send_all(bytes("ok")))));
+  auto ok = sync_wait(io, with_timeout(s.recv(buf), 5s));
+  REQUIRE(ok);
+  CHECK(*ok == 2);
+  auto quiet = sync_wait(io, as_task(sleep_for(io, 30ms))); // a linked timeout would fire here
+  CHECK(quiet);
+  // A cancel before the deadline: operation_aborted, not timed_out.
+  stop_source stop;
+  auto stopper = [&]() -> task<void> {
+    co_await yield(io);
+    stop.request_stop();
+  };
+  auto waiter = [&]() -> task<result<std::size_t>> {
+    co_return co_await with_stop_token(as_task(with_timeout(s.recv(buf), 5s)), stop.get_token());
+  };
+  auto [cancelled, ignored] = sync_wait(io, when_all(waiter(), stopper()));
+  (void)ignored;
+  REQUIRE(!cancelled);
+  CHECK(cancelled.error() == errc::operation_aborted);
+  // A deadline already past: timed_out at once.
+  auto past = sync_wait(io, with_timeout(s.recv(buf), -1ms));
+  REQUIRE(!past);
+  CHECK(past.error() == errc::timed_out);
+  // The stream is still usable.
+  REQUIRE(sync_wait(io, as_task(c.send_all(bytes("more")))));
+  CHECK(sync_wait(io, recv_exactly(s, 4)) == "more");
+}
+
+TEST_CASE("Deadlines on many operations at once fire in order and only where due") {
+  io_context io;
+  constexpr int n = 50;
+  std::vector<pair> pairs;
+  for (int i = 0; i < n; ++i)
+    pairs.push_back(sync_wait(io, connected_pair(io)));
+  std::vector<int> order;
+  auto waiter = [&](int i) -> task<void> {
+    std::array<std::byte, 8> buf;
+    // Odd ones get their data before their deadline; even ones time out.
+    auto r = co_await with_timeout(pairs[i].server.recv(buf), std::chrono::milliseconds(5 + i));
+    if (!r && r.error() == errc::timed_out) order.push_back(i);
+    if (i % 2 == 1) CHECK(r);
+  };
+  auto feeder = [&]() -> task<void> {
+    for (int i = 1; i < n; i += 2) {
+      auto w = co_await pairs[i].client.send_all(bytes("x"));
+      REQUIRE(w);
+    }
+  };
+  std::vector<task<void>> all;
+  for (int i = 0; i < n; ++i)
+    all.push_back(waiter(i));
+  all.push_back(feeder());
+  sync_wait(io, when_all(std::move(all)));
+  REQUIRE(order.size() == n / 2);
+  CHECK(std::is_sorted(order.begin(), order.end()));
 }

@@ -98,3 +98,64 @@ TEST_CASE("when_all and when_any of a fixed number of children allocate nothing 
   CHECK(sum > 0);
   CHECK(group_allocations == 0);
 }
+
+TEST_CASE("Deadline-bounded recv, send, send_all and accept allocate nothing") {
+  // with_timeout on an I/O operation is part of the operation (io_uring: a linked
+  // timeout; Asio, IOCP: the context's deadline heap): no frame, no timer task.
+  io_context io;
+  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
+  REQUIRE(acc);
+  auto [c, s] = sync_wait(io, connected_pair(io));
+  constexpr auto bound = std::chrono::seconds(30);
+  long io_allocations = -1, accept_allocations = -1;
+  auto exchange = [&]() -> task<bool> {
+    std::array<std::byte, 128> out{}, in{};
+    for (int warm = 0; warm < 2; ++warm) {
+      const long before = allocations.load();
+      for (int i = 0; i < 500; ++i) {
+        auto w = co_await with_timeout(c.send_all(out), bound);
+        if (!w) co_return false;
+        std::size_t got = 0;
+        while (got < in.size()) {
+          auto r = co_await with_timeout(s.recv(std::span(in).subspan(got)), bound);
+          if (!r || *r == 0) co_return false;
+          got += *r;
+        }
+        auto one = co_await with_timeout(s.send(std::span(in).first(1)), bound);
+        auto back = co_await with_timeout(c.recv(std::span(in).first(1)), bound);
+        if (!one || !back) co_return false;
+      }
+      io_allocations = allocations.load() - before;
+    }
+    co_return true;
+  };
+  REQUIRE(sync_wait(io, exchange()));
+  CHECK(io_allocations == 0);
+
+  // Accepts with a deadline, fed by a connector that uses awaiters only.
+  constexpr int rounds = 200;
+  auto connector = [&]() -> task<bool> {
+    for (int i = 0; i < 2 * rounds; ++i) {
+      auto cl = tcp::stream::open(io);
+      if (!cl) co_return false;
+      auto r = co_await cl->connect(acc->local_endpoint());
+      if (!r) co_return false;
+    }
+    co_return true;
+  };
+  auto accepter = [&]() -> task<bool> {
+    for (int warm = 0; warm < 2; ++warm) {
+      const long before = allocations.load();
+      for (int i = 0; i < rounds; ++i) {
+        auto a = co_await with_timeout(acc->accept(), bound);
+        if (!a) co_return false;
+      }
+      accept_allocations = allocations.load() - before;
+    }
+    co_return true;
+  };
+  auto [connected, accepted] = sync_wait(io, when_all(connector(), accepter()));
+  REQUIRE(connected);
+  REQUIRE(accepted);
+  CHECK(accept_allocations == 0);
+}

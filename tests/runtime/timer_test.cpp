@@ -65,6 +65,11 @@ TEST_CASE("with_timeout yields timed_out when the deadline expires first") {
   REQUIRE(!r);
   CHECK(r.error() == errc::timed_out);
   CHECK(r.error().message().find("deadline of 10 ms") != std::string::npos);
+  // The same bound on a task (a timer task) says so as well.
+  auto t = sync_wait(io, with_timeout(as_task(sleep_for(io, 1h)), 10ms));
+  REQUIRE(!t);
+  CHECK(t.error() == errc::timed_out);
+  CHECK(t.error().message().find("deadline of 10 ms") != std::string::npos);
 }
 
 TEST_CASE("with_timeout passes the result through when the operation finishes first") {

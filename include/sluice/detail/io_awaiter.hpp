@@ -7,7 +7,9 @@
 // derived awaiters and in .cpp files.
 #pragma once
 
+#include <chrono>
 #include <optional>
+#include <string>
 #include <sluice/detail/operation.hpp>
 #include <sluice/error.hpp>
 #include <sluice/io_context.hpp>
@@ -35,6 +37,19 @@ public:
 
   bool await_ready() const noexcept { return false; }
 
+  // Operations a backend carries out can hold a deadline (with_timeout(awaiter, d)).
+  static constexpr bool backend_operation = true;
+  // Past `t` the operation is cancelled and fails with errc::timed_out; a result that
+  // arrived first is delivered. Part of the operation: no frame, no allocation.
+  void set_deadline(std::chrono::steady_clock::time_point t,
+                    std::chrono::nanoseconds bound = {}) noexcept {
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    op_.deadline = ns > 0 ? ns : 1;
+    op_.deadline_ms = static_cast<std::uint32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(bound).count());
+  }
+
 protected:
   // Starts op_ for the coroutine `h`; false if it completed at once (cancelled before
   // it started), in which case op_.error is set. With a sender queue, op_ waits its
@@ -46,6 +61,7 @@ protected:
     }
     op_.waiter = h;
     op_.cancel_requested = false;
+    op_.timed_out = false;
     if (queue == nullptr || queue->enter(op_)) op_.ctx->submit(op_);
     // Registered after submit: if the token is stopped in between, the callback runs
     // here, inline, and cancels an operation that is already queued.
@@ -71,6 +87,8 @@ protected:
     // Destroying the callback waits for a concurrently running one to return, so
     // cancel_posted is stable afterwards.
     callback_.reset();
+    if (op_.timed_out && op_.error == errc::operation_aborted)
+      op_.error = make_error_code(errc::timed_out);
     if (op_.cancel_posted) op_.ctx->retire_cancel(op_);
     if (op_.queue != nullptr) {
       if (operation* next = op_.queue->leave(op_)) next->ctx->submit(*next);
@@ -101,6 +119,13 @@ protected:
     const bool started = op_.state != op_state::idle;
     op_.ctx->abandon(op_);
     return started;
+  }
+
+  // `what` ("recv (peer 1.2.3.4:5)"), with the deadline when that is what ended it.
+  std::string describe_outcome(std::string what) const {
+    if (op_.error == errc::timed_out)
+      what += " after a deadline of " + std::to_string(op_.deadline_ms) + " ms";
+    return what;
   }
 
   operation op_;

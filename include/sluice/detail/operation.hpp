@@ -36,6 +36,8 @@ enum shutdown_how : int { shutdown_receive = 0, shutdown_send = 1, shutdown_both
 
 enum class op_state : std::uint8_t { idle, queued, pending, ready };
 
+inline constexpr std::uint32_t no_deadline_slot = static_cast<std::uint32_t>(-1);
+
 // Storage for a socket address (large enough for sockaddr_storage).
 struct address_storage {
   alignas(8) unsigned char bytes[128];
@@ -84,6 +86,12 @@ struct operation : ready_node { // the node: its deferred completion
   std::size_t length = 0;             // sendmsg: its number of entries
   address_storage* address = nullptr; // connect: target; accept: receives the peer
   std::int64_t duration_ns = 0;       // timeout
+  // Deadline: the steady_clock time (ns since its epoch) past which the operation is
+  // cancelled and reported as timed_out; 0 for none. Kept across resubmissions.
+  std::int64_t deadline = 0;
+  std::uint32_t deadline_slot = no_deadline_slot; // its place in a backend's deadline heap
+  std::uint32_t deadline_ms = 0;                  // the bound as given, for messages
+  bool timed_out = false; // the deadline cancelled it (set by the backend)
   // Backend-private: a kernel timespec or msghdr (uring), a pooled timer and a slot
   // (asio), an OVERLAPPED with its WSABUF (iocp).
   alignas(8) unsigned char scratch[80]{};

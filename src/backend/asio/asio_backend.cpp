@@ -16,11 +16,14 @@
 // - cancel(op) cancels the descriptor's waits: the waits of other operations on the
 //   same descriptor then see operation_aborted, find themselves not cancelled and wait
 //   again. Timers come from a pool of asio::steady_timer.
+// - Deadlines: a per-context heap (deadline_heap.hpp) and one steady_timer set to the
+//   earliest; when it fires, the expired operations are marked timed_out and cancelled.
 // - poll() runs at most the turn's budget of handlers, so one busy connection (whose
 //   handlers keep posting more) cannot keep the loop from its other coroutines.
 // - wake() posts to the Asio context (thread-safe); a work guard keeps run_one()
 //   blocking while sluice has nothing in flight.
 #include "../backend.hpp"
+#include "../deadline_heap.hpp"
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -37,7 +40,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <unordered_map>
+#include <algorithm>
 #include <vector>
 
 namespace sluice::detail {
@@ -47,12 +50,11 @@ using wait_type = asio::posix::descriptor_base::wait_type;
 
 class asio_backend final : public backend {
 public:
-  explicit asio_backend(io_context& io) : io_(io), work_(asio::make_work_guard(ctx_)) {}
+  explicit asio_backend(io_context& io)
+      : io_(io), work_(asio::make_work_guard(ctx_)), deadline_timer_(ctx_) {}
 
   ~asio_backend() override {
-    for (auto& [fd, d] : live_)
-      release(d->d);
-    for (auto& d : retired_)
+    for (auto& d : all_)
       release(d->d);
   }
 
@@ -61,6 +63,7 @@ public:
   void submit(operation& op) override {
     auto& st = *new (op.scratch) op_data{};
     bind_slot(op, st);
+    if (op.deadline != 0) add_deadline(op);
     if (op.code == op_code::timeout) {
       st.timer = take_timer();
       st.timer->expires_after(std::chrono::nanoseconds(op.duration_ns));
@@ -93,22 +96,24 @@ public:
   }
 
   void cancel_all(native_handle h) noexcept override {
-    auto it = live_.find(static_cast<int>(h));
-    if (it == live_.end()) return;
-    desc_state& d = *it->second;
+    const auto fd = static_cast<std::size_t>(h);
+    if (fd >= live_.size() || live_[fd] == nullptr) return;
+    desc_state& d = *live_[fd];
+    live_[fd] = nullptr;
     // Its waits complete with operation_aborted and, finding it closed, end; posted
     // attempts find it closed too.
     d.closed = true;
     asio::error_code ignored;
     d.d.cancel(ignored);
     release(d.d);
-    retired_.push_back(std::move(it->second));
-    live_.erase(it);
+    retired_.push_back(&d);
   }
 
   abandoned_at abandon(operation& op) noexcept override {
     auto& st = data(op);
+    deadlines_.remove(op);
     free_slot(st.slot);                          // its handlers now find a newer generation
+
     if (st.timer != nullptr) st.timer->cancel(); // its handler returns it to the pool
     // The syscalls are made here, synchronously: no OS call still holds op's buffer.
     return st.timer != nullptr || st.attempted ? abandoned_at::in_flight
@@ -123,10 +128,11 @@ public:
     if (block) ctx_.run_one();
     while (io_.consume_budget() && ctx_.poll_one() != 0) {
     }
-    // Retired descriptors go once no handler names them.
+    // Retired descriptor records are reused once no handler names them.
     for (std::size_t i = 0; i < retired_.size();) {
       if (retired_[i]->refs == 0) {
-        retired_[i] = std::move(retired_.back());
+        free_.push_back(retired_[i]);
+        retired_[i] = retired_.back();
         retired_.pop_back();
       } else {
         ++i;
@@ -149,6 +155,8 @@ public:
         op->error = std::error_code(ECANCELED, std::system_category());
         io_.complete(*op); // shutting down: not resumed, results discarded
       }
+    deadlines_.clear();
+    deadline_timer_.cancel();
     for (auto& t : timers_)
       t->cancel();
   }
@@ -234,21 +242,56 @@ private:
     if (d.is_open()) (void)d.release();
   }
 
+  // The record of a descriptor, made on its first operation: indexed by number while
+  // it is open, recycled after close — no allocation per connection in steady state.
   desc_state* descriptor(native_handle h) {
-    const int fd = static_cast<int>(h);
-    auto it = live_.find(fd);
-    if (it != live_.end()) return it->second.get();
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0 && (flags & O_NONBLOCK) == 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    auto d = std::make_unique<desc_state>(ctx_);
+    const auto fd = static_cast<std::size_t>(h);
+    if (fd < live_.size() && live_[fd] != nullptr) return live_[fd];
+    if (fd >= live_.size()) live_.resize(std::max<std::size_t>(fd + 1, live_.size() * 2), nullptr);
+    const int flags = ::fcntl(static_cast<int>(fd), F_GETFL);
+    if (flags >= 0 && (flags & O_NONBLOCK) == 0)
+      ::fcntl(static_cast<int>(fd), F_SETFL, flags | O_NONBLOCK);
+    desc_state* d = nullptr;
+    if (!free_.empty()) {
+      d = free_.back();
+      free_.pop_back();
+      d->closed = false;
+    } else {
+      all_.push_back(std::make_unique<desc_state>(ctx_));
+      d = all_.back().get();
+      retired_.reserve(all_.size());
+      free_.reserve(all_.size());
+    }
     asio::error_code ignored;
-    d->d.assign(fd, ignored);
-    auto* p = d.get();
-    live_.emplace(fd, std::move(d));
-    return p;
+    d->d.assign(static_cast<int>(fd), ignored);
+    live_[fd] = d;
+    return d;
+  }
+
+  // Keeps the timer set to the earliest deadline.
+  void add_deadline(operation& op) {
+    const bool earliest = deadlines_.empty() || op.deadline < deadlines_.earliest();
+    deadlines_.insert(op);
+    if (earliest) arm_deadline_timer();
+  }
+  void arm_deadline_timer() {
+    if (deadlines_.empty()) return;
+    deadline_timer_.expires_at(asio::steady_timer::time_point(
+        std::chrono::nanoseconds(deadlines_.earliest())));
+    deadline_timer_.async_wait([this](const asio::error_code& ec) {
+      if (ec == asio::error::operation_aborted) return; // re-set, or shut down
+      const std::int64_t now = steady_now_ns();
+      while (operation* op = deadlines_.pop_expired(now)) {
+        op->timed_out = true;
+        op->cancel_requested = true;
+        cancel(*op);
+      }
+      arm_deadline_timer();
+    });
   }
 
   void finish(operation& op, int err, std::int64_t res) {
+    deadlines_.remove(op);
     free_slot(data(op).slot);
     op.res = err == 0 ? res : 0;
     op.error = err == 0 ? std::error_code() : std::error_code(err, std::system_category());
@@ -346,12 +389,16 @@ private:
   io_context& io_;
   asio::io_context ctx_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::unordered_map<int, std::unique_ptr<desc_state>> live_;
-  std::vector<std::unique_ptr<desc_state>> retired_;
+  std::vector<std::unique_ptr<desc_state>> all_; // every record, open or not
+  std::vector<desc_state*> live_;                 // by descriptor number
+  std::vector<desc_state*> retired_;              // closed, still named by a handler
+  std::vector<desc_state*> free_;                 // ready for the next descriptor
   std::vector<std::unique_ptr<asio::steady_timer>> timers_;
   std::vector<asio::steady_timer*> free_timers_;
   std::vector<slot> slots_;
   std::uint32_t free_head_ = no_slot;
+  deadline_heap deadlines_;
+  asio::steady_timer deadline_timer_;
 };
 
 } // namespace

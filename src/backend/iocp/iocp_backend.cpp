@@ -10,6 +10,8 @@
 //   kernel writes the OVERLAPPED and the buffer until then); other packets seen
 //   meanwhile become deferred completions.
 // - Timers are a min-heap in a vector; poll() waits at most until the first deadline.
+//   Operation deadlines are a second heap (deadline_heap.hpp): when one expires, the
+//   operation is marked timed_out and cancelled (CancelIoEx).
 //   Nothing here allocates per operation in steady state.
 // - recv_disconnect is WSARecvDisconnect; pending receives on that socket are cancelled
 //   by the backend, because Wine never completes them (DESIGN.md); the lifecycle then
@@ -18,6 +20,7 @@
 //   delivered as SIGINT / SIGTERM / SIGBREAK to the signal_sets that asked for them,
 //   each set through its own io_context's port.
 #include "../backend.hpp"
+#include "../deadline_heap.hpp"
 
 // clang-format off
 #include <winsock2.h>
@@ -33,7 +36,6 @@
 #include <fmt/format.h>
 #include <mutex>
 #include <sluice/io_context.hpp>
-#include <unordered_map>
 #include <vector>
 
 namespace sluice::detail {
@@ -122,6 +124,7 @@ public:
   std::string_view name() const noexcept override { return "iocp"; }
 
   void submit(operation& op) override {
+    if (op.deadline != 0) deadlines_.insert(op);
     switch (op.code) {
     case op_code::timeout: {
       timers_.push_back({clock::now() + std::chrono::nanoseconds(op.duration_ns), &op});
@@ -161,6 +164,7 @@ public:
   }
 
   abandoned_at abandon(operation& op) noexcept override {
+    deadlines_.remove(op);
     if (op.code == op_code::timeout) {
       remove_timer(op);
       return abandoned_at::in_flight;
@@ -182,7 +186,6 @@ public:
       for (ULONG i = 0; i < n; ++i) {
         if (entries[i].lpCompletionKey == io_key && entries[i].lpOverlapped == &sl.ov) {
           found = true;
-          if (op.code == op_code::recv) untrack_receive(op);
           // Its result stays in op for the awaiter (bytes received, an accepted socket).
           finish_io(op, packet_error(entries[i]), entries[i].dwNumberOfBytesTransferred);
           continue;
@@ -226,21 +229,35 @@ public:
     associated_.erase(s);
   }
 
+  // For each pending I/O operation (an OVERLAPPED outstanding).
+  template <class F> void for_each_pending_io(F&& f) {
+    for (operation* op = io_.first_in_flight(); op != nullptr;) {
+      operation* next = op->inflight_next;
+      const bool io = op->code != op_code::timeout && op->code != op_code::read &&
+                      op->code != op_code::shutdown;
+      if (io && op->state == op_state::pending) f(*op);
+      op = next;
+    }
+  }
+
   void poll(bool block) override {
     if (remote_pending_) { // a wake seen while an abandon waited for its packet
       remote_pending_ = false;
       io_.run_remote();
       block = false;
     }
-    const bool expired = expire_timers();
+    const bool expired = expire_timers() | expire_deadlines();
     DWORD timeout = 0;
     if (block && !expired) {
       timeout = INFINITE;
-      if (!timers_.empty()) {
-        const auto left =
-            std::chrono::ceil<std::chrono::milliseconds>(timers_.front().when - clock::now());
-        timeout = static_cast<DWORD>(std::clamp<long long>(left.count(), 0, 24 * 3600 * 1000));
-      }
+      auto wait_until = [&](clock::time_point t) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(t - clock::now());
+        const auto ms = static_cast<DWORD>(std::clamp<long long>(left.count(), 0, 24 * 3600 * 1000));
+        timeout = std::min(timeout, ms);
+      };
+      if (!timers_.empty()) wait_until(timers_.front().when);
+      if (!deadlines_.empty())
+        wait_until(clock::time_point(std::chrono::nanoseconds(deadlines_.earliest())));
     }
     OVERLAPPED_ENTRY entries[64];
     ULONG n = 0;
@@ -248,13 +265,16 @@ public:
     for (ULONG i = 0; i < n; ++i)
       dispatch(entries[i], !io_.consume_budget()); // past the budget: next turn
     expire_timers();
+    expire_deadlines();
   }
 
   void wake() noexcept override { PostQueuedCompletionStatus(port_, 0, wake_key, nullptr); }
 
   void shutdown() noexcept override {
-    for (auto& [sock, info] : associated_)
-      CancelIoEx(reinterpret_cast<HANDLE>(sock), nullptr);
+    deadlines_.clear();
+    for_each_pending_io([](operation& op) {
+      CancelIoEx(reinterpret_cast<HANDLE>(sock_of(op)), &slot_of(op).ov);
+    });
     for (auto& t : timers_)
       settle(*t.op, operation_aborted, 0);
     timers_.clear();
@@ -281,22 +301,98 @@ private:
   };
   static bool later(const timer& a, const timer& b) { return a.when > b.when; } // min-heap
 
-  // What the backend knows of a socket associated with the port.
-  struct socket_info {
-    bool skip_on_success = false;
-    std::vector<operation*> receives; // pending WSARecv, for recv_disconnect
+  // The sockets associated with the port, and whether immediate successes skip it:
+  // open addressing over a power-of-two table, so that once it has grown, a new
+  // connection allocates nothing.
+  class socket_table {
+  public:
+    // 0: not there; 1: there, completions always queued; 2: there, skip on success.
+    int find(SOCKET s) const noexcept {
+      if (slots_.empty()) return 0;
+      for (std::size_t i = hash(s);; i = (i + 1) & mask()) {
+        const entry& e = slots_[i];
+        if (e.state == empty) return 0;
+        if (e.state == used && e.s == s) return e.skip ? 2 : 1;
+      }
+    }
+    void insert(SOCKET s, bool skip) {
+      if ((used_ + deleted_ + 1) * 2 > slots_.size()) rehash();
+      for (std::size_t i = hash(s);; i = (i + 1) & mask()) {
+        entry& e = slots_[i];
+        if (e.state != used) {
+          if (e.state == deleted) --deleted_;
+          e = {s, used, skip};
+          ++used_;
+          return;
+        }
+      }
+    }
+    void erase(SOCKET s) noexcept {
+      if (slots_.empty()) return;
+      for (std::size_t i = hash(s);; i = (i + 1) & mask()) {
+        entry& e = slots_[i];
+        if (e.state == empty) return;
+        if (e.state == used && e.s == s) {
+          e.state = deleted;
+          --used_;
+          ++deleted_;
+          return;
+        }
+      }
+    }
+
+  private:
+    enum : std::uint8_t { empty, used, deleted };
+    struct entry {
+      SOCKET s;
+      std::uint8_t state;
+      bool skip;
+    };
+    std::size_t mask() const noexcept { return slots_.size() - 1; }
+    std::size_t hash(SOCKET s) const noexcept {
+      return static_cast<std::size_t>((static_cast<std::uint64_t>(s) >> 2) * 0x9E3779B97F4A7C15ull >> 17) &
+             mask();
+    }
+    void rehash() {
+      std::vector<entry> old;
+      old.swap(slots_);
+      // Grow only when live entries need it; otherwise just drop the tombstones.
+      const std::size_t n = std::max<std::size_t>(64, (used_ + 1) * 4 > old.size() ? old.size() * 2 : old.size());
+      slots_.assign(n, entry{0, empty, false});
+      used_ = deleted_ = 0;
+      for (const entry& e : old)
+        if (e.state == used) insert(e.s, e.skip);
+    }
+    std::vector<entry> slots_;
+    std::size_t used_ = 0, deleted_ = 0;
   };
 
   // A completion delivered on the loop's next turn (never inline in submit()).
   void done_now(operation& op, DWORD error, std::int64_t res) {
+    deadlines_.remove(op);
     fill(op, error, res);
     io_.defer_completion(op);
   }
 
   // A completion delivered now.
   void settle(operation& op, DWORD error, std::int64_t res) {
+    deadlines_.remove(op);
     fill(op, error, res);
     io_.complete(op);
+  }
+
+  // Operations past their deadline: marked timed_out and cancelled.
+  bool expire_deadlines() {
+    if (deadlines_.empty()) return false;
+    bool any = false;
+    const std::int64_t now = steady_now_ns();
+    while (operation* op = deadlines_.pop_expired(now)) {
+      op->timed_out = true;
+      op->cancel_requested = true;
+      cancel(*op);
+      any = true;
+    }
+    return any;
   }
 
   static void fill(operation& op, DWORD error, std::int64_t res) {
@@ -330,31 +426,24 @@ private:
     return any;
   }
 
+  // The receives pending on a socket (rare: recv_disconnect), found among the
+  // operations in flight.
   void cancel_receives(SOCKET s) {
-    auto it = associated_.find(s);
-    if (it == associated_.end()) return;
-    for (operation* op : it->second.receives)
-      CancelIoEx(reinterpret_cast<HANDLE>(s), &slot_of(*op).ov);
-  }
-
-  void track_receive(operation& op) { associated_[sock_of(op)].receives.push_back(&op); }
-  void untrack_receive(operation& op) {
-    auto it = associated_.find(sock_of(op));
-    if (it == associated_.end()) return;
-    auto& v = it->second.receives;
-    v.erase(std::remove(v.begin(), v.end(), &op), v.end());
+    for_each_pending_io([&](operation& op) {
+      if (op.code == op_code::recv && sock_of(op) == s)
+        CancelIoEx(reinterpret_cast<HANDLE>(s), &slot_of(op).ov);
+    });
   }
 
   // Associates a socket with the port once; returns whether immediate successes skip
   // the port (then they are completed here).
   bool associate(SOCKET s) {
-    auto it = associated_.find(s);
-    if (it != associated_.end()) return it->second.skip_on_success;
+    if (const int known = associated_.find(s); known != 0) return known == 2;
     CreateIoCompletionPort(reinterpret_cast<HANDLE>(s), port_, io_key, 0);
     const bool skip = SetFileCompletionNotificationModes(reinterpret_cast<HANDLE>(s),
                                                          FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
                                                              FILE_SKIP_SET_EVENT_ON_HANDLE) != 0;
-    associated_[s].skip_on_success = skip;
+    associated_.insert(s, skip);
     return skip;
   }
 
@@ -430,14 +519,10 @@ private:
     }
     if (ok) {
       if (skip) return complete_io(op, 0, bytes, true); // no packet will come
-      if (op.code == op_code::recv) track_receive(op);
       return;
     }
     const DWORD err = static_cast<DWORD>(WSAGetLastError());
-    if (err == WSA_IO_PENDING) {
-      if (op.code == op_code::recv) track_receive(op);
-      return;
-    }
+    if (err == WSA_IO_PENDING) return;
     if (sl.accepted != INVALID_SOCKET) closesocket(sl.accepted);
     done_now(op, err, 0);
   }
@@ -458,7 +543,6 @@ private:
     if (e.lpOverlapped == nullptr) return;
     slot& sl = *reinterpret_cast<slot*>(e.lpOverlapped);
     operation& op = *sl.op;
-    if (op.code == op_code::recv) untrack_receive(op);
     complete_io(op, packet_error(e), e.dwNumberOfBytesTransferred, defer);
   }
 
@@ -476,6 +560,7 @@ private:
 
   // Finishes an I/O operation (at once or from its packet) and delivers it.
   void complete_io(operation& op, DWORD err, DWORD bytes, bool defer) {
+    deadlines_.remove(op);
     finish_io(op, err, bytes);
     if (defer)
       io_.defer_completion(op);
@@ -543,10 +628,11 @@ private:
   LPFN_ACCEPTEX accept_ex_ = nullptr;
   LPFN_CONNECTEX connect_ex_ = nullptr;
   LPFN_GETACCEPTEXSOCKADDRS get_addrs_ = nullptr;
-  std::unordered_map<SOCKET, socket_info> associated_;
+  socket_table associated_;
   std::vector<timer> timers_;
   std::vector<operation*> signal_waiters_;
   std::vector<queued_signal> pending_signals_;
+  deadline_heap deadlines_;
   bool remote_pending_ = false;
 };
 

@@ -7,7 +7,10 @@
 // - Submissions are queued in the SQ and pushed once per loop turn by
 //   io_uring_submit_and_wait / submit_and_get_events; completions are reaped in
 //   batches, at most the turn's budget of them.
-// - user_data is the operation's address; internal SQEs use small tags below.
+// - user_data is the operation's address; internal SQEs use small tags below. An
+//   operation with a deadline is linked (IOSQE_IO_LINK) to an IORING_OP_LINK_TIMEOUT
+//   whose user_data is the address + 1; the operation completes once both CQEs have
+//   come, so neither can name it after it is resumed.
 // - Cross-thread wake: an eventfd with a read always armed; wake() writes to it.
 // - Features are probed at start-up (io_uring_get_probe and a test cancel on a
 //   scratch ring); each one has a fallback, forced with SLUICE_URING_DISABLE
@@ -42,8 +45,19 @@ constexpr std::uint64_t tag_none = 0, tag_cancel = 1, tag_cancel_fd = 2, tag_can
 static_assert(sizeof(io_buffer) == sizeof(iovec) &&
               offsetof(io_buffer, data) == offsetof(iovec, iov_base) &&
               offsetof(io_buffer, size) == offsetof(iovec, iov_len));
-static_assert(sizeof(msghdr) <= sizeof(operation::scratch));
-static_assert(sizeof(__kernel_timespec) <= sizeof(operation::scratch));
+// What the backend keeps in operation::scratch.
+struct op_data {
+  union {
+    msghdr msg;              // sendmsg
+    __kernel_timespec ts{};  // timeout
+  };
+  __kernel_timespec deadline; // the linked timeout (absolute, CLOCK_MONOTONIC)
+  std::uint8_t cqes_left;     // CQEs still to come: 1, or 2 with a linked timeout
+};
+static_assert(sizeof(op_data) <= sizeof(operation::scratch));
+static_assert(alignof(op_data) <= 8);
+op_data& data(operation& op) noexcept { return *std::launder(reinterpret_cast<op_data*>(op.scratch)); }
+constexpr std::uint64_t link_bit = 1; // user_data of an operation's linked timeout
 
 // What the kernel offers (probed) and what sluice uses (probed and not disabled).
 struct features {
@@ -163,6 +177,8 @@ public:
 
   void submit(operation& op) override {
     const int fd = static_cast<int>(op.handle);
+    auto& d = *new (op.scratch) op_data{};
+    d.cqes_left = 1;
     if (op.code == op_code::shutdown && !feat_.op_shutdown) {
       // Fallback: shutdown(2) never blocks; its result is delivered next turn.
       const int how = op.flags == shutdown_receive ? SHUT_RD
@@ -191,10 +207,10 @@ public:
       io_uring_prep_send(sqe, fd, op.buffer, op.length, MSG_NOSIGNAL);
       break;
     case op_code::sendmsg: {
-      auto* m = new (op.scratch) msghdr{};
-      m->msg_iov = static_cast<iovec*>(op.buffer);
-      m->msg_iovlen = op.length;
-      io_uring_prep_sendmsg(sqe, fd, m, MSG_NOSIGNAL);
+      d.msg = msghdr{};
+      d.msg.msg_iov = static_cast<iovec*>(op.buffer);
+      d.msg.msg_iovlen = op.length;
+      io_uring_prep_sendmsg(sqe, fd, &d.msg, MSG_NOSIGNAL);
       break;
     }
     case op_code::shutdown: {
@@ -205,10 +221,9 @@ public:
       break;
     }
     case op_code::timeout: {
-      auto* ts = new (op.scratch) __kernel_timespec{};
-      ts->tv_sec = op.duration_ns / 1'000'000'000;
-      ts->tv_nsec = op.duration_ns % 1'000'000'000;
-      io_uring_prep_timeout(sqe, ts, 0, 0);
+      d.ts.tv_sec = op.duration_ns / 1'000'000'000;
+      d.ts.tv_nsec = op.duration_ns % 1'000'000'000;
+      io_uring_prep_timeout(sqe, &d.ts, 0, 0);
       break;
     }
     case op_code::read:
@@ -216,6 +231,17 @@ public:
       break;
     }
     io_uring_sqe_set_data(sqe, &op);
+    if (op.deadline != 0) {
+      // The deadline, linked: past it the kernel cancels the operation (-ECANCELED)
+      // and the timeout's own CQE says -ETIME. Steady_clock is CLOCK_MONOTONIC.
+      sqe->flags |= IOSQE_IO_LINK;
+      d.deadline.tv_sec = op.deadline / 1'000'000'000;
+      d.deadline.tv_nsec = op.deadline % 1'000'000'000;
+      io_uring_sqe* link = get_sqe();
+      io_uring_prep_link_timeout(link, &d.deadline, IORING_TIMEOUT_ABS);
+      io_uring_sqe_set_data64(link, reinterpret_cast<std::uintptr_t>(&op) | link_bit);
+      d.cqes_left = 2;
+    }
   }
 
   void cancel(operation& op) noexcept override {
@@ -263,44 +289,48 @@ public:
   }
 
   abandoned_at abandon(operation& op) noexcept override {
-    // 1. Its SQE is still in our SQ: it never reaches the kernel.
+    // 1. Its SQEs are still in our SQ: they never reach the kernel.
     if (withdraw_unsubmitted(op)) return abandoned_at::not_submitted;
-    // 2. Its completion is in the batch being dispatched.
-    for (unsigned i = batch_next_; i < batch_size_; ++i)
-      if (batch_[i].user_data == reinterpret_cast<std::uintptr_t>(&op)) {
-        batch_[i].user_data = tag_none;
-        fill(op, batch_[i].res);
-        return abandoned_at::completed;
+    const auto me = reinterpret_cast<std::uintptr_t>(&op);
+    auto& d = data(op);
+    bool completed = false;
+    // Takes one of op's CQEs (its own, or its linked timeout's).
+    auto take = [&](std::uint64_t ud, int res) {
+      if (ud == me) {
+        fill(op, res);
+        completed = res != -ECANCELED;
       }
-    // 3. In the kernel: cancel it and reap until its completion is seen.
+      --d.cqes_left;
+    };
+    // 2. Its completions may be in the batch being dispatched.
+    for (unsigned i = batch_next_; i < batch_size_ && d.cqes_left != 0; ++i)
+      if ((batch_[i].user_data & ~link_bit) == me && batch_[i].user_data > tag_wake) {
+        take(batch_[i].user_data, batch_[i].res);
+        batch_[i].user_data = tag_none;
+      }
+    if (d.cqes_left == 0) return completed ? abandoned_at::completed : abandoned_at::in_flight;
+    // 3. In the kernel: cancel it (its linked timeout goes with it) and reap until every
+    //    CQE that names it has come.
     if (!on_issuer_thread()) fatal_wrong_thread("destroying an operation in flight");
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_cancel(sqe, &op, 0);
     io_uring_sqe_set_data64(sqe, tag_cancel);
-    for (;;) {
+    while (d.cqes_left != 0) {
       const int r = io_uring_submit_and_wait(&ring_, 1);
       if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME)
         fatal_errno("io_uring_submit_and_wait while cancelling an abandoned operation", -r);
       io_uring_cqe* cqes[reap_batch];
       const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, reap_batch);
-      bool found = false;
-      int found_res = 0;
       for (unsigned i = 0; i < n; ++i) {
-        const std::uint64_t data = cqes[i]->user_data;
-        const int res = cqes[i]->res;
-        if (data == reinterpret_cast<std::uintptr_t>(&op)) {
-          found = true;
-          found_res = res;
-        } else {
-          set_aside(data, res);
-        }
+        const std::uint64_t ud = cqes[i]->user_data;
+        if (ud > tag_wake && (ud & ~link_bit) == me)
+          take(ud, cqes[i]->res);
+        else
+          set_aside(ud, cqes[i]->res);
       }
       io_uring_cq_advance(&ring_, n);
-      if (found) {
-        fill(op, found_res);
-        return found_res == -ECANCELED ? abandoned_at::in_flight : abandoned_at::completed;
-      }
     }
+    return completed ? abandoned_at::completed : abandoned_at::in_flight;
   }
 
   void discard(operation& op) noexcept override {
@@ -415,7 +445,8 @@ private:
                                         {IORING_OP_SENDMSG, "SENDMSG", "op_sendmsg"},
                                         {IORING_OP_TIMEOUT, "TIMEOUT", "op_timeout"},
                                         {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "op_async_cancel"},
-                                        {IORING_OP_READ, "READ", "op_read"}};
+                                        {IORING_OP_READ, "READ", "op_read"},
+                                        {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT", "op_link_timeout"}};
     for (const auto& n : required) {
       const bool masked = disabled_by_env(n.key);
       if (masked || !io_uring_opcode_supported(pr, n.op)) {
@@ -486,8 +517,9 @@ private:
     bool found = false;
     for_each_unsubmitted([&](io_uring_sqe* sqe) {
       const bool mine = sqe->user_data == me;
+      const bool timeout_of_mine = sqe->user_data == (me | link_bit);
       const bool cancel_of_mine = sqe->opcode == IORING_OP_ASYNC_CANCEL && sqe->addr == me;
-      if (mine || cancel_of_mine) {
+      if (mine || timeout_of_mine || cancel_of_mine) {
         io_uring_prep_nop(sqe);
         io_uring_sqe_set_data64(sqe, tag_none);
       }
@@ -507,11 +539,20 @@ private:
 
   // An internal completion, or one for an operation other than the one being
   // abandoned: never resumes anything from here.
-  void set_aside(std::uint64_t data, int res) noexcept {
-    if (data <= tag_wake) return internal(data, res, false);
-    auto& op = *reinterpret_cast<operation*>(data);
-    fill(op, res);
-    io_.defer_completion(op);
+  void set_aside(std::uint64_t ud, int res) noexcept {
+    if (ud <= tag_wake) return internal(ud, res, false);
+    if (operation* op = take_cqe(ud, res)) io_.defer_completion(*op);
+  }
+
+  // Accounts for one CQE of an operation; returns it once its last CQE has come.
+  static operation* take_cqe(std::uint64_t ud, int res) noexcept {
+    auto& op = *reinterpret_cast<operation*>(ud & ~link_bit);
+    if ((ud & link_bit) != 0) {
+      if (res == -ETIME) op.timed_out = true; // the deadline fired
+    } else {
+      fill(op, res);
+    }
+    return --data(op).cqes_left == 0 ? &op : nullptr;
   }
 
   void internal(std::uint64_t data, int res, bool may_run) noexcept {
@@ -567,13 +608,13 @@ private:
           internal(c.user_data, c.res, true);
           continue;
         }
-        auto& op = *reinterpret_cast<operation*>(c.user_data);
-        fill(op, c.res);
+        operation* op = take_cqe(c.user_data, c.res);
+        if (op == nullptr) continue; // its other CQE is still to come
         if (budgeted && !io_.consume_budget()) {
-          io_.defer_completion(op); // past the budget: next turn
+          io_.defer_completion(*op); // past the budget: next turn
           continue;
         }
-        io_.complete(op); // resumes the waiting coroutine
+        io_.complete(*op); // resumes the waiting coroutine
       }
       batch_size_ = batch_next_ = 0;
       if (n < reap_batch) return;

@@ -23,16 +23,19 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <sluice/detail/deadline_heap.hpp>
 #include <sluice/detail/operation.hpp>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 namespace sluice {
 
 namespace detail {
 class backend;
+class receiver;
 struct remote_queue;
 
 // Links a spawned task's root frame into its io_context, which destroys the frames
@@ -46,8 +49,20 @@ struct spawn_link {
 
 class io_context {
 public:
+  struct options {
+    // "uring", "asio", "iocp", or empty for SLUICE_BACKEND (or the best available).
+    std::string_view backend;
+    // The pool receives borrow buffers from (recv_some, lent_buffer): the size of one
+    // buffer, how many exist at first, and how many it may grow to on demand.
+    std::size_t recv_buffer_size = 16 * 1024;
+    std::uint32_t recv_buffers = 64;
+    std::uint32_t max_recv_buffers = 4096;
+  };
+
   io_context();
+  // "uring", "asio", "iocp", or "" for the best available (SLUICE_BACKEND is not read).
   explicit io_context(std::string_view backend_name);
+  explicit io_context(const options& o);
   ~io_context();
   io_context(const io_context&) = delete;
   io_context& operator=(const io_context&) = delete;
@@ -96,8 +111,16 @@ public:
   // one connection is (the cooperative budget of Tokio).
   static constexpr unsigned turn_budget = 128;
 
+  const options& settings() const noexcept { return options_; }
+
   // --- runtime plumbing, not for users ---
   detail::backend& backend() noexcept { return *backend_; }
+  // Receivers (the receive side of streams that use recv_some), pooled.
+  detail::receiver* acquire_receiver();
+  void release_receiver(detail::receiver* r) noexcept;
+  // A lent buffer came back to the pool: a receiver starved of buffers may go on.
+  void buffers_came_back() noexcept;
+  void park_starved(detail::receiver& r) noexcept;
   std::uint64_t id() const noexcept { return id_; }
   static bool alive(std::uint64_t id) noexcept;
   void on_spawn(detail::spawn_link& l) noexcept;
@@ -128,6 +151,11 @@ public:
   }
   unsigned budget_left() const noexcept { return budget_; }
   bool shutting_down() const noexcept { return shutting_down_; }
+  // A queued operation (waiting its turn, or for a receiver, or in a wait list) with a
+  // deadline: the loop expires it (the backend bounds its wait by the earliest one).
+  void watch_deadline(detail::operation& op) { waiting_deadlines_.insert(op); }
+  void unwatch_deadline(detail::operation& op) noexcept { waiting_deadlines_.remove(op); }
+  void count_queued(int delta) noexcept { queued_ += delta; }
   // Aborts with a message naming `what` if called off the loop thread while it runs.
   // (Checked in debug builds of sluice, or when it is built with SLUICE_CHECKS=1.)
   void check_loop_thread(const char* what) const noexcept;
@@ -135,16 +163,31 @@ public:
   static bool loop_thread_checks() noexcept;
 
 private:
+  io_context(const options& o, bool read_environment);
   bool has_work() const noexcept;
-  void turn(const bool* done);
 
+  void turn(const bool* done);
+  void expire_waiting_deadlines() noexcept;
+
+  options options_;
   std::unique_ptr<detail::backend> backend_;
+  std::vector<std::unique_ptr<detail::receiver>> receivers_;
+  std::vector<detail::receiver*> free_receivers_;
+  detail::receiver* starved_ = nullptr; // receivers waiting for buffers, FIFO
+  detail::receiver* starved_tail_ = nullptr;
+  bool resuming_starved_ = false;
+
   std::unique_ptr<detail::remote_queue> remote_;
   detail::ready_node ready_;   // sentinel of the circular ready list
   detail::ready_node running_; // the part of it this turn runs
   detail::operation* inflight_ = nullptr;
+  detail::deadline_heap waiting_deadlines_;
+
   std::uint64_t id_;
   std::size_t in_flight_ = 0;
+  std::size_t background_ = 0; // of in_flight_: operations that are not work by themselves
+  std::ptrdiff_t queued_ = 0;  // operations waiting in queues (their coroutines are work)
+
   std::size_t spawned_ = 0;
   detail::spawn_link* spawn_head_ = nullptr;
   unsigned budget_ = turn_budget;

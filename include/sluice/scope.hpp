@@ -43,8 +43,6 @@ public:
 
   class [[nodiscard]] awaiter : public io_awaiter {
   public:
-    // Not carried out by a backend: with_timeout() bounds it with a timer task.
-    static constexpr bool backend_operation = false;
     awaiter(wait_list& owner, bool ready) noexcept : owner_(&owner), ready_(ready) {
       op_.ctx = owner.io_;
     }

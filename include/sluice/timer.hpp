@@ -77,15 +77,16 @@ requires detail::is_result<T>::value task<T> with_timeout(task<T> t, std::chrono
 
 namespace detail {
 template <class A>
-concept backend_awaiter = std::derived_from<std::remove_cvref_t<A>, io_awaiter> &&
-                          std::remove_cvref_t<A>::backend_operation;
+concept backend_awaiter = std::derived_from<std::remove_cvref_t<A>, io_awaiter>;
 } // namespace detail
 
-// An I/O operation (recv, send, send_all, accept, connect, recv_disconnect...) with a
-// deadline: the same awaiter, bounded. No coroutine frame, no allocation — io_uring
-// links a timeout to the operation (IORING_OP_LINK_TIMEOUT), Asio and IOCP keep a
-// per-context deadline heap. errc::timed_out when it expires first; a result that
+// An I/O operation (recv, recv_some, send, send_all, accept, connect, recv_disconnect,
+// a wait...) with a deadline: the same awaiter, bounded. No coroutine frame, no
+// allocation — io_uring links a timeout to the operation (IORING_OP_LINK_TIMEOUT), Asio
+// and IOCP keep a per-context deadline heap, and the loop keeps one for operations
+// still waiting their turn. errc::timed_out when it expires first; a result that
 // arrived before the cancel took effect is delivered.
+
 template <detail::backend_awaiter A>
 std::remove_cvref_t<A> with_timeout(A&& a, std::chrono::nanoseconds d) {
   a.set_deadline(std::chrono::steady_clock::now() + d, d);
@@ -95,8 +96,8 @@ std::remove_cvref_t<A> with_timeout(A&& a, std::chrono::nanoseconds d) {
 // Same, for any other awaitable yielding a result<...> (a wait, a when_all): a task
 // with a timer, as for tasks.
 template <class A>
-requires(!detail::backend_awaiter<A> && requires(A a) { a.await_resume(); })
-auto with_timeout(A a, std::chrono::nanoseconds d) {
+requires(!detail::backend_awaiter<A> &&
+         requires(A a) { a.await_resume(); }) auto with_timeout(A a, std::chrono::nanoseconds d) {
   return with_timeout(as_task(std::move(a)), d);
 }
 

@@ -4,14 +4,25 @@
 // A backend turns detail::operation records into OS work and reports completions. It
 // must provide, for sockets created by the socket_ops below:
 //
-//   submit(op)    start op (accept, connect, recv, send, sendmsg, shutdown, timeout,
-//                 read). Called by io_context::submit only, which has already checked
+//   submit(op)    start op (accept, connect, recv, recv_lent, send, sendmsg, shutdown,
+//                 timeout, read). Called by io_context::submit only, which has already checked
 //                 op.cancel_requested. The completion is delivered later, from poll()
 //                 on the loop thread, by calling io_context::complete(op) (or
 //                 defer_completion(op)) after filling op.res / op.error. Never
 //                 completes inline inside submit(). An internal re-arm (a readiness
 //                 wait after EAGAIN, a retry) checks op.cancel_requested first and
 //                 completes with operation_aborted instead.
+//                 With op.deadline set, the backend cancels op when it passes and sets
+//                 op.timed_out (io_uring: a linked timeout; others: a deadline heap).
+//   recv_lent     receives into a buffer the backend chooses from its pool (buffers()):
+//                 completes with op.res bytes (0: end of stream), op.lent_id and
+//                 op.buffer naming the lent buffer, which the reader gives back. An
+//                 operation may complete many times (op.multishot, io_uring): every
+//                 completion but the last has op.more set and leaves op pending; on_complete
+//                 sees each. Past the pool's last buffer (after growing it to its cap) it
+//                 completes with ENOBUFS, which is not the end of the stream. An idle
+//                 receive holds no buffer (io_uring: a buffer ring; Asio: read on
+//                 readiness; IOCP: a zero-byte WSARecv first).
 //   cancel(op)    ask for op to complete early with operation_aborted (ECANCELED or
 //                 its platform twin). Best effort: op may still complete normally —
 //                 and then its result is delivered, so nothing received is lost.
@@ -29,10 +40,12 @@
 //   discard(op)   op completed but nobody will take the result (the context is
 //                 shutting down, or no socket can keep it): close the accepted handle
 //                 it carries.
-//   poll(block)   push queued submissions to the OS, wait for at least one completion
-//                 if `block`, dispatch at most io_context::turn_budget completions
-//                 (io_context::consume_budget()), leaving the rest for the next turn.
-//                 Loop thread only.
+//   poll(block, wake_by) push queued submissions to the OS, wait for at least one
+//                 completion if `block` (but not past wake_by, a steady_clock time in ns,
+//                 when it is not 0: the loop's own earliest deadline), dispatch at most
+//                 io_context::turn_budget completions (io_context::consume_budget()),
+//                 leaving the rest for the next turn. Loop thread only.
+//   buffers()     the context's receive buffer pool.
 //   wake()        any thread: make a blocking poll() return soon; the backend then
 //                 calls io_context::run_remote() on the loop thread.
 //   shutdown()    cancel every operation in flight and reap their completions (the
@@ -53,6 +66,8 @@
 #include <memory>
 #include <sluice/detail/operation.hpp>
 #include <sluice/error.hpp>
+#include <sluice/lent_buffer.hpp>
+
 #include <string>
 #include <string_view>
 
@@ -75,7 +90,8 @@ public:
   virtual void cancel_all(native_handle h) noexcept = 0;
   virtual abandoned_at abandon(operation& op) noexcept = 0;
   virtual void discard(operation& op) noexcept = 0;
-  virtual void poll(bool block) = 0;
+  virtual void poll(bool block, std::int64_t wake_by) = 0;
+  virtual buffer_pool& buffers() noexcept = 0;
   virtual void wake() noexcept = 0;
   virtual void shutdown() noexcept = 0;
 };

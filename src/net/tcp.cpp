@@ -4,6 +4,7 @@
 #include "../backend/socket_ops.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <fmt/format.h>
 #include <sluice/scope.hpp>
 #include <sluice/timer.hpp>
@@ -23,7 +24,7 @@ stream::stream(stream&& o) noexcept
     : io_(o.io_), io_id_(o.io_id_),
       handle_(std::exchange(o.handle_, sluice::detail::invalid_handle)),
       life_(std::exchange(o.life_, proto::stream_lifecycle())), peer_(o.peer_),
-      unread_(std::move(o.unread_)) {}
+      unread_(std::move(o.unread_)), rx_(std::exchange(o.rx_, nullptr)) {}
 
 stream& stream::operator=(stream&& o) noexcept {
   if (this != &o) {
@@ -34,8 +35,21 @@ stream& stream::operator=(stream&& o) noexcept {
     life_ = std::exchange(o.life_, proto::stream_lifecycle());
     peer_ = o.peer_;
     unread_ = std::move(o.unread_);
+    rx_ = std::exchange(o.rx_, nullptr);
   }
   return *this;
+}
+
+sluice::detail::receiver& stream::receiver() {
+  if (rx_ == nullptr) {
+    rx_ = io_->acquire_receiver();
+    rx_->open(handle_);
+  }
+  return *rx_;
+}
+
+void stream::close_receiver() noexcept {
+  if (rx_ != nullptr) std::exchange(rx_, nullptr)->close();
 }
 
 stream::~stream() { close(); }
@@ -52,6 +66,7 @@ void stream::abort_waiting_senders() noexcept {
 void stream::close() noexcept {
   if (!is_open()) return;
   unread_.clear();
+  if (io_ != nullptr && io_context::alive(io_id_)) close_receiver();
   abort_waiting_senders();
   // Pending operations on this handle must end before the fd number can be reused.
   if (io_ != nullptr && io_context::alive(io_id_)) io_->backend().cancel_all(handle_);
@@ -63,6 +78,7 @@ void stream::close() noexcept {
 void stream::abort() noexcept {
   if (!is_open()) return;
   unread_.clear();
+  if (io_ != nullptr && io_context::alive(io_id_)) close_receiver();
   abort_waiting_senders();
   if (io_ != nullptr && io_context::alive(io_id_)) io_->backend().cancel_all(handle_);
   sys::abort(handle_);
@@ -162,7 +178,7 @@ namespace detail {
 
 // ------------------------------------------------------------------ recv
 
-recv_awaiter::recv_awaiter(stream& s, std::span<std::byte> buf) : s_(&s) {
+recv_awaiter::recv_awaiter(stream& s, std::span<std::byte> buf) : s_(&s), user_(buf) {
   op_.ctx = s.io_;
   op_.code = sluice::detail::op_code::recv;
   op_.handle = s.handle_;
@@ -183,20 +199,56 @@ bool recv_awaiter::begin() {
     op_.error = {};
     return false;
   }
+  if (s_->rx_ != nullptr) {
+    // The stream receives into lent buffers now: take from them, in order.
+    via_receiver_ = true;
+    op_.code = sluice::detail::op_code::recv_lent;
+    if (s_->rx_->ready()) {
+      s_->rx_->take(op_);
+      copy_out();
+      return false;
+    }
+  }
   return true;
+}
+
+bool recv_awaiter::wait_receiver(std::coroutine_handle<> h, const stop_token& token) {
+  return start_waiting(h, token, [this](sluice::detail::operation& op) { s_->rx_->wait(op); });
+}
+
+void recv_awaiter::copy_out() noexcept {
+  if (op_.error || op_.res <= 0 || op_.buffer == user_.data()) return;
+  const auto n = std::min<std::size_t>(static_cast<std::size_t>(op_.res), user_.size());
+  std::memcpy(user_.data(), op_.buffer, n);
+  if (n < static_cast<std::size_t>(op_.res) && s_->rx_ != nullptr) {
+    sluice::detail::operation rest; // the unread rest stays first in line
+    rest.res = op_.res - static_cast<std::int64_t>(n);
+    rest.lent_id = op_.lent_id;
+    rest.buffer = static_cast<std::byte*>(op_.buffer) + n;
+    s_->rx_->put_back(rest);
+  } else {
+    s_->io_->backend().buffers().give_back(op_.lent_id);
+  }
+  op_.res = static_cast<std::int64_t>(n);
+  op_.buffer = user_.data(); // copied: nothing lent any more
 }
 
 recv_awaiter::~recv_awaiter() {
   if (withdraw() && !op_.error && op_.res > 0) {
-    // The OS had delivered these bytes into this frame's buffer: the stream keeps them.
+    // The OS had delivered these bytes into this frame's buffer (or a lent one): the
+    // stream keeps them.
     const auto* p = static_cast<const std::byte*>(op_.buffer);
     s_->unread_.insert(s_->unread_.begin(), p, p + op_.res);
+    if (via_receiver_ && op_.buffer != user_.data())
+      s_->io_->backend().buffers().give_back(op_.lent_id);
   }
 }
 
 result<std::size_t> recv_awaiter::end() {
   finish();
   if (!began_) return error(op_.error, s_->describe("recv")); // rejected by the lifecycle
+  if (via_receiver_) copy_out();
+
   // Once recv_disconnect has started (or the stream was closed), the lifecycle
   // overrides whatever the OS delivered: the bytes are discarded.
   if (auto ec = s_->life_.filter_receive()) {
@@ -205,6 +257,62 @@ result<std::size_t> recv_awaiter::end() {
   }
   if (op_.error) return error(op_.error, describe_outcome(s_->describe("recv")));
   return static_cast<std::size_t>(op_.res);
+}
+
+// ------------------------------------------------------------- recv_some
+
+namespace {
+// Bytes a destroyed recv had received, handed out as a lent_buffer of their own.
+class heap_lend final : public sluice::detail::buffer_pool {
+public:
+  explicit heap_lend(std::vector<std::byte> b) : bytes(std::move(b)) {}
+  void give_back(std::uint32_t) noexcept override { delete this; }
+  std::vector<std::byte> bytes;
+};
+} // namespace
+
+recv_some_awaiter::recv_some_awaiter(stream& s) : s_(&s) {
+  op_.ctx = s.io_;
+  op_.code = sluice::detail::op_code::recv_lent;
+  op_.handle = s.handle_;
+}
+
+bool recv_some_awaiter::begin() {
+  const auto d = s_->life_.begin_receive();
+  if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
+  began_ = true;
+  if (!s_->unread_.empty()) {
+    auto* h = new heap_lend(std::move(s_->unread_));
+    s_->unread_.clear();
+    kept_ = lent_buffer(*h, 0, h->bytes.data(), h->bytes.size());
+    op_.error = {};
+    return false;
+  }
+  auto& rx = s_->receiver();
+  if (!rx.ready()) return true;
+  rx.take(op_);
+  return false;
+}
+
+bool recv_some_awaiter::wait_receiver(std::coroutine_handle<> h, const stop_token& token) {
+  return start_waiting(h, token, [this](sluice::detail::operation& op) { s_->rx_->wait(op); });
+}
+
+result<lent_buffer> recv_some_awaiter::end() {
+  finish();
+  if (!began_) return error(op_.error, s_->describe("recv_some")); // rejected by the lifecycle
+  lent_buffer b = std::move(kept_);
+  if (b.empty() && !op_.error && op_.res > 0)
+    b = lent_buffer(s_->io_->backend().buffers(), op_.lent_id,
+                    static_cast<const std::byte*>(op_.buffer), static_cast<std::size_t>(op_.res));
+  // Once recv_disconnect has started (or the stream was closed), the lifecycle
+  // overrides what came: the bytes go back unread.
+  if (auto ec = s_->life_.filter_receive()) {
+    if (ec == errc::shut_down || !op_.error) return error(ec, s_->describe("recv_some"));
+    return error(op_.error, s_->describe("recv_some"));
+  }
+  if (op_.error) return error(op_.error, describe_outcome(s_->describe("recv_some")));
+  return b; // empty: the peer closed its sending side
 }
 
 // ------------------------------------------------------------------ send
@@ -382,6 +490,8 @@ bool disconnect_awaiter::begin() {
     skipped_ = true;
     return false;
   }
+  // Nothing is received any more: lent buffers go back, readers end (with shut_down).
+  if (receive) s_->close_receiver();
   return true;
 }
 

@@ -11,7 +11,9 @@
 #include <fmt/std.h>
 #include <mutex>
 #include <sluice/detail/operation.hpp>
+#include <sluice/detail/receiver.hpp>
 #include <sluice/spawn.hpp>
+
 #include <sluice/timer.hpp>
 #include <sluice/yield.hpp>
 #include <unordered_set>
@@ -28,12 +30,6 @@
 namespace sluice {
 
 namespace detail {
-
-std::int64_t steady_now_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Work handed to the loop from other threads.
 struct remote_queue {
@@ -158,10 +154,20 @@ void clear(detail::ready_node& list) noexcept {
 
 io_context::io_context() : io_context(env_backend()) {}
 
-io_context::io_context(std::string_view name)
-    : remote_(std::make_unique<detail::remote_queue>()), id_(register_context()) {
+io_context::io_context(std::string_view name) : io_context(options{name}, false) {}
+
+io_context::io_context(const options& o) : io_context(o, true) {}
+
+io_context::io_context(const options& o, bool read_environment)
+    : options_(o), remote_(std::make_unique<detail::remote_queue>()), id_(register_context()) {
+  if (options_.backend.empty() && read_environment) options_.backend = env_backend();
+
+  options_.recv_buffers = std::max<std::uint32_t>(options_.recv_buffers, 1);
+  options_.max_recv_buffers = std::max(options_.max_recv_buffers, options_.recv_buffers);
+  options_.recv_buffer_size = std::max<std::size_t>(options_.recv_buffer_size, 16);
   ready_.next = ready_.prev = &ready_;
   running_.next = running_.prev = &running_;
+  const std::string_view name = options_.backend;
   auto b = detail::make_backend(*this, name);
   if (!b) {
     {
@@ -189,6 +195,61 @@ io_context::~io_context() {
   // 3. Whatever is still queued to run belongs to nobody now.
   clear(running_);
   clear(ready_);
+  waiting_deadlines_.clear();
+}
+
+detail::receiver* io_context::acquire_receiver() {
+  if (free_receivers_.empty()) {
+    receivers_.push_back(std::make_unique<detail::receiver>(*this));
+    free_receivers_.reserve(receivers_.size());
+    return receivers_.back().get();
+  }
+  detail::receiver* r = free_receivers_.back();
+  free_receivers_.pop_back();
+  return r;
+}
+
+void io_context::release_receiver(detail::receiver* r) noexcept { free_receivers_.push_back(r); }
+
+void io_context::park_starved(detail::receiver& r) noexcept {
+  r.next_starved = nullptr;
+  if (starved_tail_ != nullptr)
+    starved_tail_->next_starved = &r;
+  else
+    starved_ = &r;
+  starved_tail_ = &r;
+}
+
+void io_context::buffers_came_back() noexcept {
+  if (starved_ == nullptr || shutting_down_ || resuming_starved_) return;
+  // As many starved receivers go on as there are buffers free: one buffer per waiting
+  // receiver would leave some parked while free buffers sit in the pool (a receive
+  // needs one even to report the end of the stream).
+  resuming_starved_ = true;
+  for (std::uint32_t n = backend_->buffers().free_count(); n != 0 && starved_ != nullptr; --n) {
+    detail::receiver* r = starved_;
+    starved_ = r->next_starved;
+    if (starved_ == nullptr) starved_tail_ = nullptr;
+    r->resume_after_starving();
+  }
+  resuming_starved_ = false;
+}
+
+void detail::count_queued(operation& op, int delta) noexcept {
+  if (op.ctx != nullptr) op.ctx->count_queued(delta);
+}
+
+void detail::unwatch_deadline(operation& op) noexcept {
+  if (op.deadline_slot != no_deadline_slot && op.ctx != nullptr) op.ctx->unwatch_deadline(op);
+}
+
+void io_context::expire_waiting_deadlines() noexcept {
+  if (waiting_deadlines_.empty()) return;
+  const std::int64_t now = detail::steady_now_ns();
+  while (detail::operation* op = waiting_deadlines_.pop_expired(now)) {
+    op->timed_out = true;
+    cancel(*op); // queued: leaves its queue, completes with operation_aborted → timed_out
+  }
 }
 
 void io_context::check_loop_thread(const char* what) const noexcept {
@@ -279,6 +340,7 @@ void io_context::submit(detail::operation& op) {
     return;
   }
   op.state = detail::op_state::pending;
+  if (op.background) ++background_;
   op.inflight_next = inflight_;
   op.inflight_pprev = &inflight_;
   if (inflight_ != nullptr) inflight_->inflight_pprev = &op.inflight_next;
@@ -288,7 +350,8 @@ void io_context::submit(detail::operation& op) {
 }
 
 namespace {
-void unlink_inflight(detail::operation& op) noexcept {
+void unlink_inflight(detail::operation& op, std::size_t& background) noexcept {
+  if (op.background) --background;
   *op.inflight_pprev = op.inflight_next;
   if (op.inflight_next != nullptr) op.inflight_next->inflight_pprev = op.inflight_pprev;
   op.inflight_next = nullptr;
@@ -297,8 +360,15 @@ void unlink_inflight(detail::operation& op) noexcept {
 } // namespace
 
 void io_context::complete(detail::operation& op) noexcept {
+  if (op.more) { // one completion of a multishot: the operation stays pending
+    if (shutting_down_)
+      backend_->discard(op);
+    else
+      op.on_complete(op);
+    return;
+  }
   if (op.state == detail::op_state::pending) {
-    unlink_inflight(op);
+    unlink_inflight(op, background_);
     --in_flight_;
   }
   op.state = detail::op_state::idle;
@@ -314,7 +384,7 @@ void io_context::complete(detail::operation& op) noexcept {
 
 void io_context::defer_completion(detail::operation& op) noexcept {
   if (op.state == detail::op_state::pending) {
-    unlink_inflight(op);
+    unlink_inflight(op, background_);
     --in_flight_;
   }
   op.state = detail::op_state::ready;
@@ -392,7 +462,7 @@ void io_context::abandon(detail::operation& op) noexcept {
       abandon_counts.completed.fetch_add(1, std::memory_order_relaxed);
       break;
     }
-    unlink_inflight(op);
+    unlink_inflight(op, background_);
     --in_flight_;
     break;
   case detail::op_state::ready: // completed; its result is in op.res / op.error
@@ -424,13 +494,14 @@ void io_context::run_remote() noexcept {
 }
 
 bool io_context::has_work() const noexcept {
-  return ready_.next != &ready_ || in_flight_ != 0 || spawned_ != 0;
+  return ready_.next != &ready_ || in_flight_ != background_ || queued_ != 0 || spawned_ != 0;
 }
 
 void io_context::turn(const bool* done) {
   // Run what was ready when the turn began; what becomes ready meanwhile waits for
   // the next turn, so that I/O completions are not starved.
   budget_ = turn_budget;
+  expire_waiting_deadlines();
   splice(ready_, running_);
   while (running_.next != &running_) {
     detail::ready_node* n = running_.next;
@@ -442,7 +513,8 @@ void io_context::turn(const bool* done) {
   // Block only when nothing is ready: then the next event must come from the OS (or
   // from another thread through wake()). Completions get a budget of their own.
   budget_ = turn_budget;
-  backend_->poll(ready_.next == &ready_);
+  backend_->poll(ready_.next == &ready_,
+                 waiting_deadlines_.empty() ? 0 : waiting_deadlines_.earliest());
 }
 
 void io_context::run() {

@@ -19,6 +19,9 @@ int main() {
 using namespace sluice;
 using namespace test;
 
+// Under the sanitizers this executable is built without UBSan's vptr check, which
+// needs free descriptors (see tests/CMakeLists.txt).
+
 TEST_CASE("An exhausted fd table fails accept with too_many_open_files; the acceptor survives") {
   io_context io;
   auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
@@ -34,10 +37,6 @@ TEST_CASE("An exhausted fd table fails accept with too_many_open_files; the acce
     if (fcntl(fd, F_GETFD) != -1) highest = fd;
   rlimit low = old;
   low.rlim_cur = static_cast<rlim_t>(highest + 1);
-  // UBSan's vptr check probes memory through a pipe; with no descriptor left it reports
-  // a false "invalid vptr". Format once now, so the check on fmt's buffer type is
-  // cached before the table is exhausted (the error path formats its context).
-  CHECK(fmt::format("accept on {}", acc->local_endpoint()).size() > 10);
   REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
   // Fill any free descriptor below the limit too.
   std::vector<int> fillers;
@@ -75,17 +74,9 @@ TEST_CASE("A server out of descriptors pauses accepting (100 ms doubling to 500 
   std::vector<int> fillers;
   std::string echoed;
   drain_report report;
-  // (See the first test: let UBSan cache its vptr checks before no descriptor is left —
-  // here the error-category calls the server's accept error path makes.)
-  {
-    const sluice::error e(std::error_code(EMFILE, std::system_category()), "accept on x");
-    CHECK(e == errc::too_many_open_files);
-    CHECK_FALSE(e == errc::operation_aborted);
-    CHECK(fmt::format("{}; pausing accepts for {} ms", e.message(), 100).size() > 10);
-  }
   auto driver = [&]() -> task<void> {
     // Two timers at once before the table fills (the server's pause and this loop's
-    // polling): the Asio backend creates its pooled timers, and their checks, now.
+    // polling): the Asio backend creates its pooled timers now.
     co_await when_all(sleep_for(io, std::chrono::milliseconds(1)),
                       sleep_for(io, std::chrono::milliseconds(1)));
     int highest = 0;

@@ -486,8 +486,10 @@ enum class op_kind {
   timeout,
   recv_disconnect,
   graceful_close,
-  recv_deadline,    // with a deadline inside the operation (a linked timeout on io_uring)
-  send_all_deadline // the same across resubmissions
+  recv_deadline,     // with a deadline inside the operation (a linked timeout on io_uring)
+  send_all_deadline, // the same across resubmissions
+  recv_some,         // a reader waiting on its stream's receiver
+  recv_some_deadline // the same, bounded (the loop's deadline heap)
 };
 
 const char* name(op_kind k) {
@@ -502,6 +504,8 @@ const char* name(op_kind k) {
   case op_kind::graceful_close: return "graceful_close";
   case op_kind::recv_deadline: return "recv_deadline";
   case op_kind::send_all_deadline: return "send_all_deadline";
+  case op_kind::recv_some: return "recv_some";
+  case op_kind::recv_some_deadline: return "recv_some_deadline";
   }
   return "?";
 }
@@ -538,6 +542,16 @@ task<void> victim(rig& r, op_kind k) {
   case op_kind::send_all_deadline:
     (void)co_await with_timeout(r.client.send_all(r.big), std::chrono::microseconds(500));
     break;
+  case op_kind::recv_some: {
+    auto b = co_await r.server.recv_some();
+    if (b) r.received += b->size();
+    break;
+  }
+  case op_kind::recv_some_deadline: {
+    auto b = co_await with_timeout(r.server.recv_some(), std::chrono::microseconds(300));
+    if (b) r.received += b->size();
+    break;
+  }
   }
 }
 
@@ -563,8 +577,8 @@ void run_one(op_kind k, action a, int turns) {
   REQUIRE(acc);
   auto [c, s] = sync_wait(*io, connected_pair(*io));
   rig r{*io, std::move(*acc), std::move(c), std::move(s)};
-  if (k == op_kind::recv || k == op_kind::recv_deadline ||
-      k == op_kind::graceful_close) // data already waiting
+  if (k == op_kind::recv || k == op_kind::recv_deadline || k == op_kind::recv_some ||
+      k == op_kind::recv_some_deadline || k == op_kind::graceful_close) // data already waiting
     REQUIRE(sync_wait(*io, as_task(r.client.send_all(bytes("12345678")))));
   std::optional<async_scope> scope(std::in_place, *io);
   stop_source stop;
@@ -605,8 +619,9 @@ void run_one(op_kind k, action a, int turns) {
     CHECK(joined);
   }
   // Nothing received is lost: bytes the victim's recv did not report are still there.
-  if ((k == op_kind::recv || k == op_kind::recv_deadline) && a != action::close &&
-      r.server.is_open()) {
+  if ((k == op_kind::recv || k == op_kind::recv_deadline || k == op_kind::recv_some ||
+       k == op_kind::recv_some_deadline) &&
+      a != action::close && r.server.is_open()) {
     const std::size_t expect = 8 - r.received;
     if (expect != 0) CHECK(sync_wait(*io, recv_exactly(r.server, expect)).size() == expect);
   }
@@ -620,7 +635,9 @@ TEST_CASE("Every operation survives being cancelled, destroyed, closed or torn d
   const auto before = io_context::abandoned();
   for (op_kind k :
        {op_kind::accept, op_kind::connect, op_kind::recv, op_kind::send, op_kind::send_all,
-        op_kind::timeout, op_kind::recv_disconnect, op_kind::graceful_close})
+        op_kind::timeout, op_kind::recv_disconnect, op_kind::graceful_close, op_kind::recv_deadline,
+        op_kind::send_all_deadline, op_kind::recv_some, op_kind::recv_some_deadline})
+
     for (action a : {action::cancel, action::cancel_then_destroy, action::destroy, action::close,
                      action::destroy_context})
       for (int turns = 0; turns <= 5; ++turns)

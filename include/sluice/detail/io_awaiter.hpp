@@ -9,12 +9,12 @@
 
 #include <chrono>
 #include <optional>
-#include <string>
 #include <sluice/detail/operation.hpp>
 #include <sluice/error.hpp>
 #include <sluice/io_context.hpp>
 #include <sluice/stop_token.hpp>
 #include <sluice/task.hpp>
+#include <string>
 
 namespace sluice::detail {
 
@@ -37,10 +37,9 @@ public:
 
   bool await_ready() const noexcept { return false; }
 
-  // Operations a backend carries out can hold a deadline (with_timeout(awaiter, d)).
-  static constexpr bool backend_operation = true;
   // Past `t` the operation is cancelled and fails with errc::timed_out; a result that
   // arrived first is delivered. Part of the operation: no frame, no allocation.
+
   void set_deadline(std::chrono::steady_clock::time_point t,
                     std::chrono::nanoseconds bound = {}) noexcept {
     const auto ns =
@@ -62,7 +61,10 @@ protected:
     op_.waiter = h;
     op_.cancel_requested = false;
     op_.timed_out = false;
-    if (queue == nullptr || queue->enter(op_)) op_.ctx->submit(op_);
+    if (queue == nullptr || queue->enter(op_))
+      op_.ctx->submit(op_);
+    else if (op_.deadline != 0)
+      op_.ctx->watch_deadline(op_); // waiting its turn counts against the deadline
     // Registered after submit: if the token is stopped in between, the callback runs
     // here, inline, and cancels an operation that is already queued.
     if (token.stop_possible()) callback_.emplace(token, cancel_fn{&op_});
@@ -70,6 +72,12 @@ protected:
   }
   // Waits in `q` (a wait_list) until notified or cancelled.
   bool start_wait(std::coroutine_handle<> h, const stop_token& token, op_queue& q) {
+    return start_waiting(h, token, [&q](operation& op) { q.wait(op); });
+  }
+  // Waits wherever `enqueue` puts op_ (an op_queue of some owner: a wait list, a
+  // stream's receiver) until it is completed or cancelled.
+  template <class Enqueue>
+  bool start_waiting(std::coroutine_handle<> h, const stop_token& token, Enqueue&& enqueue) {
     if (token.stop_requested()) {
       op_.error = make_error_code(errc::operation_aborted);
       return false;
@@ -77,10 +85,13 @@ protected:
     op_.waiter = h;
     op_.cancel_requested = false;
     op_.error = {};
-    q.wait(op_);
+    op_.timed_out = false;
+    enqueue(op_);
+    if (op_.deadline != 0) op_.ctx->watch_deadline(op_);
     if (token.stop_possible()) callback_.emplace(token, cancel_fn{&op_});
     return true;
   }
+
   // Must be called first thing in await_resume. If the operation held its stream's
   // sender queue, the next sender starts.
   void finish() noexcept {

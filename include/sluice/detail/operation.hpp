@@ -29,7 +29,17 @@ namespace sluice::detail {
 using native_handle = std::intptr_t;
 inline constexpr native_handle invalid_handle = -1;
 
-enum class op_code : std::uint8_t { accept, connect, recv, send, sendmsg, shutdown, timeout, read };
+enum class op_code : std::uint8_t {
+  accept,
+  connect,
+  recv,
+  recv_lent, // into a buffer the backend lends from the context's pool
+  send,
+  sendmsg,
+  shutdown,
+  timeout,
+  read
+};
 
 // For op_code::shutdown, in operation::flags.
 enum shutdown_how : int { shutdown_receive = 0, shutdown_send = 1, shutdown_both = 2 };
@@ -74,6 +84,12 @@ struct resume_node : ready_node {
 };
 
 class op_queue;
+struct operation;
+
+// Takes a queued operation's deadline out of the loop's deadline heap (io_context.cpp).
+void unwatch_deadline(operation& op) noexcept;
+// Counts operations waiting in queues as work of their loop (io_context.cpp).
+void count_queued(operation& op, int delta) noexcept;
 
 struct operation : ready_node { // the node: its deferred completion
   op_code code{};
@@ -91,7 +107,16 @@ struct operation : ready_node { // the node: its deferred completion
   std::int64_t deadline = 0;
   std::uint32_t deadline_slot = no_deadline_slot; // its place in a backend's deadline heap
   std::uint32_t deadline_ms = 0;                  // the bound as given, for messages
-  bool timed_out = false; // the deadline cancelled it (set by the backend)
+  bool timed_out = false;                         // the deadline cancelled it (set by the backend)
+  // recv_lent: the backend may keep receiving (io_uring multishot); each completion but
+  // the last says `more`, and the operation stays pending until the last.
+  bool multishot = false;
+  bool more = false;
+  // Not work of the loop by itself (a stream's receiver, armed whether or not anyone
+  // reads): run() returns when only background operations are in flight.
+  bool background = false;
+  std::uint32_t lent_id = 0; // recv_lent: the lent buffer (op.buffer: its bytes)
+
   // Backend-private: a kernel timespec or msghdr (uring), a pooled timer and a slot
   // (asio), an OVERLAPPED with its WSABUF (iocp).
   alignas(8) unsigned char scratch[80]{};
@@ -138,6 +163,7 @@ public:
     op.queue_next = nullptr;
     *tail_ = &op;
     tail_ = &op.queue_next;
+    count_queued(op, +1);
     return false;
   }
 
@@ -148,6 +174,7 @@ public:
     op.queue_next = nullptr;
     *tail_ = &op;
     tail_ = &op.queue_next;
+    count_queued(op, +1);
   }
 
   // `op` is done with the queue (finished, or abandoned); returns the next operation
@@ -163,6 +190,8 @@ public:
       head_ = head_->queue_next;
       if (head_ == nullptr) tail_ = &head_;
       active_->state = op_state::idle;
+      unwatch_deadline(*active_); // its deadline now goes with it to the backend
+      count_queued(*active_, -1);
     }
     return active_;
   }
@@ -173,14 +202,20 @@ public:
       if (*p == &op) {
         *p = op.queue_next;
         if (tail_ == &op.queue_next) tail_ = p;
+        count_queued(op, -1);
         break;
       }
+
     op.queue = nullptr;
     op.queue_next = nullptr;
     op.state = op_state::idle;
+    unwatch_deadline(op);
   }
 
+  bool has_waiting() const noexcept { return head_ != nullptr; }
+
   // The first waiting operation, or nullptr (to cancel them all on close()).
+
   operation* first_waiting() const noexcept { return head_; }
 
 private:

@@ -11,6 +11,9 @@
 
 #include <cstddef>
 #include <sluice/detail/io_awaiter.hpp>
+#include <sluice/detail/receiver.hpp>
+#include <sluice/lent_buffer.hpp>
+
 #include <sluice/net/endpoint.hpp>
 #include <sluice/proto/lifecycle.hpp>
 #include <sluice/task.hpp>
@@ -50,16 +53,42 @@ public:
   // kept by the stream for its next recv, never lost.
   ~recv_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
+    if (!begin()) return settle_now(h);
+    if (via_receiver_) return wait_receiver(h, stop_token_of(h));
+    return start(h, stop_token_of(h));
   }
   // Bytes received; 0 means the peer closed its sending side (end of stream).
   result<std::size_t> await_resume() { return end(); }
 
 private:
   bool begin();
+  bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
   result<std::size_t> end();
+  void copy_out() noexcept; // a receiver's lent buffer into the caller's
+  stream* s_;
+  std::span<std::byte> user_;
+  bool began_ = false;
+  bool via_receiver_ = false; // the stream receives into lent buffers: go through them
+};
+
+// recv_some: the next bytes, in a buffer the backend lends (see lent_buffer.hpp).
+class [[nodiscard]] recv_some_awaiter : public io_awaiter {
+public:
+  explicit recv_some_awaiter(stream& s);
+  recv_some_awaiter(recv_some_awaiter&&) = default;
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return begin() ? wait_receiver(h, stop_token_of(h)) : settle_now(h);
+  }
+  // The bytes (empty: the peer closed its sending side), or an error.
+  result<lent_buffer> await_resume() { return end(); }
+
+private:
+  bool begin();
+  bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
+  result<lent_buffer> end();
   stream* s_;
   bool began_ = false;
+  lent_buffer kept_; // bytes a destroyed recv had received, lent from the heap
 };
 
 // Sends take their turn in the stream's sender queue: they leave in call order and
@@ -199,6 +228,11 @@ public:
 
   detail::connect_awaiter connect(const endpoint& ep) { return {*this, ep}; }
   detail::recv_awaiter recv(std::span<std::byte> buf) { return {*this, buf}; }
+  // The next bytes that arrive, in a buffer lent from the io_context's pool: no buffer
+  // is held while the connection is idle (io_uring: a multishot recv on a provided
+  // buffer ring). Give the lent_buffer back soon. recv() and recv_some() may be mixed:
+  // bytes come out in order either way.
+  detail::recv_some_awaiter recv_some() { return detail::recv_some_awaiter(*this); }
   detail::send_awaiter send(std::span<const std::byte> buf) { return {*this, buf}; }
   // Sends all of `buf` (several sends if needed): buf.size(), or the first error.
   detail::send_all_awaiter send_all(std::span<const std::byte> buf) { return {*this, buf}; }
@@ -264,6 +298,7 @@ public:
 
 private:
   friend class detail::recv_awaiter;
+  friend class detail::recv_some_awaiter;
   friend class detail::send_awaiter;
   friend class detail::send_all_awaiter;
   friend class detail::connect_awaiter;
@@ -273,14 +308,17 @@ private:
   stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
   std::string describe(std::string_view op) const; // "recv from 1.2.3.4:5"
   void abort_waiting_senders() noexcept;
+  sluice::detail::receiver& receiver();
+  void close_receiver() noexcept;
 
   io_context* io_ = nullptr;
   std::uint64_t io_id_ = 0;
   native_handle_type handle_ = sluice::detail::invalid_handle;
   proto::stream_lifecycle life_;
   endpoint peer_;
-  sluice::detail::op_queue sendq_; // one sender at a time
-  std::vector<std::byte> unread_;  // received by a recv whose coroutine was destroyed
+  sluice::detail::op_queue sendq_;         // one sender at a time
+  std::vector<std::byte> unread_;          // received by a recv whose coroutine was destroyed
+  sluice::detail::receiver* rx_ = nullptr; // once recv_some is used: lent-buffer receives
 };
 
 class acceptor {

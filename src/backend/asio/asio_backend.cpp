@@ -23,7 +23,8 @@
 // - wake() posts to the Asio context (thread-safe); a work guard keeps run_one()
 //   blocking while sluice has nothing in flight.
 #include "../backend.hpp"
-#include "../deadline_heap.hpp"
+#include "../recv_pool.hpp"
+#include <sluice/detail/deadline_heap.hpp>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -31,6 +32,7 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -40,7 +42,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <algorithm>
 #include <vector>
 
 namespace sluice::detail {
@@ -51,7 +52,9 @@ using wait_type = asio::posix::descriptor_base::wait_type;
 class asio_backend final : public backend {
 public:
   explicit asio_backend(io_context& io)
-      : io_(io), work_(asio::make_work_guard(ctx_)), deadline_timer_(ctx_) {}
+      : io_(io), pool_(io), work_(asio::make_work_guard(ctx_)), deadline_timer_(ctx_) {
+    pool_.start();
+  }
 
   ~asio_backend() override {
     for (auto& d : all_)
@@ -59,6 +62,8 @@ public:
   }
 
   std::string_view name() const noexcept override { return "asio"; }
+
+  buffer_pool& buffers() noexcept override { return pool_; }
 
   void submit(operation& op) override {
     auto& st = *new (op.scratch) op_data{};
@@ -112,7 +117,7 @@ public:
   abandoned_at abandon(operation& op) noexcept override {
     auto& st = data(op);
     deadlines_.remove(op);
-    free_slot(st.slot);                          // its handlers now find a newer generation
+    free_slot(st.slot); // its handlers now find a newer generation
 
     if (st.timer != nullptr) st.timer->cancel(); // its handler returns it to the pool
     // The syscalls are made here, synchronously: no OS call still holds op's buffer.
@@ -122,10 +127,14 @@ public:
 
   void discard(operation& op) noexcept override {
     if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
+    if (op.code == op_code::recv_lent && !op.error && op.res > 0) pool_.give_back(op.lent_id);
   }
 
-  void poll(bool block) override {
-    if (block) ctx_.run_one();
+  void poll(bool block, std::int64_t wake_by) override {
+    if (block && wake_by != 0) // not past the loop's earliest deadline
+      ctx_.run_one_until(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(wake_by)));
+    else if (block)
+      ctx_.run_one();
     while (io_.consume_budget() && ctx_.poll_one() != 0) {
     }
     // Retired descriptor records are reused once no handler names them.
@@ -276,8 +285,8 @@ private:
   }
   void arm_deadline_timer() {
     if (deadlines_.empty()) return;
-    deadline_timer_.expires_at(asio::steady_timer::time_point(
-        std::chrono::nanoseconds(deadlines_.earliest())));
+    deadline_timer_.expires_at(
+        asio::steady_timer::time_point(std::chrono::nanoseconds(deadlines_.earliest())));
     deadline_timer_.async_wait([this](const asio::error_code& ec) {
       if (ec == asio::error::operation_aborted) return; // re-set, or shut down
       const std::int64_t now = steady_now_ns();
@@ -309,6 +318,21 @@ private:
     wait_type wait = wait_type::wait_read;
     switch (op.code) {
     case op_code::recv: r = ::recv(fd, op.buffer, op.length, 0); break;
+    case op_code::recv_lent: {
+      // Readable (or the first try): only now is a buffer taken from the pool.
+      std::uint32_t id = 0;
+      if (!pool_.take(id)) return finish(op, ENOBUFS, 0);
+      r = ::recv(fd, pool_.address(id), pool_.buffer_size(), 0);
+      if (r > 0) {
+        op.lent_id = id;
+        op.buffer = pool_.address(id);
+        return finish(op, 0, r);
+      }
+      const int err = errno;
+      pool_.give_back(id);
+      errno = err;
+      break;
+    }
     case op_code::read: r = ::read(fd, op.buffer, op.length); break;
     case op_code::send:
       r = ::send(fd, op.buffer, op.length, MSG_NOSIGNAL);
@@ -387,12 +411,14 @@ private:
   }
 
   io_context& io_;
+  recv_pool pool_;
   asio::io_context ctx_{1};
+
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::unique_ptr<desc_state>> all_; // every record, open or not
-  std::vector<desc_state*> live_;                 // by descriptor number
-  std::vector<desc_state*> retired_;              // closed, still named by a handler
-  std::vector<desc_state*> free_;                 // ready for the next descriptor
+  std::vector<desc_state*> live_;                // by descriptor number
+  std::vector<desc_state*> retired_;             // closed, still named by a handler
+  std::vector<desc_state*> free_;                // ready for the next descriptor
   std::vector<std::unique_ptr<asio::steady_timer>> timers_;
   std::vector<asio::steady_timer*> free_timers_;
   std::vector<slot> slots_;

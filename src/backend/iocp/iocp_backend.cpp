@@ -20,7 +20,8 @@
 //   delivered as SIGINT / SIGTERM / SIGBREAK to the signal_sets that asked for them,
 //   each set through its own io_context's port.
 #include "../backend.hpp"
-#include "../deadline_heap.hpp"
+#include "../recv_pool.hpp"
+#include <sluice/detail/deadline_heap.hpp>
 
 // clang-format off
 #include <winsock2.h>
@@ -52,6 +53,8 @@ struct slot {
   WSABUF buf;
   SOCKET accepted;
   DWORD flags;
+  std::uint32_t lent; // recv_lent: the pooled buffer of the real read
+  std::uint8_t stage; // recv_lent: 0 = the zero-byte wait, 1 = the real read
 };
 static_assert(sizeof(slot) <= sizeof(operation::scratch), "operation::scratch too small");
 static_assert(alignof(slot) <= 8);
@@ -105,7 +108,7 @@ DWORD from_ntstatus(ULONG_PTR status) {
 
 class iocp_backend final : public backend {
 public:
-  explicit iocp_backend(io_context& io) : io_(io) {}
+  explicit iocp_backend(io_context& io) : io_(io), pool_(io) { pool_.start(); }
 
   std::error_code init() {
     WSADATA d;
@@ -156,6 +159,7 @@ public:
       return done_now(op, r == 0 ? 0 : static_cast<DWORD>(WSAGetLastError()), 0);
     }
     case op_code::recv:
+    case op_code::recv_lent:
     case op_code::send:
     case op_code::sendmsg:
     case op_code::accept:
@@ -203,6 +207,7 @@ public:
   void discard(operation& op) noexcept override {
     if (op.code == op_code::accept && !op.error && op.res >= 0)
       closesocket(static_cast<SOCKET>(op.res));
+    if (op.code == op_code::recv_lent && !op.error && op.res > 0) pool_.give_back(op.lent_id);
   }
 
   void cancel(operation& op) noexcept override {
@@ -240,7 +245,9 @@ public:
     }
   }
 
-  void poll(bool block) override {
+  buffer_pool& buffers() noexcept override { return pool_; }
+
+  void poll(bool block, std::int64_t wake_by) override {
     if (remote_pending_) { // a wake seen while an abandon waited for its packet
       remote_pending_ = false;
       io_.run_remote();
@@ -252,12 +259,14 @@ public:
       timeout = INFINITE;
       auto wait_until = [&](clock::time_point t) {
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(t - clock::now());
-        const auto ms = static_cast<DWORD>(std::clamp<long long>(left.count(), 0, 24 * 3600 * 1000));
+        const auto ms =
+            static_cast<DWORD>(std::clamp<long long>(left.count(), 0, 24 * 3600 * 1000));
         timeout = std::min(timeout, ms);
       };
       if (!timers_.empty()) wait_until(timers_.front().when);
       if (!deadlines_.empty())
         wait_until(clock::time_point(std::chrono::nanoseconds(deadlines_.earliest())));
+      if (wake_by != 0) wait_until(clock::time_point(std::chrono::nanoseconds(wake_by)));
     }
     OVERLAPPED_ENTRY entries[64];
     ULONG n = 0;
@@ -272,9 +281,8 @@ public:
 
   void shutdown() noexcept override {
     deadlines_.clear();
-    for_each_pending_io([](operation& op) {
-      CancelIoEx(reinterpret_cast<HANDLE>(sock_of(op)), &slot_of(op).ov);
-    });
+    for_each_pending_io(
+        [](operation& op) { CancelIoEx(reinterpret_cast<HANDLE>(sock_of(op)), &slot_of(op).ov); });
     for (auto& t : timers_)
       settle(*t.op, operation_aborted, 0);
     timers_.clear();
@@ -350,14 +358,16 @@ private:
     };
     std::size_t mask() const noexcept { return slots_.size() - 1; }
     std::size_t hash(SOCKET s) const noexcept {
-      return static_cast<std::size_t>((static_cast<std::uint64_t>(s) >> 2) * 0x9E3779B97F4A7C15ull >> 17) &
+      return static_cast<std::size_t>(
+                 (static_cast<std::uint64_t>(s) >> 2) * 0x9E3779B97F4A7C15ull >> 17) &
              mask();
     }
     void rehash() {
       std::vector<entry> old;
       old.swap(slots_);
       // Grow only when live entries need it; otherwise just drop the tombstones.
-      const std::size_t n = std::max<std::size_t>(64, (used_ + 1) * 4 > old.size() ? old.size() * 2 : old.size());
+      const std::size_t n =
+          std::max<std::size_t>(64, (used_ + 1) * 4 > old.size() ? old.size() * 2 : old.size());
       slots_.assign(n, entry{0, empty, false});
       used_ = deleted_ = 0;
       for (const entry& e : old)
@@ -430,7 +440,7 @@ private:
   // operations in flight.
   void cancel_receives(SOCKET s) {
     for_each_pending_io([&](operation& op) {
-      if (op.code == op_code::recv && sock_of(op) == s)
+      if ((op.code == op_code::recv || op.code == op_code::recv_lent) && sock_of(op) == s)
         CancelIoEx(reinterpret_cast<HANDLE>(s), &slot_of(op).ov);
     });
   }
@@ -460,7 +470,8 @@ private:
              sizeof get_addrs_, &bytes, nullptr, nullptr);
   }
 
-  void start_io(operation& op) {
+  // `read_now`: recv_lent's second step, the read into a pooled buffer.
+  void start_io(operation& op, bool read_now = false) {
     const SOCKET s = sock_of(op);
     const bool skip = associate(s);
     load_extensions(s);
@@ -471,6 +482,25 @@ private:
     DWORD bytes = 0;
     BOOL ok = FALSE;
     switch (op.code) {
+    case op_code::recv_lent:
+      if (!read_now) {
+        // Idle: a zero-byte receive completes when data (or the FIN) is there, and
+        // holds no buffer meanwhile.
+        sl.buf.buf = nullptr;
+        sl.buf.len = 0;
+      } else {
+        if (!pool_.take(sl.lent)) {
+          op.res = 0;
+          op.error = std::make_error_code(std::errc::no_buffer_space);
+          io_.defer_completion(op);
+          return;
+        }
+        sl.stage = 1;
+        sl.buf.buf = reinterpret_cast<char*>(pool_.address(sl.lent));
+        sl.buf.len = static_cast<ULONG>(pool_.buffer_size());
+      }
+      ok = WSARecv(s, &sl.buf, 1, &bytes, &sl.flags, &sl.ov, nullptr) == 0;
+      break;
     case op_code::recv:
       sl.buf.buf = static_cast<char*>(op.buffer);
       sl.buf.len = static_cast<ULONG>(std::min<std::size_t>(op.length, 1u << 30));
@@ -524,6 +554,7 @@ private:
     const DWORD err = static_cast<DWORD>(WSAGetLastError());
     if (err == WSA_IO_PENDING) return;
     if (sl.accepted != INVALID_SOCKET) closesocket(sl.accepted);
+    if (op.code == op_code::recv_lent && sl.stage == 1) pool_.give_back(sl.lent);
     done_now(op, err, 0);
   }
 
@@ -560,6 +591,8 @@ private:
 
   // Finishes an I/O operation (at once or from its packet) and delivers it.
   void complete_io(operation& op, DWORD err, DWORD bytes, bool defer) {
+    if (op.code == op_code::recv_lent && slot_of(op).stage == 0 && err == 0)
+      return start_io(op, true); // data is there: now the read, into a pooled buffer
     deadlines_.remove(op);
     finish_io(op, err, bytes);
     if (defer)
@@ -573,6 +606,14 @@ private:
     slot& sl = slot_of(op);
     const SOCKET s = sock_of(op);
     auto deliver = [&](DWORD e, std::int64_t res) { fill(op, e, res); };
+    if (op.code == op_code::recv_lent) {
+      if (sl.stage == 1 && (err != 0 || bytes == 0)) pool_.give_back(sl.lent); // nothing in it
+      if (sl.stage == 1 && err == 0 && bytes > 0) {
+        op.lent_id = sl.lent;
+        op.buffer = pool_.address(sl.lent);
+      }
+      return deliver(err, bytes);
+    }
     if (op.code == op_code::accept) {
       if (err != 0) {
         closesocket(sl.accepted);
@@ -623,7 +664,9 @@ private:
   };
 
   io_context& io_;
+  recv_pool pool_;
   HANDLE port_ = nullptr;
+
   bool started_ = false;
   LPFN_ACCEPTEX accept_ex_ = nullptr;
   LPFN_CONNECTEX connect_ex_ = nullptr;

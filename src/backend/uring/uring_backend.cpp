@@ -16,6 +16,7 @@
 //   scratch ring); each one has a fallback, forced with SLUICE_URING_DISABLE
 //   (docs/runtime.md, "io_uring features and fallbacks").
 #include "../backend.hpp"
+#include "../recv_pool.hpp"
 
 #include <cerrno>
 #include <cstdlib>
@@ -23,9 +24,13 @@
 #include <fmt/format.h>
 #include <liburing.h>
 #include <mutex>
+#include <poll.h>
+#include <sluice/detail/deadline_heap.hpp>
 #include <sluice/io_context.hpp>
 #include <string>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -48,52 +53,171 @@ static_assert(sizeof(io_buffer) == sizeof(iovec) &&
 // What the backend keeps in operation::scratch.
 struct op_data {
   union {
-    msghdr msg;              // sendmsg
-    __kernel_timespec ts{};  // timeout
+    msghdr msg;             // sendmsg
+    __kernel_timespec ts{}; // timeout
   };
   __kernel_timespec deadline; // the linked timeout (absolute, CLOCK_MONOTONIC)
   std::uint8_t cqes_left;     // CQEs still to come: 1, or 2 with a linked timeout
+  bool polling;               // recv_lent without a buffer ring: waiting for POLLIN
 };
+constexpr int buffer_group = 0;
+
+// The receive pool; with a provided-buffer ring, the kernel picks the buffers: every
+// buffer not lent out is in the ring, and giving one back puts it there again.
+class uring_pool final : public recv_pool {
+public:
+  using recv_pool::recv_pool;
+  ~uring_pool() override {
+    if (ring_mem_ != nullptr) ::munmap(ring_mem_, ring_bytes_);
+  }
+
+  bool ring_mode() const noexcept { return br_ != nullptr; }
+
+  // Registers the ring (on the thread the ring belongs to) and puts every buffer in it.
+  bool attach(io_uring& ring) {
+    std::uint32_t entries = 1;
+    while (entries < max_)
+      entries <<= 1;
+    entries = std::min<std::uint32_t>(entries, 32768);
+    max_ = std::min(max_, entries);
+    ring_bytes_ = entries * sizeof(io_uring_buf);
+    ring_mem_ =
+        ::mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (ring_mem_ == MAP_FAILED) {
+      ring_mem_ = nullptr;
+      return false;
+    }
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uintptr_t>(ring_mem_);
+    reg.ring_entries = entries;
+    reg.bgid = buffer_group;
+    if (io_uring_register_buf_ring(&ring, &reg, 0) != 0) {
+      ::munmap(ring_mem_, ring_bytes_);
+      ring_mem_ = nullptr;
+      return false;
+    }
+    br_ = static_cast<io_uring_buf_ring*>(ring_mem_);
+    mask_ = io_uring_buf_ring_mask(entries);
+    io_uring_buf_ring_init(br_);
+    int offset = 0; // what the free list held goes to the kernel
+    for (std::uint32_t id : free_)
+      add(id, offset++);
+    io_uring_buf_ring_advance(br_, offset);
+    free_.clear();
+    return true;
+  }
+
+  void give_back(std::uint32_t id) noexcept override {
+    if (!ring_mode()) return recv_pool::give_back(id);
+    --in_use_;
+    add(id, 0);
+    io_uring_buf_ring_advance(br_, 1);
+    io_.buffers_came_back();
+  }
+
+  std::uint32_t grow() override {
+    if (!ring_mode()) return recv_pool::grow();
+    const added a = allocate(std::min(count(), max_ - count()));
+    for (std::uint32_t i = 0; i < a.n; ++i)
+      add(a.first + i, static_cast<int>(i));
+    io_uring_buf_ring_advance(br_, static_cast<int>(a.n));
+    return a.n;
+  }
+
+private:
+  // Writes buffer `id` at the ring's tail + offset (published by the next advance).
+  void add(std::uint32_t id, int offset) noexcept {
+    io_uring_buf_ring_add(br_, addr_[id], static_cast<unsigned>(size_),
+                          static_cast<unsigned short>(id), mask_, offset);
+  }
+
+  io_uring_buf_ring* br_ = nullptr;
+  void* ring_mem_ = nullptr;
+  std::size_t ring_bytes_ = 0;
+  int mask_ = 0;
+};
+
 static_assert(sizeof(op_data) <= sizeof(operation::scratch));
 static_assert(alignof(op_data) <= 8);
-op_data& data(operation& op) noexcept { return *std::launder(reinterpret_cast<op_data*>(op.scratch)); }
+op_data& data(operation& op) noexcept {
+  return *std::launder(reinterpret_cast<op_data*>(op.scratch));
+}
 constexpr std::uint64_t link_bit = 1; // user_data of an operation's linked timeout
 
 // What the kernel offers (probed) and what sluice uses (probed and not disabled).
 struct features {
-  bool op_shutdown = true;   // IORING_OP_SHUTDOWN, Linux 5.11
-  bool cancel_fd = true;     // IORING_ASYNC_CANCEL_FD | ALL, Linux 5.19
-  bool cancel_any = true;    // IORING_ASYNC_CANCEL_ANY, Linux 5.19
-  bool single_issuer = true; // IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN, Linux 6.1
+  bool op_shutdown = true;    // IORING_OP_SHUTDOWN, Linux 5.11
+  bool cancel_fd = true;      // IORING_ASYNC_CANCEL_FD | ALL, Linux 5.19
+  bool cancel_any = true;     // IORING_ASYNC_CANCEL_ANY, Linux 5.19
+  bool single_issuer = true;  // IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN, Linux 6.1
+  bool buf_ring = true;       // provided-buffer rings, Linux 5.19
+  bool recv_multishot = true; // IORING_RECV_MULTISHOT, Linux 6.0
 };
 
-// The cancel flags cannot be probed with io_uring_get_probe: submit a test cancel on a
-// scratch ring once per process. -EINVAL means the flag is unknown to the kernel.
-struct cancel_probe {
-  bool fd = false, any = false;
+// What io_uring_get_probe cannot show (flags, not opcodes) is tried on a scratch ring,
+// once per process: -EINVAL means the kernel does not know it.
+struct kernel_probe {
+  bool cancel_fd = false, cancel_any = false, buf_ring = false, recv_multishot = false;
 };
-cancel_probe probe_cancel_flags() {
+kernel_probe probe_kernel() {
   static std::once_flag once;
-  static cancel_probe result;
+  static kernel_probe result;
   std::call_once(once, [] {
     io_uring ring{};
-    if (io_uring_queue_init(4, &ring, 0) < 0) return;
-    auto test = [&](auto prep) {
+    if (io_uring_queue_init(8, &ring, 0) < 0) return;
+    auto run = [&](auto prep, unsigned* flags = nullptr) {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring);
       prep(sqe);
       io_uring_sqe_set_data64(sqe, 7);
       io_uring_cqe* cqe = nullptr;
       if (io_uring_submit_and_wait(&ring, 1) < 0 || io_uring_peek_cqe(&ring, &cqe) != 0)
-        return false;
+        return -EINVAL;
       const int res = cqe->res;
+      if (flags != nullptr) *flags = cqe->flags;
       io_uring_cqe_seen(&ring, cqe);
-      return res != -EINVAL;
+      return res;
     };
-    result.fd = test([&](io_uring_sqe* s) {
-      io_uring_prep_cancel_fd(s, ring.ring_fd, IORING_ASYNC_CANCEL_ALL);
-    });
-    result.any =
-        test([](io_uring_sqe* s) { io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY); });
+    result.cancel_fd = run([&](io_uring_sqe* s) {
+                         io_uring_prep_cancel_fd(s, ring.ring_fd, IORING_ASYNC_CANCEL_ALL);
+                       }) != -EINVAL;
+    result.cancel_any = run([](io_uring_sqe* s) {
+                          io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY);
+                        }) != -EINVAL;
+    // A one-buffer ring, and a multishot recv on a socketpair with a byte waiting.
+    void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem != MAP_FAILED) {
+      auto* br = static_cast<io_uring_buf_ring*>(mem);
+      io_uring_buf_reg reg{};
+      reg.ring_addr = reinterpret_cast<std::uintptr_t>(br);
+      reg.ring_entries = 1;
+      reg.bgid = 0;
+      if (io_uring_register_buf_ring(&ring, &reg, 0) == 0) {
+        result.buf_ring = true;
+        static char byte_buffer[64];
+        io_uring_buf_ring_init(br);
+        io_uring_buf_ring_add(br, byte_buffer, sizeof byte_buffer, 0, io_uring_buf_ring_mask(1), 0);
+        io_uring_buf_ring_advance(br, 1);
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+          const char one = 'x';
+          [[maybe_unused]] ssize_t w = ::write(sv[1], &one, 1);
+          unsigned flags = 0;
+          const int res = run(
+              [&](io_uring_sqe* s) {
+                io_uring_prep_recv_multishot(s, sv[0], nullptr, 0, 0);
+                s->flags |= IOSQE_BUFFER_SELECT;
+                s->buf_group = 0;
+              },
+              &flags);
+          result.recv_multishot = res == 1 && (flags & IORING_CQE_F_MORE) != 0;
+          ::close(sv[0]);
+          ::close(sv[1]);
+        }
+      }
+      io_uring_queue_exit(&ring); // before the ring memory goes
+      ::munmap(mem, 4096);
+      return;
+    }
     io_uring_queue_exit(&ring);
   });
   return result;
@@ -126,7 +250,7 @@ void log_fallback(const char* what) {
 
 class uring_backend final : public backend {
 public:
-  explicit uring_backend(io_context& io) : io_(io) {}
+  explicit uring_backend(io_context& io) : io_(io), pool_(io) {}
 
   std::error_code init(std::string& why) {
     io_uring_params p{};
@@ -149,6 +273,10 @@ public:
     if (r < 0) return {-r, std::system_category()};
     ring_ok_ = true;
     if (auto ec = probe(why)) return ec;
+    pool_.start();
+    // A ring set up disabled belongs to the thread that enables it: register the
+    // buffer ring there (enable_if_needed), before anything is submitted.
+    if (!disabled_) attach_buffer_ring();
     // Blocking on purpose: io_uring completes a read on an O_NONBLOCK file with
     // -EAGAIN instead of waiting for it.
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
@@ -163,6 +291,8 @@ public:
 
   std::string_view name() const noexcept override { return "uring"; }
 
+  buffer_pool& buffers() noexcept override { return pool_; }
+
   std::string description() const override {
     std::string d = "uring";
     std::string f;
@@ -171,6 +301,10 @@ public:
     if (!feat_.op_shutdown) add("shutdown: shutdown(2)");
     if (!feat_.cancel_fd) add("close: per-operation cancel");
     if (!feat_.cancel_any) add("teardown: per-operation cancel");
+    if (!feat_.buf_ring)
+      add("receive: poll, then read into a pooled buffer");
+    else if (!feat_.recv_multishot)
+      add("receive: one recv per buffer, no multishot");
     if (!f.empty()) d += " (" + f + ")";
     return d;
   }
@@ -202,6 +336,24 @@ public:
                             op.address->length);
       break;
     case op_code::recv: io_uring_prep_recv(sqe, fd, op.buffer, op.length, 0); break;
+    case op_code::recv_lent:
+      op.more = false;
+      if (pool_.ring_mode() || feat_.buf_ring) {
+        // The kernel picks a buffer from the ring when data comes: none is held idle.
+        op.multishot = feat_.recv_multishot;
+        if (op.multishot)
+          io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+        else
+          io_uring_prep_recv(sqe, fd, nullptr, static_cast<unsigned>(pool_.buffer_size()), 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = buffer_group;
+      } else {
+        // No buffer ring: wait for input first, holding no buffer, then read.
+        op.multishot = false;
+        d.polling = true;
+        io_uring_prep_poll_add(sqe, fd, POLLIN);
+      }
+      break;
     case op_code::send:
       // MSG_NOSIGNAL: a peer that went away yields EPIPE, never SIGPIPE.
       io_uring_prep_send(sqe, fd, op.buffer, op.length, MSG_NOSIGNAL);
@@ -326,7 +478,7 @@ public:
         if (ud > tag_wake && (ud & ~link_bit) == me)
           take(ud, cqes[i]->res);
         else
-          set_aside(ud, cqes[i]->res);
+          set_aside(ud, cqes[i]->res, cqes[i]->flags);
       }
       io_uring_cq_advance(&ring_, n);
     }
@@ -335,9 +487,10 @@ public:
 
   void discard(operation& op) noexcept override {
     if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
+    if (op.code == op_code::recv_lent && !op.error && op.res > 0) pool_.give_back(op.lent_id);
   }
 
-  void poll(bool block) override {
+  void poll(bool block, std::int64_t wake_by) override {
     if (remote_pending_) { // a wake seen while an abandon reaped completions
       remote_pending_ = false;
       io_.run_remote();
@@ -345,9 +498,22 @@ public:
     }
     enable_if_needed();
     arm_wake();
-    int r = block ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit_and_get_events(&ring_);
+    int r = 0;
+    if (!block) {
+      r = io_uring_submit_and_get_events(&ring_);
+    } else if (wake_by == 0) {
+      r = io_uring_submit_and_wait(&ring_, 1);
+    } else { // not past the loop's earliest deadline
+      const std::int64_t left = std::max<std::int64_t>(wake_by - steady_now_ns(), 0);
+      __kernel_timespec ts{left / 1'000'000'000, left % 1'000'000'000};
+      io_uring_cqe* cqe = nullptr;
+      r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    }
     if (r < 0 && r != -EINTR && r != -ETIME && r != -EBUSY && r != -EAGAIN)
       throw std::system_error(-r, std::system_category(), "io_uring_submit_and_wait");
+    for (const reaped& c : backlog_) // multishot completions set aside by an abandon
+      dispatch(c, false);
+    backlog_.clear();
     drain(true);
   }
 
@@ -404,6 +570,7 @@ private:
   struct reaped {
     std::uint64_t user_data;
     int res;
+    unsigned flags;
   };
 
   operation* first_in_flight() const noexcept { return io_.first_in_flight(); }
@@ -438,15 +605,16 @@ private:
       const char* name;
       const char* key; // for SLUICE_URING_DISABLE, to exercise the fallback
     };
-    static constexpr need required[] = {{IORING_OP_ACCEPT, "ACCEPT", "op_accept"},
-                                        {IORING_OP_CONNECT, "CONNECT", "op_connect"},
-                                        {IORING_OP_RECV, "RECV", "op_recv"},
-                                        {IORING_OP_SEND, "SEND", "op_send"},
-                                        {IORING_OP_SENDMSG, "SENDMSG", "op_sendmsg"},
-                                        {IORING_OP_TIMEOUT, "TIMEOUT", "op_timeout"},
-                                        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "op_async_cancel"},
-                                        {IORING_OP_READ, "READ", "op_read"},
-                                        {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT", "op_link_timeout"}};
+    static constexpr need required[] = {
+        {IORING_OP_ACCEPT, "ACCEPT", "op_accept"},
+        {IORING_OP_CONNECT, "CONNECT", "op_connect"},
+        {IORING_OP_RECV, "RECV", "op_recv"},
+        {IORING_OP_SEND, "SEND", "op_send"},
+        {IORING_OP_SENDMSG, "SENDMSG", "op_sendmsg"},
+        {IORING_OP_TIMEOUT, "TIMEOUT", "op_timeout"},
+        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "op_async_cancel"},
+        {IORING_OP_READ, "READ", "op_read"},
+        {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT", "op_link_timeout"}};
     for (const auto& n : required) {
       const bool masked = disabled_by_env(n.key);
       if (masked || !io_uring_opcode_supported(pr, n.op)) {
@@ -458,14 +626,21 @@ private:
     }
     const bool kernel_shutdown = io_uring_opcode_supported(pr, IORING_OP_SHUTDOWN);
     io_uring_free_probe(pr);
-    const cancel_probe c = probe_cancel_flags();
+    const kernel_probe k = probe_kernel();
     feat_.op_shutdown = kernel_shutdown && !disabled_by_env("op_shutdown");
-    feat_.cancel_fd = c.fd && !disabled_by_env("cancel_fd");
-    feat_.cancel_any = c.any && !disabled_by_env("cancel_any");
+    feat_.cancel_fd = k.cancel_fd && !disabled_by_env("cancel_fd");
+    feat_.cancel_any = k.cancel_any && !disabled_by_env("cancel_any");
+    feat_.buf_ring = k.buf_ring && !disabled_by_env("buf_ring");
+    feat_.recv_multishot = feat_.buf_ring && k.recv_multishot && !disabled_by_env("recv_multishot");
     if (!kernel_shutdown) log_fallback("no IORING_OP_SHUTDOWN (kernel < 5.11): using shutdown(2)");
-    if (!c.fd) log_fallback("no IORING_ASYNC_CANCEL_FD (kernel < 5.19): cancelling per operation");
-    if (!c.any)
+    if (!k.cancel_fd)
+      log_fallback("no IORING_ASYNC_CANCEL_FD (kernel < 5.19): cancelling per operation");
+    if (!k.cancel_any)
       log_fallback("no IORING_ASYNC_CANCEL_ANY (kernel < 5.19): cancelling per operation");
+    if (!k.buf_ring)
+      log_fallback("no provided-buffer rings (kernel < 5.19): receives poll, then read");
+    else if (!k.recv_multishot)
+      log_fallback("no multishot recv (kernel < 6.0): one receive per buffer");
     return {};
   }
 
@@ -483,6 +658,15 @@ private:
     if (r < 0) throw std::system_error(-r, std::system_category(), "IORING_REGISTER_ENABLE_RINGS");
     disabled_ = false;
     issuer_ = std::this_thread::get_id();
+    attach_buffer_ring();
+  }
+
+  void attach_buffer_ring() {
+    if (!feat_.buf_ring || pool_.ring_mode()) return;
+    if (!pool_.attach(ring_)) {
+      log_fallback("registering the provided-buffer ring failed: receives poll, then read");
+      feat_.buf_ring = feat_.recv_multishot = false;
+    }
   }
 
   io_uring_sqe* get_sqe() noexcept {
@@ -539,20 +723,117 @@ private:
 
   // An internal completion, or one for an operation other than the one being
   // abandoned: never resumes anything from here.
-  void set_aside(std::uint64_t ud, int res) noexcept {
+  void set_aside(std::uint64_t ud, int res, unsigned flags) {
     if (ud <= tag_wake) return internal(ud, res, false);
-    if (operation* op = take_cqe(ud, res)) io_.defer_completion(*op);
+    auto* op = reinterpret_cast<operation*>(ud & ~link_bit);
+    if (op->code == op_code::recv_lent) { // a receiver's: it may have more to come
+      backlog_.push_back({ud, res, flags});
+      return;
+    }
+    if (operation* done = take_cqe(ud, res, flags)) io_.defer_completion(*done);
   }
 
   // Accounts for one CQE of an operation; returns it once its last CQE has come.
-  static operation* take_cqe(std::uint64_t ud, int res) noexcept {
+  // Accounts for one CQE of an operation; returns the operation when this CQE
+  // completes it — for a multishot, every CQE (op.more says whether more follow).
+  operation* take_cqe(std::uint64_t ud, int res, unsigned flags) {
     auto& op = *reinterpret_cast<operation*>(ud & ~link_bit);
     if ((ud & link_bit) != 0) {
       if (res == -ETIME) op.timed_out = true; // the deadline fired
-    } else {
-      fill(op, res);
+      return --data(op).cqes_left == 0 ? &op : nullptr;
     }
+    if (op.code == op_code::recv_lent) return take_receive(op, res, flags);
+    fill(op, res);
     return --data(op).cqes_left == 0 ? &op : nullptr;
+  }
+
+  operation* last_cqe(operation& op) noexcept {
+    op.more = false;
+    return --data(op).cqes_left == 0 ? &op : nullptr;
+  }
+
+  // A CQE of a recv_lent: a buffer the kernel picked, the end of a multishot, or (with
+  // no buffer ring) the POLLIN after which the read is made here.
+  operation* take_receive(operation& op, int res, unsigned flags) {
+    auto& d = data(op);
+    const int fd = static_cast<int>(op.handle);
+    if (d.polling) {
+      d.polling = false;
+      if (res < 0) {
+        fill(op, res);
+        return last_cqe(op);
+      }
+      std::uint32_t id = 0;
+      if (!pool_.take(id)) {
+        fill(op, -ENOBUFS);
+        return last_cqe(op);
+      }
+      const ssize_t n = ::recv(fd, pool_.address(id), pool_.buffer_size(), MSG_DONTWAIT);
+      if (n > 0) {
+        op.res = n;
+        op.error = {};
+        op.lent_id = id;
+        op.buffer = pool_.address(id);
+        return last_cqe(op);
+      }
+      const int err = n == 0 ? 0 : errno;
+      pool_.give_back(id);
+      if (err == EAGAIN || err == EWOULDBLOCK) { // woken for nothing: wait again
+        d.polling = true;
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_poll_add(sqe, fd, POLLIN);
+        io_uring_sqe_set_data(sqe, &op);
+        return nullptr;
+      }
+      fill(op, -err);
+      return last_cqe(op);
+    }
+    const bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (res == -ENOBUFS && !more && !op.cancel_requested && pool_.grow() != 0) {
+      // The ring ran dry and could grow: receive again, nothing was lost.
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+      if (!op.multishot)
+        io_uring_prep_recv(sqe, fd, nullptr, static_cast<unsigned>(pool_.buffer_size()), 0);
+      sqe->flags |= IOSQE_BUFFER_SELECT;
+      sqe->buf_group = buffer_group;
+      io_uring_sqe_set_data(sqe, &op);
+      return nullptr;
+    }
+    if ((flags & IORING_CQE_F_BUFFER) != 0) {
+      const auto id = static_cast<std::uint32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+      pool_.lent_by_kernel();
+      if (res > 0) {
+        op.res = res;
+        op.error = {};
+        op.lent_id = id;
+        op.buffer = pool_.address(id);
+      } else {
+        pool_.give_back(id); // nothing in it
+        fill(op, res);
+      }
+    } else {
+      fill(op, res); // end of stream (0), an error, ENOBUFS past the cap
+    }
+    if (more) {
+      op.more = true;
+      return &op; // it stays pending
+    }
+    return last_cqe(op);
+  }
+
+  // One CQE from the batch being dispatched.
+  void dispatch(const reaped& c, bool budgeted) {
+    if (c.user_data <= tag_wake) return internal(c.user_data, c.res, true);
+    operation* op = take_cqe(c.user_data, c.res, c.flags);
+    if (op == nullptr) return; // its other CQE is still to come
+    // A multishot's completion is delivered at once: the operation stays pending, so it
+    // cannot wait in the ready list.
+    if (!op->more && budgeted && !io_.consume_budget()) {
+      io_.defer_completion(*op); // past the budget: next turn
+      return;
+    }
+    io_.complete(*op); // resumes the waiting coroutine
   }
 
   void internal(std::uint64_t data, int res, bool may_run) noexcept {
@@ -599,23 +880,11 @@ private:
       // Copied out and consumed first: resuming a coroutine may abandon an operation,
       // which reaps the CQ itself (and finds its completion in batch_).
       for (unsigned i = 0; i < n; ++i)
-        batch_[i] = {cqes[i]->user_data, cqes[i]->res};
+        batch_[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
       io_uring_cq_advance(&ring_, n);
       batch_size_ = n;
-      for (batch_next_ = 0; batch_next_ < batch_size_;) {
-        const reaped c = batch_[batch_next_++];
-        if (c.user_data <= tag_wake) {
-          internal(c.user_data, c.res, true);
-          continue;
-        }
-        operation* op = take_cqe(c.user_data, c.res);
-        if (op == nullptr) continue; // its other CQE is still to come
-        if (budgeted && !io_.consume_budget()) {
-          io_.defer_completion(*op); // past the budget: next turn
-          continue;
-        }
-        io_.complete(*op); // resumes the waiting coroutine
-      }
+      for (batch_next_ = 0; batch_next_ < batch_size_;)
+        dispatch(batch_[batch_next_++], budgeted);
       batch_size_ = batch_next_ = 0;
       if (n < reap_batch) return;
     }
@@ -623,7 +892,9 @@ private:
 
   io_context& io_;
   io_uring ring_{};
+  uring_pool pool_;
   features feat_;
+
   bool ring_ok_ = false;
   bool disabled_ = false;
   std::thread::id issuer_;
@@ -632,6 +903,7 @@ private:
   bool remote_pending_ = false;
   std::uint64_t wake_value_ = 0;
   reaped batch_[reap_batch]{};
+  std::vector<reaped> backlog_; // receivers' CQEs met while an abandon reaped the CQ
   unsigned batch_size_ = 0;
   unsigned batch_next_ = 0;
 };

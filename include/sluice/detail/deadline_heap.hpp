@@ -1,10 +1,14 @@
-// Deadlines of operations in flight, for the backends that keep their own timers (Asio,
-// IOCP; io_uring links a timeout to the operation instead). A binary min-heap whose
-// entries know their place (operation::deadline_slot): insert, remove and the earliest
-// are O(log n) / O(1), and nothing is allocated once the vector has grown.
+// Deadlines of operations: those in flight, for the backends that keep their own
+// timers (Asio, IOCP; io_uring links a timeout to the operation instead), and those
+// waiting in the loop (a reader waiting for its stream's receiver, a sender waiting its
+// turn, a wait). A binary min-heap whose entries know their place
+// (operation::deadline_slot; an operation is in one heap at a time): insert, remove and
+// the earliest are O(log n) / O(1), and nothing is allocated once the vector has grown.
 #pragma once
 
+#include <chrono>
 #include <sluice/detail/operation.hpp>
+
 #include <utility>
 #include <vector>
 
@@ -86,6 +90,10 @@ private:
 };
 
 // Now, on the clock deadlines are measured with (steady_clock, ns since its epoch).
-std::int64_t steady_now_ns() noexcept;
+inline std::int64_t steady_now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 } // namespace sluice::detail

@@ -1,0 +1,83 @@
+// The receive side of a stream that receives into lent buffers (recv_some).
+//
+// One recv_lent operation, which the backend may complete many times (a multishot recv
+// on a provided-buffer ring with io_uring), and what it delivered that nobody has taken
+// yet. Pooled by the io_context: a stream holds one while it receives this way, and an
+// idle one holds no buffer — only an operation armed in the kernel.
+//
+//  - Bounded: past `high_water` undelivered completions, a multishot is cancelled (the
+//    kernel's socket buffer holds the rest, TCP pushes back); it is re-armed when the
+//    reader has caught up.
+//  - ENOBUFS (the pool had no buffer) ends a multishot but is not end of stream: the
+//    receiver parks until a buffer comes back (io_context::buffers_came_back), then
+//    re-arms. Nothing is lost.
+//  - close() cancels it; a receiver whose operation is still in the backend is
+//    returned to the pool by its last completion, never freed under it.
+#pragma once
+
+#include <cstdint>
+#include <sluice/detail/operation.hpp>
+#include <sluice/lent_buffer.hpp>
+#include <system_error>
+#include <vector>
+
+namespace sluice::detail {
+
+class receiver {
+public:
+  static constexpr std::size_t high_water = 2;
+
+  explicit receiver(io_context& io) noexcept;
+  receiver(const receiver&) = delete;
+  receiver& operator=(const receiver&) = delete;
+
+  // Begins receiving on `h` (a fresh receiver from the pool).
+  void open(native_handle h) noexcept;
+
+  // What the reader gets: a completion queued, if any.
+  bool ready() const noexcept { return count_ != 0; }
+  // Moves the first queued completion into `into` (res, error, lent_id, buffer).
+  void take(operation& into) noexcept;
+  // Puts the unread rest of a taken completion back at the front (a reader that wanted
+  // fewer bytes than the buffer held).
+  void put_back(const operation& from) noexcept;
+
+  // Queues `waiter` (the reader's operation) until a completion comes; arms the
+  // receive if it is not running. Precondition: !ready().
+  void wait(operation& waiter) noexcept;
+
+  // Stops receiving: pending completions' buffers go back; a waiting reader ends with
+  // operation_aborted; the receiver goes back to the pool now, or after its operation's
+  // last completion.
+  void close() noexcept;
+
+  // A buffer came back while this receiver was parked for lack of one.
+  void resume_after_starving() noexcept;
+
+  receiver* next_starved = nullptr;
+
+private:
+  struct item {
+    std::int64_t res;
+    std::error_code error;
+    std::uint32_t lent_id;
+    void* data;
+  };
+  static void on_complete(operation& op);
+  void arm() noexcept;
+  void push(const item& it);
+  void deliver() noexcept;
+  void release_items() noexcept;
+
+  operation op_;
+  op_queue waiters_;
+  io_context* io_;
+  native_handle handle_ = invalid_handle;
+  item inline_[high_water + 2];
+  std::vector<item> overflow_; // completions already in flight past the inline slots
+  std::uint32_t head_ = 0, count_ = 0;
+  bool closed_ = true;
+  bool parked_ = false; // starved of buffers: waits for one to come back
+};
+
+} // namespace sluice::detail

@@ -1,0 +1,82 @@
+// lent_buffer: received bytes in a buffer the backend lent from its io_context's pool.
+//
+//   auto b = co_await s.recv_some();      // result<lent_buffer>
+//   if (!b) ...                           // an error
+//   else if (b->empty()) ...              // end of stream
+//   else parse(b->data());                // then let it go: the buffer goes back
+//
+// Move-only; destroying it (or release()) gives the buffer back to the pool — on
+// io_uring straight into the kernel's provided-buffer ring. Give buffers back soon: the
+// pool is shared by every connection of the context (keep the bytes, not the buffer).
+// A lent_buffer must be destroyed on its io_context's thread, before the context.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+namespace sluice {
+
+namespace detail {
+// Where a lent buffer goes back to (a backend's receive buffer pool). Loop thread.
+class buffer_pool {
+public:
+  virtual void give_back(std::uint32_t id) noexcept = 0;
+  // Whether a receive could get a buffer now, and how many are free.
+  virtual bool has_free() const noexcept { return true; }
+  virtual std::uint32_t free_count() const noexcept { return 1; }
+
+protected:
+  ~buffer_pool() = default;
+};
+} // namespace detail
+
+class lent_buffer {
+public:
+  lent_buffer() = default;
+  lent_buffer(detail::buffer_pool& pool, std::uint32_t id, const std::byte* data,
+              std::size_t size) noexcept
+      : pool_(&pool), id_(id), data_(data), size_(size) {}
+  lent_buffer(lent_buffer&& o) noexcept
+      : pool_(std::exchange(o.pool_, nullptr)), id_(o.id_), data_(o.data_),
+        size_(std::exchange(o.size_, 0)) {}
+  lent_buffer& operator=(lent_buffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      pool_ = std::exchange(o.pool_, nullptr);
+      id_ = o.id_;
+      data_ = o.data_;
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
+  lent_buffer(const lent_buffer&) = delete;
+  lent_buffer& operator=(const lent_buffer&) = delete;
+  ~lent_buffer() { release(); }
+
+  std::span<const std::byte> data() const noexcept { return {data_, size_}; }
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+
+  // Drops the first `n` bytes (consumed); the buffer stays lent until destroyed.
+  void consume(std::size_t n) noexcept {
+    n = n < size_ ? n : size_;
+    data_ += n;
+    size_ -= n;
+  }
+
+  // Gives the buffer back now.
+  void release() noexcept {
+    if (pool_ != nullptr) std::exchange(pool_, nullptr)->give_back(id_);
+    size_ = 0;
+  }
+
+private:
+  detail::buffer_pool* pool_ = nullptr;
+  std::uint32_t id_ = 0;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+} // namespace sluice

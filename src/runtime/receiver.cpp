@@ -1,0 +1,166 @@
+// The receive side of a stream that receives into lent buffers: see receiver.hpp.
+#include <sluice/detail/receiver.hpp>
+
+#include "../backend/backend.hpp"
+
+#include <cerrno>
+#include <sluice/error.hpp>
+#include <sluice/io_context.hpp>
+
+namespace sluice::detail {
+
+receiver::receiver(io_context& io) noexcept : io_(&io) {
+  op_.ctx = &io;
+  op_.code = op_code::recv_lent;
+  op_.on_complete = &receiver::on_complete;
+  op_.owner = this;
+  op_.background = true; // a reader waiting on it is the loop's work, not the receive
+}
+
+void receiver::open(native_handle h) noexcept {
+  handle_ = h;
+  op_.handle = h;
+  closed_ = false;
+  parked_ = false;
+  head_ = count_ = 0;
+}
+
+void receiver::arm() noexcept {
+  if (closed_ || parked_ || op_.state != op_state::idle) return;
+  op_.cancel_requested = false;
+  op_.timed_out = false;
+  op_.more = false;
+  op_.res = 0;
+  op_.error = {};
+  io_->submit(op_);
+}
+
+void receiver::push(const item& it) {
+  constexpr std::uint32_t cap = sizeof inline_ / sizeof inline_[0];
+  if (count_ < cap && overflow_.empty()) {
+    inline_[(head_ + count_) % cap] = it;
+    ++count_;
+  } else {
+    overflow_.push_back(it); // completions that were already on their way
+  }
+}
+
+void receiver::take(operation& into) noexcept {
+  constexpr std::uint32_t cap = sizeof inline_ / sizeof inline_[0];
+  const item& it = inline_[head_];
+  into.res = it.res;
+  into.error = it.error;
+  into.lent_id = it.lent_id;
+  into.buffer = it.data;
+  head_ = (head_ + 1) % cap;
+  --count_;
+  if (!overflow_.empty()) { // keep the order: the oldest overflow moves in
+    inline_[(head_ + count_) % cap] = overflow_.front();
+    ++count_;
+    overflow_.erase(overflow_.begin());
+  }
+}
+
+void receiver::put_back(const operation& from) noexcept {
+  constexpr std::uint32_t cap = sizeof inline_ / sizeof inline_[0];
+  const item it{from.res, from.error, from.lent_id, from.buffer};
+  if (count_ == cap) { // full: the last inline one moves to the overflow's front
+    overflow_.insert(overflow_.begin(), inline_[(head_ + count_ - 1) % cap]);
+    --count_;
+  }
+  head_ = (head_ + cap - 1) % cap;
+  inline_[head_] = it;
+  ++count_;
+}
+
+void receiver::wait(operation& waiter) noexcept {
+
+  waiters_.wait(waiter);
+  arm();
+}
+
+void receiver::deliver() noexcept {
+  operation* w = waiters_.first_waiting();
+  if (w == nullptr || count_ == 0) return;
+  waiters_.remove(*w);
+  take(*w);
+  io_->complete(*w); // the reader runs now, inside this completion
+}
+
+void receiver::release_items() noexcept {
+  buffer_pool& pool = io_->backend().buffers();
+  operation scratch;
+  while (count_ != 0) {
+    take(scratch);
+    if (!scratch.error && scratch.res > 0) pool.give_back(scratch.lent_id);
+  }
+}
+
+void receiver::close() noexcept {
+  if (closed_) return;
+  closed_ = true;
+  release_items();
+  while (operation* w = waiters_.first_waiting()) {
+    waiters_.remove(*w);
+    w->res = 0;
+    w->error = make_error_code(errc::operation_aborted);
+    io_->defer_completion(*w);
+  }
+  if (parked_) {
+    // Still on the starved list: it leaves it when its turn comes (resume_after_starving
+    // sees it closed and returns it to the pool then).
+    return;
+  }
+  if (op_.state == op_state::pending) {
+    io_->cancel(op_); // its last completion returns it to the pool
+    return;
+  }
+  io_->release_receiver(this);
+}
+
+void receiver::resume_after_starving() noexcept {
+  parked_ = false;
+  if (closed_) {
+    io_->release_receiver(this);
+    return;
+  }
+  if (waiters_.has_waiting() || count_ == 0) arm();
+}
+
+void receiver::on_complete(operation& op) {
+  auto& r = *static_cast<receiver*>(op.owner);
+  buffer_pool& pool = r.io_->backend().buffers();
+  const bool got_buffer = !op.error && op.res > 0;
+  if (r.closed_) { // draining after close(): nothing is delivered
+    if (got_buffer) pool.give_back(op.lent_id);
+    if (!op.more) r.io_->release_receiver(&r);
+    return;
+  }
+  if (op.error == std::errc::no_buffer_space) {
+    // The pool had no buffer for it (the backend grows the pool up to its cap first).
+    // Not the end of the stream: go on at once if a buffer came back meanwhile,
+    // otherwise wait for one.
+    if (pool.has_free()) {
+      if (r.waiters_.has_waiting() || r.count_ == 0) r.arm();
+      return;
+    }
+    r.parked_ = true;
+    r.io_->park_starved(r);
+    return;
+  }
+
+  if (op.error == errc::operation_aborted && !op.more && op.cancel_requested) {
+    // Stopped at the high-water mark: re-armed when the reader has caught up.
+    if (r.count_ == 0 && r.waiters_.has_waiting()) r.arm();
+    return;
+  }
+  r.push({op.res, op.error, op.lent_id, op.buffer});
+  // Too much undelivered: stop the kernel filling buffers for a reader that lags.
+  if (op.more && r.count_ + r.overflow_.size() >= high_water && !op.cancel_requested)
+    r.io_->cancel(op);
+  r.deliver();
+  // A single-shot receive (or a multishot that ended) re-arms while a reader waits.
+  if (op.state == op_state::idle && r.waiters_.has_waiting() && r.count_ == 0) r.arm();
+}
+
+} // namespace sluice::detail

@@ -7,7 +7,6 @@
 // 0 (connections still busy at --drain-ms are reset). A second signal aborts at once.
 #include "options.hpp"
 
-#include <array>
 #include <csignal>
 #include <fmt/format.h>
 #include <sluice/server.hpp>
@@ -18,17 +17,18 @@ using namespace sluice;
 namespace {
 
 // Echoes until the peer closes. The handler runs under its connection's stop token, so
-// the drain cancels the recv waiting for more; the connection then closes gracefully
-// (FIN, then the peer's FIN awaited), shielded from that token.
+// the drain cancels the receive waiting for more; the connection then closes gracefully
+// (FIN, then the peer's FIN awaited), shielded from that token. Bytes arrive in buffers
+// lent by the io_context's pool: a connection waiting for data holds none.
 task<void> echo(tcp::stream& s, stop_token) {
   (void)s.set_nodelay(true);
-  std::array<std::byte, 16384> buf;
   for (;;) {
-    auto n = co_await s.recv(buf);
-    if (!n || *n == 0) break; // stop requested, error, or the peer closed
-    auto w = co_await s.send_all(std::span(buf.data(), *n));
+    auto in = co_await s.recv_some();
+    if (!in || in->empty()) break; // stop requested, error, or the peer closed
+    auto w = co_await s.send_all(in->data());
     if (!w) co_return;
   }
+
   (void)co_await shield(s.graceful_close());
 }
 

@@ -12,6 +12,12 @@ packages=(
   clang libclang-rt-14-dev                  # libFuzzer targets
   g++-mingw-w64-x86-64-posix wine wine64    # the Windows build, run under Wine
 )
+# `bash scripts/setup.sh bench`: also the reference servers and load generator the
+# benchmarks compare against (not needed by the tests).
+if [ "${1:-}" = "bench" ]; then
+  packages+=(nginx-light wrk valgrind)
+fi
+
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,5 @@
 #include <sluice/http/server.hpp>
 
-#include <array>
 #include <sluice/timer.hpp>
 
 namespace sluice::http {
@@ -13,116 +12,146 @@ std::span<const std::byte> as_bytes(const std::string& s) {
   return std::as_bytes(std::span(s.data(), s.size()));
 }
 
-// FIN, then discard until the peer's FIN (bounded), then close. Never RST first:
-// a client still sending would otherwise lose the response it has not read.
-task<bool> close_gracefully(tcp::stream& s, const server_options& o) {
-  (void)co_await s.shutdown_send();
-  std::array<std::byte, 16 * 1024> sink;
-  std::size_t discarded = 0;
-  bool fin = false;
-  while (discarded <= o.linger_max_bytes) {
-    auto n = co_await with_timeout(s.recv(sink), o.linger_timeout);
-    if (!n) break;
-    if (*n == 0) {
-      fin = true;
-      break;
-    }
-    discarded += *n;
+// Awaits `a` (kept by reference: one awaiter in the frame, not a chain of moved
+// copies) ignoring the coroutine's stop token when `on`, as shield() would.
+template <class A> class shield_if {
+public:
+  shield_if(A& a, bool on) : a_(a), on_(on) {}
+  bool await_ready() { return a_.await_ready(); }
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    if (on_) return a_.await_suspend(std::coroutine_handle<>(h)); // no token
+    return a_.await_suspend(h);
   }
-  s.close();
-  co_return fin;
-}
+  decltype(auto) await_resume() { return a_.await_resume(); }
 
-} // namespace
+private:
+  A& a_;
+  bool on_;
+};
 
-task<result<connection_report>> serve_connection(tcp::stream& s, handler h, server_options o) {
-  const stop_token stop = co_await this_stop_token();
-  connection_report report;
-  h1::parser p(h1::role::server, o.limits);
-  std::array<std::byte, 16 * 1024> buf;
-  std::string out;
+// A connection's state between two waits for data. The wait and this are all an idle
+// connection holds: answering (the handler, the response, the sends) happens in
+// answer(), whose frame exists only while there is something to answer.
+struct connection {
+  connection(tcp::stream& stream, const handler& handler_fn, const server_options& options,
+             stop_token token)
+      : s(stream), h(handler_fn), o(options), stop(token), p(h1::role::server, options.limits) {}
+  tcp::stream& s;
+  const handler& h;
+  const server_options& o;
+  stop_token stop;
+  h1::parser p;
+  // The bytes the parser is reading, lent by the stream's receive pool. The parser
+  // copies only a partial head or chunk line, so the buffer goes back before the next
+  // wait (docs/runtime.md, "Lent buffers").
+  lent_buffer in;
+  h1::request current; // a request whose body is still arriving
   std::string body;
-  h1::request current;
   bool in_request = false;
+  connection_report report;
+};
 
+enum class next { need_data, close, finished };
+
+// Turns the parser's events into answers until it needs more data, the connection is
+// to be closed, or the client finished.
+task<result<next>> answer(connection& c) {
   for (;;) {
-    auto ev = p.next_event();
-    if (std::holds_alternative<h1::need_data>(ev)) {
-      const bool idle = !in_request && p.buffered() == 0;
-      // Idle between requests and asked to stop: close now.
-      if (stop.stop_requested() && idle) break;
-      // An idle wait ends when stop is requested; a request in progress is read to
-      // its end whatever happens (bounded by the idle timeout).
-      // (Two co_awaits, not a ?: inside one: GCC 12 destroys the temporaries of a
-      // conditional expression in a coroutine twice.)
-      result<std::size_t> n = error(errc::operation_aborted);
-      if (idle)
-        n = co_await with_timeout(s.recv(buf), o.idle_timeout);
-      else
-        n = co_await shield(with_timeout(s.recv(buf), o.idle_timeout));
-      if (!n) {
-        if (n.error() == errc::timed_out) break;                 // idle too long
-        if (idle && n.error() == errc::operation_aborted) break; // stop requested
-        co_return std::move(n).error();
-      }
-      if (*n == 0)
-        p.receive_eof();
-      else
-        p.receive_data(std::span(buf).first(*n));
-      continue;
-    }
+    auto ev = c.p.next_event();
+    if (std::holds_alternative<h1::need_data>(ev)) co_return next::need_data;
     if (auto* head = std::get_if<h1::request_head>(&ev)) {
-      current = std::move(head->head);
-      body.clear();
-      in_request = true;
-      const bool body_follows = current.chunked || current.content_length != 0;
-      if (current.expect_continue && body_follows && p.buffered() == 0) {
-        auto sent = co_await shield(s.send_all(as_bytes("HTTP/1.1 100 Continue\r\n\r\n")));
+      c.current = std::move(head->head);
+      c.body.clear();
+      c.in_request = true;
+      const bool body_follows = c.current.chunked || c.current.content_length != 0;
+      if (c.current.expect_continue && body_follows && c.p.buffered() == 0) {
+        auto sent = co_await shield(c.s.send_all(as_bytes("HTTP/1.1 100 Continue\r\n\r\n")));
         if (!sent) co_return std::move(sent).error();
       }
       continue;
     }
     if (auto* data = std::get_if<h1::body_data>(&ev)) {
-      body.append(reinterpret_cast<const char*>(data->data.data()), data->data.size());
+      c.body.append(reinterpret_cast<const char*>(data->data.data()), data->data.size());
       continue;
     }
     if (std::holds_alternative<h1::message_end>(ev)) {
-      in_request = false;
-      ++report.requests;
-      response r = co_await shield(h(current, std::move(body)));
+      c.in_request = false;
+      ++c.report.requests;
+      const h1::request req = std::exchange(c.current, h1::request());
+      response r = co_await shield(c.h(req, std::exchange(c.body, std::string())));
       h1::response head;
       head.status = r.status;
       head.headers = std::move(r.headers);
-      head.keep_alive = current.keep_alive && !stop.stop_requested();
-      out.clear();
+      head.keep_alive = req.keep_alive && !c.stop.stop_requested();
+      std::string out;
       h1::serialize(head, r.body, out);
       // HEAD: the same head as GET (Content-Length included), without the body.
-      if (current.method == "HEAD") out.resize(out.size() - r.body.size());
-      auto sent = co_await shield(s.send_all(as_bytes(out)));
+      if (req.method == "HEAD") out.resize(out.size() - r.body.size());
+      auto sent = co_await shield(c.s.send_all(as_bytes(out)));
       if (!sent) co_return std::move(sent).error();
-      if (!head.keep_alive) break;
+      if (!head.keep_alive) co_return next::close;
       continue;
     }
     if (std::holds_alternative<h1::end_of_input>(ev)) {
-      report.peer_fin_seen = true;
-      s.close();
-      co_return report;
+      c.report.peer_fin_seen = true;
+      c.s.close();
+      co_return next::finished;
     }
     if (auto* err = std::get_if<h1::parse_error>(&ev)) {
-      report.rejected_status = err->status;
+      c.report.rejected_status = err->status;
       h1::response head;
       head.status = err->status;
       head.keep_alive = false;
       head.headers.add("Content-Type", "text/plain");
-      out.clear();
+      std::string out;
       h1::serialize(head, err->message + "\n", out);
-      auto sent = co_await shield(s.send_all(as_bytes(out)));
+      auto sent = co_await shield(c.s.send_all(as_bytes(out)));
       if (!sent) co_return std::move(sent).error();
-      break;
+      co_return next::close;
     }
   }
-  report.peer_fin_seen = co_await shield(close_gracefully(s, o));
-  co_return report;
+}
+
+} // namespace
+
+task<result<connection_report>> serve_connection(tcp::stream& s, handler h, server_options o) {
+  // (The token first: g++ 12 mishandles a co_await inside a braced initializer.)
+  const stop_token stop = co_await this_stop_token();
+  connection c(s, h, o, stop);
+
+  for (;;) {
+    auto step = co_await answer(c);
+    if (!step) co_return std::move(step).error();
+    if (*step == next::finished) co_return c.report;
+    if (*step == next::close) break;
+    const bool idle = !c.in_request && c.p.buffered() == 0;
+    // Idle between requests and asked to stop: close now.
+    if (c.stop.stop_requested() && idle) break;
+    // An idle wait ends when stop is requested; a request in progress is read to its
+    // end whatever happens (bounded by the idle timeout).
+    c.in.release(); // the parser asked for more: it copied what it still needs
+    auto wait = s.recv_some();
+    wait.set_deadline(std::chrono::steady_clock::now() + o.idle_timeout, o.idle_timeout);
+    auto got = co_await shield_if(wait, !idle);
+
+    if (!got) {
+      if (got.error() == errc::timed_out) break;                 // idle too long
+      if (idle && got.error() == errc::operation_aborted) break; // stop requested
+      co_return std::move(got).error();
+    }
+    if (got->empty()) {
+      c.p.receive_eof();
+    } else {
+      c.in = std::move(*got);
+      c.p.receive_borrowed(c.in.data());
+    }
+  }
+  c.in.release();
+  const auto closed = co_await shield(s.graceful_close({.deadline = o.linger_timeout,
+                                                        .max_discard = o.linger_max_bytes,
+                                                        .reset_at_deadline = false}));
+  c.report.peer_fin_seen = closed.peer_fin_seen;
+  co_return c.report;
 }
 
 } // namespace sluice::http

@@ -106,28 +106,35 @@ task<close_report> stream::graceful_close(graceful_close_options o) {
   }
   // 2. Discard until the peer's FIN, so that its late data cannot make our kernel
   //    answer with an RST that would destroy what it has not read yet.
-  std::array<std::byte, 16 * 1024> sink;
+  auto stop_waiting = [&](bool timed_out) {
+    if (o.reset_at_deadline) return give_up(timed_out);
+    rep.timed_out = timed_out;
+    close();
+  };
+  //    Lent buffers: the wait holds none, and each goes back at once.
   for (;;) {
     if (rep.bytes_discarded > o.max_discard) {
-      give_up(false);
+      stop_waiting(false);
       break;
     }
-    auto n = co_await with_timeout(recv(sink), left());
-    if (!n) {
-      if (n.error() == errc::shut_down) { // receive side already shut: nothing to wait for
+    auto b = co_await with_timeout(recv_some(), left());
+    if (!b) {
+      if (b.error() == errc::shut_down) { // receive side already shut: nothing to wait for
         close();
         break;
       }
-      give_up(n.error() == errc::timed_out);
+      stop_waiting(b.error() == errc::timed_out);
       break;
     }
-    if (*n == 0) {
+    if (b->empty()) {
+
       rep.peer_fin_seen = true;
       close();
       break;
     }
-    rep.bytes_discarded += *n;
+    rep.bytes_discarded += b->size();
   }
+
   co_return rep;
 }
 

@@ -96,11 +96,41 @@ parser::parser(role r, limits l) : role_(r), limits_(l) {}
 
 void parser::receive_data(std::span<const std::byte> bytes) {
   if (bytes.empty()) return;
+  if (borrowing_) end_borrow();
   if (pos_ != 0) { // drop consumed bytes; spans from earlier events end here
     in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(pos_));
     pos_ = 0;
   }
   in_.insert(in_.end(), bytes.begin(), bytes.end());
+  view_ = in_;
+}
+
+void parser::receive_borrowed(std::span<const std::byte> bytes) {
+  if (bytes.empty()) return;
+  if (borrowing_ || pos_ != view_.size()) { // something unconsumed: continue it by copying
+    receive_data(bytes);
+    return;
+  }
+  in_.clear();
+  pos_ = 0;
+  view_ = bytes;
+  borrowing_ = true;
+}
+
+void parser::end_borrow() {
+  // Offsets inside a partial head (scan_rel_, line_rel_) are relative to pos_, so they
+  // survive the move.
+  in_.assign(view_.begin() + static_cast<std::ptrdiff_t>(pos_), view_.end());
+  if (in_.capacity() > 4 * in_.size() + 1024) in_.shrink_to_fit(); // an idle connection
+  pos_ = 0;
+  view_ = in_;
+  borrowing_ = false;
+}
+
+event parser::next_event() {
+  event ev = next_event_here();
+  if (borrowing_ && std::holds_alternative<need_data>(ev)) end_borrow();
+  return ev;
 }
 
 event parser::fail(int status, std::string message) {
@@ -112,8 +142,8 @@ std::size_t parser::find_head_end(bool has_start_line, std::optional<parse_error
   // Lines end in CRLF. The scan resumes where the previous call stopped (offsets are
   // kept relative to pos_, which survives the buffer's compaction), so a head fed
   // byte by byte is still parsed in linear time.
-  const char* data = reinterpret_cast<const char*>(in_.data());
-  const std::size_t end = in_.size();
+  const char* data = reinterpret_cast<const char*>(view_.data());
+  const std::size_t end = view_.size();
   std::size_t i = pos_ + scan_rel_;
   std::size_t line_start = pos_ + line_rel_;
   auto reset = [&] { scan_rel_ = line_rel_ = lines_ = 0; };
@@ -172,19 +202,20 @@ std::size_t parser::find_head_end(bool has_start_line, std::optional<parse_error
   return npos;
 }
 
-event parser::next_event() {
+event parser::next_event_here() {
   switch (state_) {
+
   case state::failed: return parse_error{400, "the connection already failed"};
   case state::head: return parse_head();
   case state::body_length: {
-    const std::size_t avail = in_.size() - pos_;
+    const std::size_t avail = view_.size() - pos_;
     if (avail == 0) {
       if (eof_)
         return fail(400, fmt::format("end of stream with {} body bytes missing", remaining_));
       return need_data{};
     }
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(avail, remaining_));
-    const std::span<const std::byte> data(in_.data() + pos_, n);
+    const std::span<const std::byte> data(view_.data() + pos_, n);
     pos_ += n;
     remaining_ -= n;
     if (remaining_ == 0) state_ = state::end;
@@ -192,24 +223,24 @@ event parser::next_event() {
   }
   case state::chunk_size: return parse_chunk_size();
   case state::chunk_data: {
-    const std::size_t avail = in_.size() - pos_;
+    const std::size_t avail = view_.size() - pos_;
     if (avail == 0) {
       if (eof_) return fail(400, "end of stream inside a chunk");
       return need_data{};
     }
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(avail, remaining_));
-    const std::span<const std::byte> data(in_.data() + pos_, n);
+    const std::span<const std::byte> data(view_.data() + pos_, n);
     pos_ += n;
     remaining_ -= n;
     if (remaining_ == 0) state_ = state::chunk_crlf;
     return body_data{data};
   }
   case state::chunk_crlf: {
-    if (in_.size() - pos_ < 2) {
+    if (view_.size() - pos_ < 2) {
       if (eof_) return fail(400, "end of stream after chunk data");
       return need_data{};
     }
-    if (in_[pos_] != std::byte{'\r'} || in_[pos_ + 1] != std::byte{'\n'})
+    if (view_[pos_] != std::byte{'\r'} || view_[pos_ + 1] != std::byte{'\n'})
       return fail(400, "chunk data not followed by CRLF");
     pos_ += 2;
     state_ = state::chunk_size;
@@ -218,7 +249,7 @@ event parser::next_event() {
   case state::trailers: return parse_trailers();
   case state::end: return finish_message();
   case state::body_until_close: {
-    const std::size_t avail = in_.size() - pos_;
+    const std::size_t avail = view_.size() - pos_;
     if (avail == 0) {
       if (eof_) return finish_message();
       return need_data{};
@@ -226,7 +257,7 @@ event parser::next_event() {
     body_total_ += avail;
     if (body_total_ > limits_.max_body)
       return fail(413, fmt::format("body exceeds the limit of {} bytes", limits_.max_body));
-    const std::span<const std::byte> data(in_.data() + pos_, avail);
+    const std::span<const std::byte> data(view_.data() + pos_, avail);
     pos_ += avail;
     return body_data{data};
   }
@@ -246,7 +277,7 @@ event parser::parse_head() {
   const std::size_t head_end = find_head_end(true, &err);
   if (err) return fail(err->status, std::move(err->message));
   if (head_end == npos) {
-    const std::size_t avail = in_.size() - pos_;
+    const std::size_t avail = view_.size() - pos_;
     if (avail > limits_.max_request_line + limits_.max_header_bytes + 2)
       return fail(431, fmt::format("header section exceeds the limit of {} bytes",
                                    limits_.max_header_bytes));
@@ -256,7 +287,7 @@ event parser::parse_head() {
     }
     return need_data{};
   }
-  const std::string_view head = as_text(std::span(in_).subspan(pos_, head_end - pos_));
+  const std::string_view head = as_text(view_.subspan(pos_, head_end - pos_));
   pos_ = head_end;
 
   const auto first_end = head.find("\r\n");
@@ -403,8 +434,8 @@ event parser::parse_head() {
 
 event parser::parse_chunk_size() {
   // chunk-size [ chunk-ext ] CRLF, with chunk-size = 1*HEXDIG
-  const char* data = reinterpret_cast<const char*>(in_.data());
-  const std::size_t avail = in_.size() - pos_;
+  const char* data = reinterpret_cast<const char*>(view_.data());
+  const std::size_t avail = view_.size() - pos_;
   const std::string_view window(data + pos_, std::min(avail, limits_.max_chunk_line + 2));
   const auto lf = window.find('\n');
   if (lf == npos) {
@@ -453,13 +484,13 @@ event parser::parse_trailers() {
   const std::size_t end = find_head_end(false, &err);
   if (err) return fail(err->status, std::move(err->message));
   if (end == npos) {
-    if (in_.size() - pos_ > limits_.max_header_bytes + 2)
+    if (view_.size() - pos_ > limits_.max_header_bytes + 2)
       return fail(431, fmt::format("trailer section exceeds the limit of {} bytes",
                                    limits_.max_header_bytes));
     if (eof_) return fail(400, "end of stream inside the trailer section");
     return need_data{};
   }
-  std::string_view rest = as_text(std::span(in_).subspan(pos_, end - pos_));
+  std::string_view rest = as_text(view_.subspan(pos_, end - pos_));
   pos_ = end;
   fields trailers;
   while (rest.size() > 2) {

@@ -31,6 +31,10 @@ struct graceful_close_options {
   std::chrono::milliseconds deadline{5'000};
   // Bytes the peer may still send after our FIN; past that, abort.
   std::size_t max_discard = 1 << 20;
+  // false: past the deadline or the cap, once our FIN is out, close instead of abort:
+  // the kernel still delivers what we queued (a slow reader keeps its response), and
+  // resets only if the peer's bytes are left unread (HTTP's lingering close, as nginx).
+  bool reset_at_deadline = true;
 };
 
 struct close_report {

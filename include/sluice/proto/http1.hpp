@@ -112,10 +112,18 @@ class parser {
 public:
   explicit parser(role r, limits l = {});
 
+  // Copies `bytes` in.
   void receive_data(std::span<const std::byte> bytes);
   void receive_data(std::string_view text) {
     receive_data(std::as_bytes(std::span(text.data(), text.size())));
   }
+  // Parses `bytes` where they are, without copying them: the caller keeps them alive
+  // and unchanged until next_event() next returns need_data (or the parser is
+  // destroyed). By then the parser has copied what it has not consumed, at most a
+  // partial head or chunk line, so the caller may drop its buffer (a lent_buffer from
+  // recv_some, say). The spans of body_data events point into `bytes`. Bytes still
+  // buffered from before are appended to instead (a head split across two buffers).
+  void receive_borrowed(std::span<const std::byte> bytes);
   void receive_eof() noexcept { eof_ = true; }
 
   event next_event();
@@ -125,7 +133,9 @@ public:
   void expect_response_to(std::string_view method) { method_ = std::string(method); }
 
   // Bytes received and not yet turned into events (pipelined requests, say).
-  std::size_t buffered() const noexcept { return in_.size() - pos_; }
+  std::size_t buffered() const noexcept { return view_.size() - pos_; }
+  // Whether the parser is reading from a caller's buffer (receive_borrowed).
+  bool borrowing() const noexcept { return borrowing_; }
   const limits& message_limits() const noexcept { return limits_; }
 
 private:
@@ -141,6 +151,9 @@ private:
     failed,
   };
 
+  event next_event_here();
+  // Ends a borrow: copies what is unconsumed into in_.
+  void end_borrow();
   event parse_head();
   event parse_chunk_size();
   event parse_trailers();
@@ -154,7 +167,11 @@ private:
   role role_;
   limits limits_;
   std::vector<std::byte> in_;
+  // What is being parsed: in_, or the caller's bytes while borrowing_.
+  std::span<const std::byte> view_;
   std::size_t pos_ = 0;
+  bool borrowing_ = false;
+
   // find_head_end's progress, relative to pos_.
   std::size_t scan_rel_ = 0;
   std::size_t line_rel_ = 0;

@@ -136,7 +136,9 @@ void receiver::on_complete(operation& op) {
     if (!op.more) r.io_->release_receiver(&r);
     return;
   }
-  if (op.error == std::errc::no_buffer_space) {
+  // (Comparing an error_code with a condition is two virtual calls: test for an error
+  // first, the hot path has none.)
+  if (op.error && op.error == std::errc::no_buffer_space) {
     // The pool had no buffer for it (the backend grows the pool up to its cap first).
     // Not the end of the stream: go on at once if a buffer came back meanwhile,
     // otherwise wait for one.
@@ -149,7 +151,8 @@ void receiver::on_complete(operation& op) {
     return;
   }
 
-  if (op.error == errc::operation_aborted && !op.more && op.cancel_requested) {
+  if (op.error && !op.more && op.cancel_requested && op.error == errc::operation_aborted) {
+
     // Stopped at the high-water mark: re-armed when the reader has caught up.
     if (r.count_ == 0 && r.waiters_.has_waiting()) r.arm();
     return;

@@ -255,4 +255,32 @@ TEST_CASE("io_uring without an operation sluice needs: Asio (said on stderr), or
     CHECK(io.backend_description().find("poll, then read") != std::string::npos);
   }
 }
+
+TEST_CASE("io_uring registers its ring fd on the loop thread, unless told not to") {
+  std::optional<io_context> probe;
+  try {
+    probe.emplace("uring");
+  } catch (const std::system_error&) {
+    return; // no io_uring here (seccomp, old kernel): nothing to register
+  }
+  const std::string plain = probe->backend_description();
+  probe.reset();
+  if (plain.find("plain ring") != std::string::npos) {
+    // Without SINGLE_ISSUER any thread may enter the ring: never registered.
+    io_context io("uring");
+    REQUIRE(sync_wait(io, as_task(sleep_for(io, std::chrono::milliseconds(1)))));
+    CHECK(io.backend_description().find("ring fd not registered") != std::string::npos);
+    return;
+  }
+  {
+    io_context io("uring");
+    // Registered when the loop thread enables the ring, and used from then on.
+    REQUIRE(sync_wait(io, as_task(sleep_for(io, std::chrono::milliseconds(1)))));
+    CHECK(io.backend_description().find("ring fd not registered") == std::string::npos);
+  }
+  scoped_env mask("SLUICE_URING_DISABLE", "ring_fd");
+  io_context io("uring");
+  REQUIRE(sync_wait(io, as_task(sleep_for(io, std::chrono::milliseconds(1)))));
+  CHECK(io.backend_description().find("ring fd not registered") != std::string::npos);
+}
 #endif

@@ -152,6 +152,9 @@ struct features {
   bool single_issuer = true;  // IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN, Linux 6.1
   bool buf_ring = true;       // provided-buffer rings, Linux 5.19
   bool recv_multishot = true; // IORING_RECV_MULTISHOT, Linux 6.0
+  // io_uring_enter by registered index (IORING_REGISTER_RING_FDS, Linux 5.18): no file
+  // lookup per call. Per thread, so only with SINGLE_ISSUER (one thread enters).
+  bool ring_fd = true;
 };
 
 // What io_uring_get_probe cannot show (flags, not opcodes) is tried on a scratch ring,
@@ -265,6 +268,7 @@ public:
       if (feat_.single_issuer)
         log_fallback("no SINGLE_ISSUER|DEFER_TASKRUN (kernel < 6.1): plain ring");
       feat_.single_issuer = false;
+      feat_.ring_fd = false; // any thread may enter a plain ring
       p = io_uring_params{};
       r = io_uring_queue_init_params(queue_depth, &ring_, &p);
     } else if (r == 0) {
@@ -305,7 +309,9 @@ public:
       add("receive: poll, then read into a pooled buffer");
     else if (!feat_.recv_multishot)
       add("receive: one recv per buffer, no multishot");
+    if (!feat_.ring_fd && !disabled_) add("ring fd not registered");
     if (!f.empty()) d += " (" + f + ")";
+
     return d;
   }
 
@@ -659,6 +665,22 @@ private:
     disabled_ = false;
     issuer_ = std::this_thread::get_id();
     attach_buffer_ring();
+    register_ring_fd();
+  }
+
+  // On the loop thread, which is the only one that enters the ring from now on. The
+  // registration belongs to this thread: liburing drops it at io_uring_queue_exit when
+  // the context is destroyed here (as it should be), or the kernel when the thread ends.
+  void register_ring_fd() {
+    if (!feat_.ring_fd) return;
+    if (disabled_by_env("ring_fd")) {
+      feat_.ring_fd = false;
+      return;
+    }
+    if (io_uring_register_ring_fd(&ring_) != 1) {
+      feat_.ring_fd = false;
+      log_fallback("registering the ring fd failed (kernel < 5.18): io_uring_enter by fd");
+    }
   }
 
   void attach_buffer_ring() {

@@ -23,9 +23,6 @@ namespace detail {
 class buffer_pool {
 public:
   virtual void give_back(std::uint32_t id) noexcept = 0;
-  // Whether a receive could get a buffer now, and how many are free.
-  virtual bool has_free() const noexcept { return true; }
-  virtual std::uint32_t free_count() const noexcept { return 1; }
 
 protected:
   ~buffer_pool() = default;

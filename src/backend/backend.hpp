@@ -68,6 +68,8 @@
 #include <sluice/error.hpp>
 #include <sluice/lent_buffer.hpp>
 
+#include "recv_pool.hpp"
+
 #include <string>
 #include <string_view>
 
@@ -91,7 +93,8 @@ public:
   virtual abandoned_at abandon(operation& op) noexcept = 0;
   virtual void discard(operation& op) noexcept = 0;
   virtual void poll(bool block, std::int64_t wake_by) = 0;
-  virtual buffer_pool& buffers() noexcept = 0;
+  virtual recv_pool& buffers() noexcept = 0;
+
   virtual void wake() noexcept = 0;
   virtual void shutdown() noexcept = 0;
 };

@@ -34,8 +34,10 @@ public:
   std::size_t buffer_size() const noexcept { return size_; }
   std::uint32_t count() const noexcept { return static_cast<std::uint32_t>(addr_.size()); }
   std::uint32_t in_use() const noexcept { return in_use_; }
-  bool has_free() const noexcept override { return in_use_ < count() || count() < max_; }
-  std::uint32_t free_count() const noexcept override { return count() - in_use_; }
+  // Whether a receive could get a buffer now (growing the pool if need be), and how
+  // many are free without growing.
+  bool has_free() const noexcept { return in_use_ < count() || count() < max_; }
+  std::uint32_t free_count() const noexcept { return count() - in_use_; }
 
   // Free-list mode: a free buffer, growing the pool (doubling, up to its cap) when none
   // is left. False when the cap is reached and every buffer is lent.

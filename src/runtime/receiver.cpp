@@ -45,13 +45,16 @@ void receiver::push(const item& it) {
   }
 }
 
-void receiver::take(operation& into) noexcept {
-  constexpr std::uint32_t cap = sizeof inline_ / sizeof inline_[0];
-  const item& it = inline_[head_];
+void receiver::give(operation& into, const item& it) noexcept {
   into.res = it.res;
   into.error = it.error;
   into.lent_id = it.lent_id;
   into.buffer = it.data;
+}
+
+void receiver::take(operation& into) noexcept {
+  constexpr std::uint32_t cap = sizeof inline_ / sizeof inline_[0];
+  give(into, inline_[head_]);
   head_ = (head_ + 1) % cap;
   --count_;
   if (!overflow_.empty()) { // keep the order: the oldest overflow moves in
@@ -74,7 +77,6 @@ void receiver::put_back(const operation& from) noexcept {
 }
 
 void receiver::wait(operation& waiter) noexcept {
-
   waiters_.wait(waiter);
   arm();
 }
@@ -87,8 +89,18 @@ void receiver::deliver() noexcept {
   io_->complete(*w); // the reader runs now, inside this completion
 }
 
+bool receiver::hand_over(const item& it) noexcept {
+  if (count_ != 0 || !overflow_.empty()) return false; // older completions go first
+  operation* w = waiters_.first_waiting();
+  if (w == nullptr) return false;
+  waiters_.remove(*w);
+  give(*w, it);
+  io_->complete(*w); // the reader runs now, inside this completion
+  return true;
+}
+
 void receiver::release_items() noexcept {
-  buffer_pool& pool = io_->backend().buffers();
+  recv_pool& pool = io_->backend().buffers();
   operation scratch;
   while (count_ != 0) {
     take(scratch);
@@ -129,7 +141,7 @@ void receiver::resume_after_starving() noexcept {
 
 void receiver::on_complete(operation& op) {
   auto& r = *static_cast<receiver*>(op.owner);
-  buffer_pool& pool = r.io_->backend().buffers();
+  recv_pool& pool = r.io_->backend().buffers();
   const bool got_buffer = !op.error && op.res > 0;
   if (r.closed_) { // draining after close(): nothing is delivered
     if (got_buffer) pool.give_back(op.lent_id);
@@ -152,16 +164,20 @@ void receiver::on_complete(operation& op) {
   }
 
   if (op.error && !op.more && op.cancel_requested && op.error == errc::operation_aborted) {
-
     // Stopped at the high-water mark: re-armed when the reader has caught up.
     if (r.count_ == 0 && r.waiters_.has_waiting()) r.arm();
     return;
   }
-  r.push({op.res, op.error, op.lent_id, op.buffer});
-  // Too much undelivered: stop the kernel filling buffers for a reader that lags.
-  if (op.more && r.count_ + r.overflow_.size() >= high_water && !op.cancel_requested)
-    r.io_->cancel(op);
-  r.deliver();
+  const item it{op.res, op.error, op.lent_id, op.buffer};
+  // The usual case, a reader waiting and nothing queued: straight to it.
+  if (!r.hand_over(it)) {
+    r.push(it);
+    // Too much undelivered: stop the kernel filling buffers for a reader that lags.
+    if (op.more && r.count_ + r.overflow_.size() >= high_water && !op.cancel_requested)
+      r.io_->cancel(op);
+    r.deliver();
+  }
+
   // A single-shot receive (or a multishot that ended) re-arms while a reader waits.
   if (op.state == op_state::idle && r.waiters_.has_waiting() && r.count_ == 0) r.arm();
 }

@@ -22,30 +22,58 @@ using namespace test;
 // Under the sanitizers this executable is built without UBSan's vptr check, which
 // needs free descriptors (see tests/CMakeLists.txt).
 
+namespace {
+// Lowers RLIMIT_NOFILE to just above the highest descriptor open now and takes every
+// free one below it, so that the next descriptor cannot be allocated. release() (or
+// the destructor, should a check fail first) gives everything back. No Catch2 check
+// runs while the table is full: the checks' own code needs descriptors under UBSan.
+class full_fd_table {
+public:
+  full_fd_table() {
+    if (getrlimit(RLIMIT_NOFILE, &old_) != 0) return;
+    int highest = 0;
+    for (int fd = 0; fd < 4096; ++fd)
+      if (fcntl(fd, F_GETFD) != -1) highest = fd;
+    rlimit low = old_;
+    low.rlim_cur = static_cast<rlim_t>(highest + 1);
+    if (setrlimit(RLIMIT_NOFILE, &low) != 0) return;
+    lowered_ = true;
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
+      fillers_.push_back(fd);
+  }
+  full_fd_table(const full_fd_table&) = delete;
+  full_fd_table& operator=(const full_fd_table&) = delete;
+  ~full_fd_table() { release(); }
+
+  // Restores the limit and closes the fillers; true if the table had been filled and
+  // the limit is back.
+  bool release() noexcept {
+    for (int fd : fillers_)
+      ::close(fd);
+    fillers_.clear();
+    if (!lowered_) return false;
+    lowered_ = false;
+    return setrlimit(RLIMIT_NOFILE, &old_) == 0;
+  }
+
+private:
+  rlimit old_{};
+  bool lowered_ = false;
+  std::vector<int> fillers_;
+};
+} // namespace
+
 TEST_CASE("An exhausted fd table fails accept with too_many_open_files; the acceptor survives") {
   io_context io;
   auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
   REQUIRE(acc);
-  rlimit old{};
-  REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
-  // Open one client first, then lower the limit to what is open now: the accepted
-  // descriptor cannot be allocated.
+  // Open one client first, then fill the table: the accepted descriptor cannot be
+  // allocated.
   auto c = sync_wait(io, tcp::connect(io, acc->local_endpoint()));
   REQUIRE(c);
-  int highest = 0;
-  for (int fd = 0; fd < 4096; ++fd)
-    if (fcntl(fd, F_GETFD) != -1) highest = fd;
-  rlimit low = old;
-  low.rlim_cur = static_cast<rlim_t>(highest + 1);
-  REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
-  // Fill any free descriptor below the limit too.
-  std::vector<int> fillers;
-  for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
-    fillers.push_back(fd);
+  full_fd_table table;
   auto r = sync_wait(io, as_task(acc->accept()));
-  REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0);
-  for (int fd : fillers)
-    ::close(fd);
+  REQUIRE(table.release());
   REQUIRE(!r);
   CHECK(r.error() == errc::too_many_open_files);
   CHECK(r.error().message().find(acc->local_endpoint().to_string()) != std::string::npos);
@@ -69,9 +97,6 @@ TEST_CASE("A server out of descriptors pauses accepting (100 ms doubling to 500 
   };
   auto client = tcp::stream::open(io); // its descriptor exists before the table fills
   REQUIRE(client);
-  rlimit old{};
-  REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
-  std::vector<int> fillers;
   std::string echoed;
   drain_report report;
   auto driver = [&]() -> task<void> {
@@ -79,23 +104,16 @@ TEST_CASE("A server out of descriptors pauses accepting (100 ms doubling to 500 
     // polling): the Asio backend creates its pooled timers now.
     co_await when_all(sleep_for(io, std::chrono::milliseconds(1)),
                       sleep_for(io, std::chrono::milliseconds(1)));
-    int highest = 0;
-    for (int fd = 0; fd < 4096; ++fd)
-      if (fcntl(fd, F_GETFD) != -1) highest = fd;
-    rlimit low = old;
-    low.rlim_cur = static_cast<rlim_t>(highest + 1);
-    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
-    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
-      fillers.push_back(fd);
+    full_fd_table table;
     auto connected =
+
         co_await client->connect(srv.local_endpoint()); // the kernel's backlog holds it
     // Three pauses (100 + 200 + 400 ms), bounded.
     for (int i = 0; i < 500 && lines.size() < 3; ++i)
       (void)co_await sleep_for(io, std::chrono::milliseconds(10));
-    REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0);
-    for (int fd : fillers)
-      ::close(fd);
+    REQUIRE(table.release());
     REQUIRE(connected);
+
     auto sent = co_await client->send_all(bytes("hi"));
     REQUIRE(sent);
     echoed = co_await recv_exactly(*client, 2);

@@ -222,21 +222,6 @@ TEST_CASE("A pending connect cancelled through its stop token completes with ope
   CHECK(r.error() == errc::operation_aborted);
 }
 
-TEST_CASE("A recv with a deadline fails with timed_out and leaves the stream usable") {
-  io_context io;
-  auto [c, s] = sync_wait(io, connected_pair(io));
-  std::array<std::byte, 16> buf;
-  auto r = sync_wait(io, with_timeout(s.recv(buf), 20ms));
-  REQUIRE(!r);
-  CHECK(r.error() == errc::timed_out);
-  auto again = [&]() -> task<std::string> {
-    auto sent_7 = co_await c.send_all(bytes("ok"));
-    REQUIRE(sent_7);
-    co_return co_await recv_exactly(s, 2);
-  };
-  CHECK(sync_wait(io, again()) == "ok");
-}
-
 TEST_CASE("close() completes a pending recv with operation_aborted") {
   io_context io;
   auto [c, s] = sync_wait(io, connected_pair(io));

@@ -20,8 +20,8 @@ TEST_CASE("Operations cancelled from other threads while the loop runs all end a
     std::stop_source src; // stopped from another thread, at a random moment
     auto waiter = [&]() -> task<void> {
       std::array<std::byte, 16> buf;
-      auto timer = co_await with_stop_token(as_task(sleep_for(io, std::chrono::microseconds(round * 5))),
-                                            src.get_token());
+      auto timer = co_await with_stop_token(
+          as_task(sleep_for(io, std::chrono::microseconds(round * 5))), src.get_token());
       auto r = co_await with_stop_token(as_task(s.recv(buf)), src.get_token());
       if (!r && r.error() == errc::operation_aborted)
         ++aborted;

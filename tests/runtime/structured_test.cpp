@@ -53,7 +53,8 @@ TEST_CASE("stop_callback runs when the source is stopped, once, and not after it
   CHECK(calls == 2);
 }
 
-TEST_CASE("Destroying a stop_callback waits for it to finish running on another thread", "[threads]") {
+TEST_CASE("Destroying a stop_callback waits for it to finish running on another thread",
+          "[threads]") {
   stop_source src;
   std::atomic<bool> entered{false}, finished{false};
   auto cb = std::make_unique<stop_callback<std::function<void()>>>(src.get_token(), [&] {

@@ -67,6 +67,10 @@ private:
   void arm() noexcept;
   void push(const item& it);
   void deliver() noexcept;
+  // A completion straight to a waiting reader when nothing is queued before it.
+  bool hand_over(const item& it) noexcept;
+  static void give(operation& into, const item& it) noexcept;
+
   void release_items() noexcept;
 
   operation op_;

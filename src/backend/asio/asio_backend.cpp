@@ -63,7 +63,7 @@ public:
 
   std::string_view name() const noexcept override { return "asio"; }
 
-  buffer_pool& buffers() noexcept override { return pool_; }
+  recv_pool& buffers() noexcept override { return pool_; }
 
   void submit(operation& op) override {
     auto& st = *new (op.scratch) op_data{};

@@ -245,7 +245,7 @@ public:
     }
   }
 
-  buffer_pool& buffers() noexcept override { return pool_; }
+  recv_pool& buffers() noexcept override { return pool_; }
 
   void poll(bool block, std::int64_t wake_by) override {
     if (remote_pending_) { // a wake seen while an abandon waited for its packet

@@ -295,7 +295,7 @@ public:
 
   std::string_view name() const noexcept override { return "uring"; }
 
-  buffer_pool& buffers() noexcept override { return pool_; }
+  recv_pool& buffers() noexcept override { return pool_; }
 
   std::string description() const override {
     std::string d = "uring";

@@ -11,6 +11,10 @@
 #include <string_view>
 #include <utility>
 
+#ifndef _WIN32
+#include <dirent.h>
+#endif
+
 namespace test {
 
 using namespace std::chrono_literals;
@@ -61,6 +65,21 @@ inline sluice::task<std::string> recv_exactly(sluice::tcp::stream& s, std::size_
     out += text(std::span(buf).first(*r));
   }
   co_return out;
+}
+
+// Open descriptors of this process (Linux), or -1 where that cannot be counted.
+inline long open_descriptors() {
+#ifdef _WIN32
+  return -1;
+#else
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  long n = 0;
+  while (::readdir(d) != nullptr)
+    ++n;
+  ::closedir(d);
+  return n;
+#endif
 }
 
 // Receives until the peer closes; returns everything.

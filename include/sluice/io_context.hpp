@@ -36,6 +36,7 @@ namespace sluice {
 namespace detail {
 class backend;
 class receiver;
+class accept_queue;
 struct remote_queue;
 
 // Links a spawned task's root frame into its io_context, which destroys the frames
@@ -57,6 +58,9 @@ public:
     std::size_t recv_buffer_size = 16 * 1024;
     std::uint32_t recv_buffers = 64;
     std::uint32_t max_recv_buffers = 4096;
+    // Connections an acceptor accepts ahead of accept() (io_uring's multishot accept);
+    // past them the kernel's listen backlog holds the next ones.
+    std::uint32_t accept_ahead = 64;
   };
 
   io_context();
@@ -118,6 +122,9 @@ public:
   // Receivers (the receive side of streams that use recv_some), pooled.
   detail::receiver* acquire_receiver();
   void release_receiver(detail::receiver* r) noexcept;
+  // Accept queues (the accepting side of acceptors), pooled the same way.
+  detail::accept_queue* acquire_accept_queue();
+  void release_accept_queue(detail::accept_queue* q) noexcept;
   // A lent buffer came back to the pool: a receiver starved of buffers may go on.
   void buffers_came_back() noexcept;
   void park_starved(detail::receiver& r) noexcept;
@@ -176,6 +183,8 @@ private:
   detail::receiver* starved_ = nullptr; // receivers waiting for buffers, FIFO
   detail::receiver* starved_tail_ = nullptr;
   bool resuming_starved_ = false;
+  std::vector<std::unique_ptr<detail::accept_queue>> accept_queues_;
+  std::vector<detail::accept_queue*> free_accept_queues_;
 
   std::unique_ptr<detail::remote_queue> remote_;
   detail::ready_node ready_;   // sentinel of the circular ready list

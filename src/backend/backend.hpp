@@ -14,6 +14,11 @@
 //                 completes with operation_aborted instead.
 //                 With op.deadline set, the backend cancels op when it passes and sets
 //                 op.timed_out (io_uring: a linked timeout; others: a deadline heap).
+//   accept        completes with the accepted handle in op.res and the peer in
+//                 *op.address — or, when the backend made it a multishot (it sets
+//                 op.multishot; io_uring), once per connection with op.more set on all
+//                 but the last, and no peer address (the acceptor's queue asks).
+
 //   recv_lent     receives into a buffer the backend chooses from its pool (buffers()):
 //                 completes with op.res bytes (0: end of stream), op.lent_id and
 //                 op.buffer naming the lent buffer, which the reader gives back. An

@@ -540,23 +540,28 @@ accept_awaiter::accept_awaiter(acceptor& a) : a_(&a) {
 
 bool accept_awaiter::begin() {
   if (!a_->is_open()) return sluice::detail::fail_now(op_, errc::not_a_socket);
-  op_.address = &peer_;        // here, not in the constructor: the awaiter may have moved
-  if (!a_->backlog_.empty()) { // accepted for a coroutine that was destroyed first
-    const acceptor::accepted c = a_->backlog_.front();
-    a_->backlog_.erase(a_->backlog_.begin());
-    op_.res = static_cast<std::int64_t>(c.handle);
-    op_.error = {};
-    peer_ = c.peer;
-    return false;
-  }
-  return true;
+  op_.address = &peer_; // here, not in the constructor: the awaiter may have moved
+  auto& q = a_->queue();
+  if (!q.ready()) return true;
+  q.take(op_); // accepted ahead
+  return false;
+}
+
+bool accept_awaiter::wait_queue(std::coroutine_handle<> h, const stop_token& token) {
+  return start_waiting(h, token, [this](sluice::detail::operation& op) { a_->queue_->wait(op); });
 }
 
 accept_awaiter::~accept_awaiter() {
-  if (withdraw() && !op_.error && op_.res >= 0 && a_->is_open()) {
-    a_->backlog_.push_back({static_cast<sluice::detail::native_handle>(op_.res), peer_});
-    op_.error = make_error_code(errc::operation_aborted); // the acceptor has it now
-  }                                                       // otherwise ~io_awaiter closes it
+  // Destroyed after it was handed a connection it never returned: the acceptor takes
+  // it back for its next accept(), or it is closed.
+  if (withdraw() && !op_.error && op_.res >= 0) {
+    const auto h = static_cast<sluice::detail::native_handle>(op_.res);
+    if (a_->is_open() && io_context::alive(a_->io_id_))
+      a_->queue().put_back(h, peer_);
+    else
+      sys::close(h);
+    op_.error = make_error_code(errc::operation_aborted); // nothing left to release
+  }
 }
 
 result<stream> accept_awaiter::await_resume() {
@@ -573,7 +578,7 @@ result<stream> accept_awaiter::await_resume() {
 acceptor::acceptor(acceptor&& o) noexcept
     : io_(o.io_), io_id_(o.io_id_),
       handle_(std::exchange(o.handle_, sluice::detail::invalid_handle)), local_(o.local_),
-      backlog_(std::move(o.backlog_)) {}
+      queue_(std::exchange(o.queue_, nullptr)) {}
 
 acceptor& acceptor::operator=(acceptor&& o) noexcept {
   if (this != &o) {
@@ -582,19 +587,33 @@ acceptor& acceptor::operator=(acceptor&& o) noexcept {
     io_id_ = o.io_id_;
     handle_ = std::exchange(o.handle_, sluice::detail::invalid_handle);
     local_ = o.local_;
-    backlog_ = std::move(o.backlog_);
+    queue_ = std::exchange(o.queue_, nullptr);
   }
   return *this;
 }
 
 acceptor::~acceptor() { close(); }
 
+sluice::detail::accept_queue& acceptor::queue() {
+  if (queue_ == nullptr) {
+    queue_ = io_->acquire_accept_queue();
+    queue_->open(handle_, io_->settings().accept_ahead);
+  }
+  return *queue_;
+}
+
+std::size_t acceptor::queued() const noexcept {
+  return queue_ != nullptr && io_context::alive(io_id_) ? queue_->queued() : 0;
+}
+
 void acceptor::close() noexcept {
   if (!is_open()) return;
-  for (const accepted& c : backlog_)
-    sys::close(c.handle);
-  backlog_.clear();
-  if (io_ != nullptr && io_context::alive(io_id_)) io_->backend().cancel_all(handle_);
+  if (io_ != nullptr && io_context::alive(io_id_)) {
+    // Queued connections are closed, waiting accept()s end with operation_aborted.
+    if (queue_ != nullptr) queue_->close();
+    io_->backend().cancel_all(handle_);
+  }
+  queue_ = nullptr;
   sys::close(handle_);
   handle_ = sluice::detail::invalid_handle;
 }

@@ -10,8 +10,10 @@
 #include <fmt/format.h>
 #include <fmt/std.h>
 #include <mutex>
+#include <sluice/detail/accept_queue.hpp>
 #include <sluice/detail/operation.hpp>
 #include <sluice/detail/receiver.hpp>
+
 #include <sluice/spawn.hpp>
 
 #include <sluice/timer.hpp>
@@ -210,6 +212,21 @@ detail::receiver* io_context::acquire_receiver() {
 }
 
 void io_context::release_receiver(detail::receiver* r) noexcept { free_receivers_.push_back(r); }
+
+detail::accept_queue* io_context::acquire_accept_queue() {
+  if (free_accept_queues_.empty()) {
+    accept_queues_.push_back(std::make_unique<detail::accept_queue>(*this));
+    free_accept_queues_.reserve(accept_queues_.size());
+    return accept_queues_.back().get();
+  }
+  detail::accept_queue* q = free_accept_queues_.back();
+  free_accept_queues_.pop_back();
+  return q;
+}
+
+void io_context::release_accept_queue(detail::accept_queue* q) noexcept {
+  free_accept_queues_.push_back(q);
+}
 
 void io_context::park_starved(detail::receiver& r) noexcept {
   r.next_starved = nullptr;

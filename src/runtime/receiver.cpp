@@ -123,10 +123,13 @@ void receiver::close() noexcept {
     // sees it closed and returns it to the pool then).
     return;
   }
-  if (op_.state == op_state::pending) {
-    io_->cancel(op_); // its last completion returns it to the pool
+  if (op_.state != op_state::idle) {
+    // In the backend, or completed and waiting its turn to be seen: its last
+    // completion returns it to the pool.
+    if (op_.state == op_state::pending) io_->cancel(op_);
     return;
   }
+
   io_->release_receiver(this);
 }
 

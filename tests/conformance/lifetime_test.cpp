@@ -9,29 +9,10 @@
 #include <thread>
 #include <vector>
 
-#ifndef _WIN32
-#include <dirent.h>
-#endif
-
 using namespace sluice;
 using namespace test;
 
 namespace {
-
-// Open descriptors of this process (Linux), or -1 where that cannot be counted.
-long open_descriptors() {
-#ifdef _WIN32
-  return -1;
-#else
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  long n = 0;
-  while (::readdir(d) != nullptr)
-    ++n;
-  ::closedir(d);
-  return n;
-#endif
-}
 
 task<void> yield_turns(io_context& io, int n) {
   for (int i = 0; i < n; ++i)

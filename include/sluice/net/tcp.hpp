@@ -10,7 +10,9 @@
 #pragma once
 
 #include <cstddef>
+#include <sluice/detail/accept_queue.hpp>
 #include <sluice/detail/io_awaiter.hpp>
+
 #include <sluice/detail/receiver.hpp>
 #include <sluice/lent_buffer.hpp>
 
@@ -202,12 +204,13 @@ public:
   // connection for its next accept() (or closes it if it is closed itself).
   ~accept_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
+    return begin() ? wait_queue(h, stop_token_of(h)) : settle_now(h);
   }
   result<stream> await_resume();
 
 private:
   bool begin();
+  bool wait_queue(std::coroutine_handle<> h, const stop_token& token);
   acceptor* a_;
   sluice::detail::address_storage peer_;
 };
@@ -337,7 +340,12 @@ public:
 
   // The next connection. Errors name the listening endpoint; running out of file
   // descriptors is errc::too_many_open_files and leaves the acceptor usable.
+  // With io_uring, one multishot accept serves every accept(): connections that arrive
+  // while nobody awaits accept() wait in a queue (io_context::options::accept_ahead
+  // of them; past that, in the kernel's listen backlog).
   detail::accept_awaiter accept() { return detail::accept_awaiter(*this); }
+  // Connections accepted ahead and not yet taken by accept().
+  std::size_t queued() const noexcept;
 
   bool is_open() const noexcept { return handle_ != sluice::detail::invalid_handle; }
   const endpoint& local_endpoint() const noexcept { return local_; }
@@ -347,15 +355,12 @@ public:
 
 private:
   friend class detail::accept_awaiter;
-  struct accepted {
-    sluice::detail::native_handle handle;
-    sluice::detail::address_storage peer;
-  };
+  sluice::detail::accept_queue& queue();
   io_context* io_ = nullptr;
   std::uint64_t io_id_ = 0;
   sluice::detail::native_handle handle_ = sluice::detail::invalid_handle;
   endpoint local_;
-  std::vector<accepted> backlog_; // accepted for a coroutine that was destroyed first
+  sluice::detail::accept_queue* queue_ = nullptr; // from the io_context's pool, once accepting
 };
 
 // Connects to `ep` (same as stream::connect(io, ep)).

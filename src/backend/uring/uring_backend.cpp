@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <thread>
 #include <unistd.h>
 
@@ -146,12 +147,13 @@ constexpr std::uint64_t link_bit = 1; // user_data of an operation's linked time
 
 // What the kernel offers (probed) and what sluice uses (probed and not disabled).
 struct features {
-  bool op_shutdown = true;    // IORING_OP_SHUTDOWN, Linux 5.11
-  bool cancel_fd = true;      // IORING_ASYNC_CANCEL_FD | ALL, Linux 5.19
-  bool cancel_any = true;     // IORING_ASYNC_CANCEL_ANY, Linux 5.19
-  bool single_issuer = true;  // IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN, Linux 6.1
-  bool buf_ring = true;       // provided-buffer rings, Linux 5.19
-  bool recv_multishot = true; // IORING_RECV_MULTISHOT, Linux 6.0
+  bool op_shutdown = true;      // IORING_OP_SHUTDOWN, Linux 5.11
+  bool cancel_fd = true;        // IORING_ASYNC_CANCEL_FD | ALL, Linux 5.19
+  bool cancel_any = true;       // IORING_ASYNC_CANCEL_ANY, Linux 5.19
+  bool single_issuer = true;    // IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN, Linux 6.1
+  bool buf_ring = true;         // provided-buffer rings, Linux 5.19
+  bool recv_multishot = true;   // IORING_RECV_MULTISHOT, Linux 6.0
+  bool accept_multishot = true; // IORING_ACCEPT_MULTISHOT, Linux 5.19
   // io_uring_enter by registered index (IORING_REGISTER_RING_FDS, Linux 5.18): no file
   // lookup per call. Per thread, so only with SINGLE_ISSUER (one thread enters).
   bool ring_fd = true;
@@ -161,6 +163,7 @@ struct features {
 // once per process: -EINVAL means the kernel does not know it.
 struct kernel_probe {
   bool cancel_fd = false, cancel_any = false, buf_ring = false, recv_multishot = false;
+  bool accept_multishot = false;
 };
 kernel_probe probe_kernel() {
   static std::once_flag once;
@@ -186,6 +189,30 @@ kernel_probe probe_kernel() {
     result.cancel_any = run([](io_uring_sqe* s) {
                           io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY);
                         }) != -EINVAL;
+    // A multishot accept on a listening Unix socket (abstract, autobound) with a
+    // connection waiting: an older kernel rejects the flag with -EINVAL.
+    if (const int l = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); l >= 0) {
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      socklen_t len = sizeof(sa_family_t);
+      if (::bind(l, reinterpret_cast<sockaddr*>(&addr), len) == 0 && ::listen(l, 1) == 0 &&
+          (len = sizeof addr, ::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len) == 0)) {
+        const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c >= 0 && ::connect(c, reinterpret_cast<sockaddr*>(&addr), len) == 0) {
+          unsigned flags = 0;
+          const int res = run(
+              [&](io_uring_sqe* s) {
+                io_uring_prep_multishot_accept(s, l, nullptr, nullptr, SOCK_CLOEXEC);
+              },
+              &flags);
+          result.accept_multishot = res >= 0 && (flags & IORING_CQE_F_MORE) != 0;
+          if (res >= 0) ::close(res);
+        }
+        if (c >= 0) ::close(c);
+      }
+      // The multishot still armed on `l` ends with the ring (io_uring_queue_exit below).
+      ::close(l);
+    }
     // A one-buffer ring, and a multishot recv on a socketpair with a byte waiting.
     void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (mem != MAP_FAILED) {
@@ -226,8 +253,10 @@ kernel_probe probe_kernel() {
   return result;
 }
 
-// SLUICE_URING_DISABLE=op_shutdown,cancel_fd,cancel_any,single_issuer turns features
-// off, to exercise the fallbacks on a kernel that has them.
+// SLUICE_URING_DISABLE=op_shutdown,cancel_fd,cancel_any,single_issuer,buf_ring,
+// recv_multishot,accept_multishot,ring_fd turns features off, to exercise the fallbacks
+// on a kernel that has them.
+
 bool disabled_by_env(std::string_view feature) {
   const char* v = std::getenv("SLUICE_URING_DISABLE");
   if (v == nullptr) return false;
@@ -309,6 +338,7 @@ public:
       add("receive: poll, then read into a pooled buffer");
     else if (!feat_.recv_multishot)
       add("receive: one recv per buffer, no multishot");
+    if (!feat_.accept_multishot) add("accept: one per connection, no multishot");
     if (!feat_.ring_fd && !disabled_) add("ring fd not registered");
     if (!f.empty()) d += " (" + f + ")";
 
@@ -333,6 +363,13 @@ public:
     io_uring_sqe* sqe = get_sqe();
     switch (op.code) {
     case op_code::accept:
+      // Multishot: one SQE accepts connection after connection (the acceptor's queue
+      // asks each one's peer address; there is one address buffer for them all).
+      op.multishot = feat_.accept_multishot;
+      if (op.multishot) {
+        io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
+        break;
+      }
       op.address->length = sizeof(op.address->bytes);
       io_uring_prep_accept(sqe, fd, reinterpret_cast<sockaddr*>(op.address->bytes),
                            reinterpret_cast<socklen_t*>(&op.address->length), SOCK_CLOEXEC);
@@ -638,6 +675,10 @@ private:
     feat_.cancel_any = k.cancel_any && !disabled_by_env("cancel_any");
     feat_.buf_ring = k.buf_ring && !disabled_by_env("buf_ring");
     feat_.recv_multishot = feat_.buf_ring && k.recv_multishot && !disabled_by_env("recv_multishot");
+    feat_.accept_multishot = k.accept_multishot && !disabled_by_env("accept_multishot");
+    if (!k.accept_multishot)
+      log_fallback("no multishot accept (kernel < 5.19): one accept per connection");
+
     if (!kernel_shutdown) log_fallback("no IORING_OP_SHUTDOWN (kernel < 5.11): using shutdown(2)");
     if (!k.cancel_fd)
       log_fallback("no IORING_ASYNC_CANCEL_FD (kernel < 5.19): cancelling per operation");
@@ -748,7 +789,7 @@ private:
   void set_aside(std::uint64_t ud, int res, unsigned flags) {
     if (ud <= tag_wake) return internal(ud, res, false);
     auto* op = reinterpret_cast<operation*>(ud & ~link_bit);
-    if (op->code == op_code::recv_lent) { // a receiver's: it may have more to come
+    if (op->code == op_code::recv_lent || op->multishot) { // it may have more to come
       backlog_.push_back({ud, res, flags});
       return;
     }
@@ -766,7 +807,11 @@ private:
     }
     if (op.code == op_code::recv_lent) return take_receive(op, res, flags);
     fill(op, res);
-    return --data(op).cqes_left == 0 ? &op : nullptr;
+    if (op.multishot && (flags & IORING_CQE_F_MORE) != 0) {
+      op.more = true; // a multishot accept: it stays pending
+      return &op;
+    }
+    return last_cqe(op);
   }
 
   operation* last_cqe(operation& op) noexcept {

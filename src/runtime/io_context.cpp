@@ -67,29 +67,10 @@ void report_spawn_failure(std::exception_ptr e) noexcept {
   }
 }
 
-task<void> deadline_timer(std::chrono::nanoseconds d, deadline_state& s) {
-  auto r = co_await with_stop_token(as_task(sleep_for(d)), s.timer_stop.get_token());
-  if (r) {
-    s.expired = true;
-    s.body_stop.request_stop();
-  }
-}
-
-std::string deadline_message(std::chrono::nanoseconds d) {
-  return fmt::format("deadline of {} ms expired",
-                     std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
-
 } // namespace detail
 
 spawn_error_handler set_spawn_error_handler(spawn_error_handler h) noexcept {
   return std::exchange(detail::spawn_handler, h ? h : detail::print_spawn_failure);
-}
-
-sleep_awaiter sleep_for(std::chrono::nanoseconds d) {
-  io_context* io = io_context::current();
-  if (io == nullptr) throw std::logic_error("sleep_for(duration) outside a running io_context");
-  return sleep_awaiter(*io, d);
 }
 
 yield_awaiter yield() {
@@ -254,19 +235,6 @@ void io_context::buffers_came_back() noexcept {
 
 void detail::count_queued(operation& op, int delta) noexcept {
   if (op.ctx != nullptr) op.ctx->count_queued(delta);
-}
-
-void detail::unwatch_deadline(operation& op) noexcept {
-  if (op.deadline_slot != no_deadline_slot && op.ctx != nullptr) op.ctx->unwatch_deadline(op);
-}
-
-void io_context::expire_waiting_deadlines() noexcept {
-  if (waiting_deadlines_.empty()) return;
-  const std::int64_t now = detail::steady_now_ns();
-  while (detail::operation* op = waiting_deadlines_.pop_expired(now)) {
-    op->timed_out = true;
-    cancel(*op); // queued: leaves its queue, completes with operation_aborted → timed_out
-  }
 }
 
 void io_context::check_loop_thread(const char* what) const noexcept {

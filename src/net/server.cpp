@@ -1,3 +1,6 @@
+// sluice::server: accepting, one task per connection, a bounded graceful drain, and
+// serve_until_signalled (include/sluice/server.hpp). Protocol-agnostic: the echo
+// example and the HTTP driver use it alike.
 #include <sluice/server.hpp>
 
 #include <fmt/format.h>

@@ -9,6 +9,7 @@ practical limit), and the server's CPU time per message split into user (the
 framework's own cost) and sys (mostly the kernel's TCP).
 
   python3 benchmarks/echo_bench.py --build build/release [--seconds 3] [--cpus 0,0]
+                                   [--configs 50x65536] [--zerocopy 16384]
 
 By default server and client share CPU 0 (taskset -c 0 for both): on a small shared
 machine that gives repeatable ratios. --cpus 0,1 puts them on two CPUs. Compare ratios
@@ -72,6 +73,9 @@ def main():
     ap.add_argument("--cpus", default="0,0", help="server,client CPUs (default: both on 0)")
     ap.add_argument("--server", action="append", default=[],
                     help="NAME=PATH: another sluice echo_server build to compare (io_uring)")
+    ap.add_argument("--zerocopy", type=int, default=0, metavar="BYTES",
+                    help="also run the hand-written loop with sends of BYTES and up as "
+                         "IORING_OP_SEND_ZC (sluice does not use it: docs/performance.md)")
     args = ap.parse_args()
     b = args.build
     client = f"{b}/examples/echo_client"
@@ -83,6 +87,12 @@ def main():
     for extra in args.server:
         name, path = extra.split("=", 1)
         servers.append((name, [path], {"SLUICE_BACKEND": "uring"}))
+    if args.zerocopy:
+        servers.insert(1, ("uring-loop-zc", [f"{b}/benchmarks/uring_echo_server", "--zerocopy",
+                                             str(args.zerocopy)], {}))
+
+
+
     servers = [s for s in servers if os.path.exists(s[1][0])]
     configs = CONFIGS
     if args.configs != "all":

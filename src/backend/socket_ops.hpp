@@ -17,6 +17,8 @@ result<void> bind(native_handle h, const endpoint& ep);
 result<void> listen(native_handle h, int backlog);
 result<void> set_reuse_address(native_handle h, bool on);
 result<void> set_nodelay(native_handle h, bool on);
+result<bool> nodelay(native_handle h);
+
 result<void> set_linger(native_handle h, bool on, int seconds);
 result<endpoint> local_endpoint(native_handle h);
 result<endpoint> remote_endpoint(native_handle h);

@@ -1,5 +1,6 @@
 #include <sluice/http/server.hpp>
 
+#include <optional>
 #include <sluice/timer.hpp>
 
 namespace sluice::http {
@@ -54,27 +55,33 @@ struct connection {
 enum class next { need_data, close, finished };
 
 // Turns the parser's events into answers until it needs more data, the connection is
-// to be closed, or the client finished.
+// to be closed, or the client finished. Responses to pipelined requests are batched:
+// they are serialized one after the other and leave in one send when the parser has
+// nothing complete left (or the batch reaches its bound), so a read of N requests
+// costs one send, not N.
 task<result<next>> answer(connection& c) {
+  std::string out; // serialized responses not sent yet
+  std::size_t batched = 0;
   for (;;) {
     auto ev = c.p.next_event();
-    if (std::holds_alternative<h1::need_data>(ev)) co_return next::need_data;
-    if (auto* head = std::get_if<h1::request_head>(&ev)) {
-      c.current = std::move(head->head);
+    // What to do once `out` has gone, if it must go now.
+    std::optional<next> then;
+    bool flush = false;
+    if (std::holds_alternative<h1::need_data>(ev)) {
+      then = next::need_data;
+      flush = true;
+    } else if (auto* rh = std::get_if<h1::request_head>(&ev)) {
+      c.current = std::move(rh->head);
       c.body.clear();
       c.in_request = true;
       const bool body_follows = c.current.chunked || c.current.content_length != 0;
       if (c.current.expect_continue && body_follows && c.p.buffered() == 0) {
-        auto sent = co_await shield(c.s.send_all(as_bytes("HTTP/1.1 100 Continue\r\n\r\n")));
-        if (!sent) co_return std::move(sent).error();
+        out += "HTTP/1.1 100 Continue\r\n\r\n"; // after the answers before it
+        flush = true;
       }
-      continue;
-    }
-    if (auto* data = std::get_if<h1::body_data>(&ev)) {
+    } else if (auto* data = std::get_if<h1::body_data>(&ev)) {
       c.body.append(reinterpret_cast<const char*>(data->data.data()), data->data.size());
-      continue;
-    }
-    if (std::holds_alternative<h1::message_end>(ev)) {
+    } else if (std::holds_alternative<h1::message_end>(ev)) {
       c.in_request = false;
       ++c.report.requests;
       const h1::request req = std::exchange(c.current, h1::request());
@@ -83,31 +90,42 @@ task<result<next>> answer(connection& c) {
       head.status = r.status;
       head.headers = std::move(r.headers);
       head.keep_alive = req.keep_alive && !c.stop.stop_requested();
-      std::string out;
       h1::serialize(head, r.body, out);
       // HEAD: the same head as GET (Content-Length included), without the body.
       if (req.method == "HEAD") out.resize(out.size() - r.body.size());
-      auto sent = co_await shield(c.s.send_all(as_bytes(out)));
-      if (!sent) co_return std::move(sent).error();
-      if (!head.keep_alive) co_return next::close;
-      continue;
-    }
-    if (std::holds_alternative<h1::end_of_input>(ev)) {
+      ++batched;
+
+      if (!head.keep_alive) {
+        then = next::close;
+        flush = true;
+      } else if (batched >= c.o.max_batch_responses || out.size() >= c.o.max_batch_bytes) {
+        flush = true;
+      }
+    } else if (std::holds_alternative<h1::end_of_input>(ev)) {
+      // The client finished sending: what it asked for before its FIN is answered.
       c.report.peer_fin_seen = true;
-      c.s.close();
-      co_return next::finished;
-    }
-    if (auto* err = std::get_if<h1::parse_error>(&ev)) {
+      then = next::finished;
+      flush = true;
+    } else if (auto* err = std::get_if<h1::parse_error>(&ev)) {
       c.report.rejected_status = err->status;
       h1::response head;
       head.status = err->status;
       head.keep_alive = false;
       head.headers.add("Content-Type", "text/plain");
-      std::string out;
       h1::serialize(head, err->message + "\n", out);
+      then = next::close;
+      flush = true;
+    }
+    if (flush && !out.empty()) {
+      ++c.report.sends;
       auto sent = co_await shield(c.s.send_all(as_bytes(out)));
       if (!sent) co_return std::move(sent).error();
-      co_return next::close;
+      out.clear();
+      batched = 0;
+    }
+    if (then) {
+      if (*then == next::finished) c.s.close();
+      co_return *then;
     }
   }
 }
@@ -118,6 +136,8 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
   // (The token first: g++ 12 mishandles a co_await inside a braced initializer.)
   const stop_token stop = co_await this_stop_token();
   connection c(s, h, o, stop);
+  // Small responses go out at once instead of waiting for the client's ACK (Nagle).
+  if (o.tcp_nodelay) (void)s.set_nodelay(true);
 
   for (;;) {
     auto step = co_await answer(c);

@@ -170,7 +170,13 @@ result<void> stream::set_nodelay(bool on) {
   return sys::set_nodelay(handle_, on);
 }
 
+result<bool> stream::nodelay() const {
+  if (!is_open()) return error(errc::not_a_socket, "nodelay");
+  return sys::nodelay(handle_);
+}
+
 result<void> stream::set_linger(bool on, int seconds) {
+
   if (!is_open()) return error(errc::not_a_socket, "set_linger");
   return sys::set_linger(handle_, on, seconds);
 }

@@ -4,7 +4,10 @@
 //   task<http::response> hello(const http::request& req, std::string body) { ... }
 //   co_await http::serve_connection(stream, hello);
 //
-// Keep-alive and pipelined requests are answered in order. "Expect: 100-continue" is
+// Keep-alive and pipelined requests are answered in order; the responses to the
+// requests one read brought leave together in one send (bounded by
+// server_options::max_batch_*). "Expect: 100-continue" is
+
 // answered with 100 Continue before the body is read. A request the parser rejects is
 // answered with its status (400, 413, 414, 431, 417, 501, 505) and "Connection: close".
 // Closing is graceful: after the last response the server half-closes (FIN) and
@@ -35,12 +38,21 @@ struct server_options {
   std::chrono::milliseconds idle_timeout{60'000};  // between requests, and inside one
   std::chrono::milliseconds linger_timeout{2'000}; // waiting for the client's FIN
   std::size_t linger_max_bytes = 256 * 1024;       // discarded while waiting for it
+  // Responses to pipelined requests leave together, in one send per read, up to
+  // these bounds per send.
+  std::size_t max_batch_responses = 64;
+  std::size_t max_batch_bytes = 256 * 1024;
+  // TCP_NODELAY on the connection: responses are not held back by Nagle's algorithm
+  // waiting for the client's ACK (they are already batched).
+  bool tcp_nodelay = true;
 };
 
 // What happened to one connection.
 struct connection_report {
   std::size_t requests = 0;
   int rejected_status = 0; // the status of a rejected request, or 0
+  std::size_t sends = 0;   // send operations that carried responses
+
   bool peer_fin_seen = false;
 };
 

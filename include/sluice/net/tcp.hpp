@@ -297,6 +297,8 @@ public:
   result<endpoint> local_endpoint() const;
   result<endpoint> remote_endpoint() const;
   result<void> set_nodelay(bool on);
+  result<bool> nodelay() const; // TCP_NODELAY
+
   result<void> set_linger(bool on, int seconds);
 
   const proto::stream_lifecycle& lifecycle() const noexcept { return life_; }

@@ -81,6 +81,14 @@ result<void> set_nodelay(native_handle h, bool on) {
   return set_opt(h, IPPROTO_TCP, TCP_NODELAY, BOOL(on), "setsockopt(TCP_NODELAY)");
 }
 
+result<bool> nodelay(native_handle h) {
+  BOOL v = FALSE;
+  int len = sizeof v;
+  if (::getsockopt(sock(h), IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<char*>(&v), &len) != 0)
+    return error(last_error(), "getsockopt(TCP_NODELAY)");
+  return v != FALSE;
+}
+
 result<void> set_linger(native_handle h, bool on, int seconds) {
   ::linger l{};
   l.l_onoff = on ? 1 : 0;

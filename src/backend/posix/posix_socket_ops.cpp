@@ -64,6 +64,14 @@ result<void> set_nodelay(native_handle h, bool on) {
   return set_opt(h, IPPROTO_TCP, TCP_NODELAY, int(on), "setsockopt(TCP_NODELAY)");
 }
 
+result<bool> nodelay(native_handle h) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  if (::getsockopt(fd_of(h), IPPROTO_TCP, TCP_NODELAY, &v, &len) < 0)
+    return error(last_error(), "getsockopt(TCP_NODELAY)");
+  return v != 0;
+}
+
 result<void> set_linger(native_handle h, bool on, int seconds) {
   ::linger l{};
   l.l_onoff = on ? 1 : 0;

@@ -1,5 +1,7 @@
 #include <sluice/http/server.hpp>
 
+#include <ctime>
+#include <fmt/chrono.h>
 #include <optional>
 #include <sluice/timer.hpp>
 
@@ -11,6 +13,38 @@ namespace {
 
 std::span<const std::byte> as_bytes(const std::string& s) {
   return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+// The Date header's value (RFC 9110 IMF-fixdate), formatted once per second per thread.
+std::string_view http_date() {
+  thread_local std::time_t second = -1;
+  thread_local char text[40];
+  thread_local std::size_t length = 0;
+  const std::time_t now = std::time(nullptr);
+  if (now != second) {
+    second = now;
+    const auto end =
+        fmt::format_to_n(text, sizeof text - 1, "{:%a, %d %b %Y %H:%M:%S} GMT", fmt::gmtime(now));
+    length = end.size;
+  }
+  return {text, length};
+}
+
+void log_to(const server_options& o, std::string_view message) {
+  if (o.log)
+    o.log(message);
+  else
+    fmt::print(stderr, "sluice::http: {}\n", message);
+}
+
+// A 500 for a request the handler could not answer (it threw, or its response could
+// not be written); the connection goes on when `keep_alive`.
+void internal_error(std::string& out, bool keep_alive, std::string_view date) {
+  h1::response head;
+  head.status = 500;
+  head.keep_alive = keep_alive;
+  head.headers.add("Content-Type", "text/plain");
+  h1::serialize(head, "internal server error\n", out, date);
 }
 
 // Awaits `a` (kept by reference: one awaiter in the frame, not a chain of moved
@@ -85,17 +119,47 @@ task<result<next>> answer(connection& c) {
       c.in_request = false;
       ++c.report.requests;
       const h1::request req = std::exchange(c.current, h1::request());
-      response r = co_await shield(c.h(req, std::exchange(c.body, std::string())));
-      h1::response head;
-      head.status = r.status;
-      head.headers = std::move(r.headers);
-      head.keep_alive = req.keep_alive && !c.stop.stop_requested();
-      h1::serialize(head, r.body, out);
-      // HEAD: the same head as GET (Content-Length included), without the body.
-      if (req.method == "HEAD") out.resize(out.size() - r.body.size());
+      const bool keep_alive = req.keep_alive && !c.stop.stop_requested();
+      std::optional<response> r;
+      try {
+        r = co_await shield(c.h(req, std::exchange(c.body, std::string())));
+      } catch (const std::exception& e) {
+        log_to(c.o, fmt::format("the handler of {} {:.200} failed: {}", req.method, req.target,
+                                e.what()));
+      } catch (...) {
+        log_to(c.o, fmt::format("the handler of {} {:.200} failed (an exception of unknown "
+                                "type)",
+                                req.method, req.target));
+      }
+      const std::string_view date = c.o.date_header ? http_date() : std::string_view();
+      const std::size_t mark = out.size();
+      if (r) {
+        h1::response head;
+        head.status = r->status;
+        head.headers = std::move(r->headers);
+        head.keep_alive = keep_alive;
+        try {
+          h1::serialize(head, r->body, out, date);
+          // HEAD: the same head as GET (Content-Length included), without the body
+          // (which the serializer left out anyway for 1xx, 204 and 304).
+          const int s = r->status;
+          const bool has_body = s / 100 != 1 && s != 204 && s != 304;
+          if (req.method == "HEAD" && has_body) out.resize(out.size() - r->body.size());
+
+        } catch (const proto::http1::local_error& e) {
+          out.resize(mark); // never a malformed or partial response
+          log_to(c.o, fmt::format("the response to {} {:.200} cannot be sent: {}", req.method,
+                                  req.target, e.what()));
+          r.reset();
+        }
+      }
+      if (!r) {
+        ++c.report.internal_errors;
+        internal_error(out, keep_alive, date);
+      }
       ++batched;
 
-      if (!head.keep_alive) {
+      if (!keep_alive) {
         then = next::close;
         flush = true;
       } else if (batched >= c.o.max_batch_responses || out.size() >= c.o.max_batch_bytes) {
@@ -112,7 +176,7 @@ task<result<next>> answer(connection& c) {
       head.status = err->status;
       head.keep_alive = false;
       head.headers.add("Content-Type", "text/plain");
-      h1::serialize(head, err->message + "\n", out);
+      h1::serialize(head, err->message + "\n", out, c.o.date_header ? http_date() : "");
       then = next::close;
       flush = true;
     }

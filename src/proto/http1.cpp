@@ -533,8 +533,13 @@ std::string_view reason_phrase(int status) noexcept {
 
 namespace {
 
-void put_fields(const fields& f, std::string& out) {
+bool framing_field(const field& f);
+
+// Writes the fields, leaving out the framing ones (Content-Length, Transfer-Encoding:
+// the serializer writes its own) when `skip_framing`.
+void put_fields(const fields& f, std::string& out, bool skip_framing = false) {
   for (const auto& fl : f.all()) {
+    if (skip_framing && framing_field(fl)) continue;
     if (!is_token(fl.name))
       throw local_error(fmt::format("http1: invalid field name \"{:.40}\"", fl.name));
     for (unsigned char c : fl.value)
@@ -559,19 +564,45 @@ void put_status_line(const response& head, std::string& out) {
   const std::string_view reason = head.reason.empty() ? reason_phrase(head.status) : head.reason;
   for (unsigned char c : reason)
     if (!is_value_char(c)) throw local_error("http1: invalid character in the reason phrase");
-  out += fmt::format("HTTP/1.{} {} {}\r\n", head.minor_version, head.status, reason);
+  if (head.minor_version != 0 && head.minor_version != 1)
+    throw local_error("http1: only HTTP/1.0 and HTTP/1.1 responses are written");
+  const char line[] = {'H',
+                       'T',
+                       'T',
+                       'P',
+                       '/',
+                       '1',
+                       '.',
+                       static_cast<char>('0' + head.minor_version),
+                       ' ',
+                       static_cast<char>('0' + head.status / 100),
+                       static_cast<char>('0' + head.status / 10 % 10),
+                       static_cast<char>('0' + head.status % 10),
+                       ' '};
+  out.append(line, sizeof line);
+  out += reason;
+  out += "\r\n";
 }
 
 } // namespace
 
-void serialize(const response& head, std::string_view body, std::string& out) {
+void serialize(const response& head, std::string_view body, std::string& out,
+               std::string_view date) {
   put_status_line(head, out);
-  fields f;
-  for (const auto& fl : head.headers.all())
-    if (!framing_field(fl)) f.add(fl.name, fl.value);
-  put_fields(f, out);
+  put_fields(head.headers, out, true);
+  if (!date.empty() && !head.headers.find("date")) {
+    out += "Date: ";
+    out += date;
+    out += "\r\n";
+  }
   const bool no_body = head.status / 100 == 1 || head.status == 204 || head.status == 304;
-  if (!no_body) out += fmt::format("Content-Length: {}\r\n", body.size());
+  if (!no_body) {
+    out += "Content-Length: ";
+    char digits[24];
+    const auto end = fmt::format_to(digits, "{}", body.size());
+    out.append(digits, end);
+    out += "\r\n";
+  }
   if (!head.keep_alive && !head.headers.find("connection")) out += "Connection: close\r\n";
   out += "\r\n";
   if (!no_body) out += body;
@@ -582,10 +613,7 @@ void serialize(const request& head, std::string_view body, std::string& out) {
   for (unsigned char c : head.target)
     if (c <= 0x20 || c == 0x7f) throw local_error("http1: invalid request target");
   out += fmt::format("{} {} HTTP/1.{}\r\n", head.method, head.target, head.minor_version);
-  fields f;
-  for (const auto& fl : head.headers.all())
-    if (!framing_field(fl)) f.add(fl.name, fl.value);
-  put_fields(f, out);
+  put_fields(head.headers, out, true);
   if (!body.empty()) out += fmt::format("Content-Length: {}\r\n", body.size());
   if (!head.keep_alive && !head.headers.find("connection")) out += "Connection: close\r\n";
   out += "\r\n";
@@ -594,10 +622,7 @@ void serialize(const request& head, std::string_view body, std::string& out) {
 
 void serialize_chunked_head(const response& head, std::string& out) {
   put_status_line(head, out);
-  fields f;
-  for (const auto& fl : head.headers.all())
-    if (!framing_field(fl)) f.add(fl.name, fl.value);
-  put_fields(f, out);
+  put_fields(head.headers, out, true);
   out += "Transfer-Encoding: chunked\r\n";
   if (!head.keep_alive && !head.headers.find("connection")) out += "Connection: close\r\n";
   out += "\r\n";

@@ -45,13 +45,20 @@ struct server_options {
   // TCP_NODELAY on the connection: responses are not held back by Nagle's algorithm
   // waiting for the client's ACK (they are already batched).
   bool tcp_nodelay = true;
+  // A Date header on every response (formatted once per second).
+  bool date_header = true;
+  // Where failures of handlers go (a handler that threw is answered 500); standard
+  // error by default.
+  std::function<void(std::string_view)> log;
 };
 
 // What happened to one connection.
 struct connection_report {
   std::size_t requests = 0;
-  int rejected_status = 0; // the status of a rejected request, or 0
-  std::size_t sends = 0;   // send operations that carried responses
+  int rejected_status = 0;         // the status of a rejected request, or 0
+  std::size_t sends = 0;           // send operations that carried responses
+  std::size_t internal_errors = 0; // answered 500: the handler threw, or its response
+                                   // could not be written
 
   bool peer_fin_seen = false;
 };

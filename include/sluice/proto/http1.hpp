@@ -189,9 +189,13 @@ private:
 std::string_view reason_phrase(int status) noexcept;
 
 // Appends a response with a Content-Length body (or none, for 1xx/204/304). Adds
-// Content-Length and, unless keep_alive, "Connection: close". Throws local_error for
-// a field name or value that could split the message (CR, LF, NUL, bad name).
-void serialize(const response& head, std::string_view body, std::string& out);
+// Content-Length, "Date: <date>" when `date` is given and the head has no Date, and,
+// unless keep_alive, "Connection: close". Throws local_error for a field name or value
+// that could split the message (CR, LF, NUL, bad name), a status outside 100–999 or a
+// version other than 1.0/1.1; `out` may then hold part of the response (cut it back).
+void serialize(const response& head, std::string_view body, std::string& out,
+               std::string_view date = {});
+
 // Appends a request with a Content-Length body when non-empty.
 void serialize(const request& head, std::string_view body, std::string& out);
 // Chunked bodies: the head with "Transfer-Encoding: chunked", then chunks, then the end.

@@ -1,6 +1,7 @@
-// The HTTP driver batches the responses to pipelined requests: the requests one read
-// brought are answered in order and their responses leave in one send (bounded), on
-// every backend. Real clients (curl, h11) drive it in tests/peers/http_peers.py.
+// The HTTP driver, on every backend: the responses to pipelined requests leave in one
+// send per read (bounded), in order; a handler that throws or returns a response that
+// cannot be written is answered 500 and the connection goes on; every response has a
+// Date. Real clients (curl, h11) drive it in tests/peers/http_peers.py.
 #include "../support.hpp"
 
 #include <sluice/http/server.hpp>
@@ -13,6 +14,9 @@ namespace {
 task<http::response> echo_target(const http::request& req, std::string body) {
   http::response r;
   r.headers.add("Content-Type", "text/plain");
+  if (req.target == "/boom") throw std::runtime_error("the handler broke");
+  if (req.target == "/bad-header") r.headers.add("X-Split", "a\r\nInjected: 1");
+  if (req.target == "/bad-status") r.status = 42;
   r.body = req.target + (body.empty() ? "" : ":" + body);
   co_return r;
 }
@@ -22,6 +26,14 @@ std::string gets(int from, int to) {
   for (int i = from; i < to; ++i)
     all += fmt::format("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", i);
   return all;
+}
+
+// The status codes of the responses in `raw`, in order.
+std::vector<int> statuses(const std::string& raw) {
+  std::vector<int> out;
+  for (std::size_t at = 0; (at = raw.find("HTTP/1.1 ", at)) != std::string::npos; at += 9)
+    out.push_back(std::stoi(raw.substr(at + 9, 3)));
+  return out;
 }
 
 // The bodies of the responses in `raw`, in order (each has a Content-Length).
@@ -164,4 +176,61 @@ TEST_CASE("Accepted HTTP connections get TCP_NODELAY unless the options turn it 
     sync_wait(io, when_all(server(), client()));
     CHECK(seen == on);
   }
+}
+
+TEST_CASE("A handler that throws is answered 500 and logged; the connection goes on") {
+  io_context io;
+  std::vector<std::string> logged;
+  http::server_options o;
+  o.log = [&](std::string_view m) { logged.emplace_back(m); };
+  const auto r = pipeline(io, gets(0, 1) + "GET /boom HTTP/1.1\r\nHost: x\r\n\r\n" + gets(2, 3), o);
+  REQUIRE(r.report);
+  CHECK(r.report->requests == 3);
+  CHECK(r.report->internal_errors == 1);
+  CHECK(statuses(r.received) == std::vector<int>{200, 500, 200});
+  CHECK(bodies(r.received) == std::vector<std::string>{"/0", "internal server error\n", "/2"});
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find("GET /boom") != std::string::npos);
+  CHECK(logged[0].find("the handler broke") != std::string::npos);
+}
+
+TEST_CASE("A response that cannot be written (a CR/LF in a field, a status outside 100-999) is "
+          "answered 500, never sent malformed") {
+  io_context io;
+  std::vector<std::string> logged;
+  http::server_options o;
+  o.log = [&](std::string_view m) { logged.emplace_back(m); };
+  const auto r = pipeline(io,
+                          "GET /bad-header HTTP/1.1\r\nHost: x\r\n\r\n"
+                          "GET /bad-status HTTP/1.1\r\nHost: x\r\n\r\n" +
+                              gets(0, 1),
+                          o);
+  REQUIRE(r.report);
+  CHECK(r.report->internal_errors == 2);
+  CHECK(statuses(r.received) == std::vector<int>{500, 500, 200});
+  CHECK(r.received.find("Injected") == std::string::npos);
+  CHECK(r.received.find("X-Split") == std::string::npos);
+  REQUIRE(logged.size() == 2);
+  CHECK(logged[0].find("/bad-header") != std::string::npos);
+  CHECK(logged[1].find("status code out of range") != std::string::npos);
+}
+
+TEST_CASE("Every response carries a Date header in IMF-fixdate form") {
+  io_context io;
+  const auto r = pipeline(io, gets(0, 2));
+  REQUIRE(r.report);
+  std::vector<std::string> dates;
+  for (std::size_t at = 0; (at = r.received.find("\r\nDate: ", at)) != std::string::npos; ++at)
+    dates.push_back(r.received.substr(at + 8, r.received.find("\r\n", at + 2) - at - 8));
+  REQUIRE(dates.size() == 2);
+  for (const auto& d : dates) { // e.g. "Sun, 06 Nov 1994 08:49:37 GMT"
+    CAPTURE(d);
+    CHECK(d.size() == 29);
+    CHECK(d.substr(3, 2) == ", ");
+    CHECK(d.substr(25) == " GMT");
+  }
+  http::server_options off;
+  off.date_header = false;
+  const auto without = pipeline(io, gets(0, 1), off);
+  CHECK(without.received.find("Date:") == std::string::npos);
 }

@@ -1,6 +1,9 @@
 // http_server: a small HTTP/1.1 server on sluice.
 //
 //   http_server --host 127.0.0.1 --port 0 [--max-body BYTES] [--drain-ms MS]
+//               [--header-timeout-ms MS] [--body-timeout-ms MS] [--min-body-rate B/S]
+//               [--send-timeout-ms MS] [--idle-timeout-ms MS] [--nodelay 0|1]
+//   http_server --help          (every option with its default)
 //
 // GET / answers a short text; POST /echo answers with the request body. Prints
 // "listening on HOST:PORT" first. The first SIGINT or SIGTERM drains: it stops
@@ -50,12 +53,32 @@ task<http::response> route(const http::request& req, std::string body) {
 } // namespace
 
 int main(int argc, char** argv) {
-  examples::options opt(argc, argv, {"host", "port", "max-body", "drain-ms"});
+  const http::server_options d; // the defaults, for --help
+  auto ms = [](std::chrono::milliseconds v) { return std::to_string(v.count()); };
+  examples::options opt(
+      argc, argv,
+      {"host", "port", "max-body", "drain-ms", "idle-timeout-ms", "header-timeout-ms",
+       "body-timeout-ms", "min-body-rate", "send-timeout-ms", "nodelay"},
+      {"127.0.0.1", "8080", std::to_string(8 << 20), "10000", ms(d.idle_timeout),
+       ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")", ms(d.body_timeout),
+       std::to_string(d.min_body_rate) + " bytes/s", ms(d.send_timeout), "1"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 8080, 0, 65535));
+  constexpr long hour = 3'600'000;
   http::server_options o;
   o.limits.max_body = static_cast<std::size_t>(opt.number("max-body", 8 << 20, 0, 1L << 30));
-  const std::chrono::milliseconds drain(opt.number("drain-ms", 10'000, 0, 3'600'000));
+  o.idle_timeout =
+      std::chrono::milliseconds(opt.number("idle-timeout-ms", d.idle_timeout.count(), 1, hour));
+  o.header_timeout = std::chrono::milliseconds(opt.number(
+      "header-timeout-ms", d.header_timeout.count(), 1, http::max_header_timeout.count()));
+  o.body_timeout =
+      std::chrono::milliseconds(opt.number("body-timeout-ms", d.body_timeout.count(), 1, hour));
+  o.min_body_rate = static_cast<std::size_t>(
+      opt.number("min-body-rate", static_cast<long>(d.min_body_rate), 0, 1L << 30));
+  o.send_timeout =
+      std::chrono::milliseconds(opt.number("send-timeout-ms", d.send_timeout.count(), 1, hour));
+  o.tcp_nodelay = opt.number("nodelay", 1, 0, 1) != 0;
+  const std::chrono::milliseconds drain(opt.number("drain-ms", 10'000, 0, hour));
 
   auto ep = endpoint::parse(host, port);
   if (!ep) {

@@ -16,7 +16,11 @@ namespace examples {
 
 class options {
 public:
-  options(int argc, char** argv, std::vector<std::string_view> known) : known_(std::move(known)) {
+  // `defaults`, when given, holds each option's default (in the order of `known`), for
+  // --help.
+  options(int argc, char** argv, std::vector<std::string_view> known,
+          std::vector<std::string> defaults = {})
+      : known_(std::move(known)), defaults_(std::move(defaults)) {
     for (int i = 1; i < argc; ++i) {
       std::string_view a = argv[i];
       if (a == "--help" || a == "-h") usage_and_exit(argv[0], 0);
@@ -50,10 +54,14 @@ public:
 
 private:
   void usage_and_exit(const char* prog, int code) const {
-    std::fprintf(code ? stderr : stdout, "usage: %s", prog);
+    std::FILE* to = code ? stderr : stdout;
+    std::fprintf(to, "usage: %s", prog);
     for (auto k : known_)
-      std::fprintf(code ? stderr : stdout, " [--%.*s V]", int(k.size()), k.data());
-    std::fprintf(code ? stderr : stdout, "\n");
+      std::fprintf(to, " [--%.*s V]", int(k.size()), k.data());
+    std::fprintf(to, "\n");
+    for (std::size_t i = 0; i < defaults_.size() && i < known_.size(); ++i)
+      std::fprintf(to, "  --%-18.*s default %s\n", int(known_[i].size()), known_[i].data(),
+                   defaults_[i].c_str());
     std::exit(code);
   }
   [[noreturn]] void fail(const char* prog, const char* why, std::string_view arg) const {
@@ -63,6 +71,8 @@ private:
   }
 
   std::vector<std::string_view> known_;
+  std::vector<std::string> defaults_;
+
   std::vector<std::pair<std::string, std::string>> values_;
 };
 

@@ -182,8 +182,20 @@ task<result<next>> answer(connection& c) {
     }
     if (flush && !out.empty()) {
       ++c.report.sends;
-      auto sent = co_await shield(c.s.send_all(as_bytes(out)));
-      if (!sent) co_return std::move(sent).error();
+      // Sent in as many sends as the client's window takes, each bounded by
+      // send_timeout: a client that stops reading is reset, and holds no more than
+      // this batch meanwhile.
+      const auto all = as_bytes(out);
+      for (std::size_t done = 0; done < all.size();) {
+        auto w = c.s.send(all.subspan(done));
+        w.set_deadline(std::chrono::steady_clock::now() + c.o.send_timeout, c.o.send_timeout);
+        auto n = co_await shield_if(w, true);
+        if (!n) {
+          if (n.error() == errc::timed_out) c.s.abort();
+          co_return std::move(n).error();
+        }
+        done += *n;
+      }
       out.clear();
       batched = 0;
     }
@@ -194,6 +206,31 @@ task<result<next>> answer(connection& c) {
   }
 }
 
+// Answers 408 to a request whose head or body came too slowly, then the connection
+// closes. Its own frame: an idle connection does not carry this send's.
+task<void> request_timeout(connection& c, std::string what) {
+  c.report.rejected_status = 408;
+  h1::response head;
+  head.status = 408;
+  head.keep_alive = false;
+  head.headers.add("Content-Type", "text/plain");
+  std::string out;
+  h1::serialize(head, what + "\n", out, c.o.date_header ? http_date() : "");
+  auto w = c.s.send_all(as_bytes(out));
+  w.set_deadline(std::chrono::steady_clock::now() + c.o.send_timeout, c.o.send_timeout);
+  (void)co_await shield_if(w, true);
+}
+
+// When the wait for more of a request must end: the head's total deadline, or the
+// body's (inactivity, and a minimum average rate past its first body_timeout).
+struct request_clock {
+  using clock = std::chrono::steady_clock;
+  clock::time_point head_deadline{}; // set at the head's first byte
+  clock::time_point body_start{};    // set when the head is complete
+  std::size_t body_seen = 0;         // body bytes that had arrived at body_start
+  std::size_t request = 0;           // which request (requests answered before it)
+};
+
 } // namespace
 
 task<result<connection_report>> serve_connection(tcp::stream& s, handler h, server_options o) {
@@ -202,6 +239,7 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
   connection c(s, h, o, stop);
   // Small responses go out at once instead of waiting for the client's ACK (Nagle).
   if (o.tcp_nodelay) (void)s.set_nodelay(true);
+  request_clock rc;
 
   for (;;) {
     auto step = co_await answer(c);
@@ -212,13 +250,46 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
     // Idle between requests and asked to stop: close now.
     if (c.stop.stop_requested() && idle) break;
     // An idle wait ends when stop is requested; a request in progress is read to its
-    // end whatever happens (bounded by the idle timeout).
+    // end whatever happens (bounded by its deadlines).
     c.in.release(); // the parser asked for more: it copied what it still needs
+    const auto now = request_clock::clock::now();
+    auto deadline = now + o.idle_timeout;
+    auto bound = o.idle_timeout;
+    if (rc.request != c.report.requests) rc = {.request = c.report.requests}; // a new request
+
+    if (!idle && !c.in_request) { // part of a head: its total deadline, from its first byte
+      rc.body_start = {};
+      if (rc.head_deadline == request_clock::clock::time_point{})
+        rc.head_deadline = now + std::min(o.header_timeout, max_header_timeout);
+      deadline = rc.head_deadline;
+      bound = std::min(o.header_timeout, max_header_timeout);
+    } else if (c.in_request) { // the body: inactivity, and the minimum average rate
+      rc.head_deadline = {};
+      if (rc.body_start == request_clock::clock::time_point{}) {
+        rc.body_start = now;
+        rc.body_seen = c.body.size();
+      }
+      deadline = now + o.body_timeout;
+      bound = o.body_timeout;
+      if (o.min_body_rate != 0) {
+        // One more second of allowance per min_body_rate bytes received.
+        const auto earned =
+            std::chrono::milliseconds((c.body.size() - rc.body_seen) * 1000 / o.min_body_rate);
+        deadline = std::min(deadline, rc.body_start + o.body_timeout + earned);
+      }
+    } else {
+      rc = {};
+    }
     auto wait = s.recv_some();
-    wait.set_deadline(std::chrono::steady_clock::now() + o.idle_timeout, o.idle_timeout);
+    wait.set_deadline(deadline, bound);
     auto got = co_await shield_if(wait, !idle);
 
     if (!got) {
+      if (got.error() == errc::timed_out && !idle) { // a request too slow to arrive
+        co_await request_timeout(c, c.in_request ? "request body too slow"
+                                                 : "request head not complete in time");
+        break;
+      }
       if (got.error() == errc::timed_out) break;                 // idle too long
       if (idle && got.error() == errc::operation_aborted) break; // stop requested
       co_return std::move(got).error();

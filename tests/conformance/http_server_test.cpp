@@ -234,3 +234,110 @@ TEST_CASE("Every response carries a Date header in IMF-fixdate form") {
   const auto without = pipeline(io, gets(0, 1), off);
   CHECK(without.received.find("Date:") == std::string::npos);
 }
+
+namespace {
+// Serves one connection while `trickle` sends `data` one byte per `every`, stopping as
+// soon as the server answers (or after all of it); returns what the client received.
+struct trickle_result {
+  result<http::connection_report> report = error(errc::not_a_socket, "not run");
+  std::string received;
+};
+trickle_result trickle(io_context& io, const http::server_options& o, std::string prefix,
+                       std::string data, std::chrono::milliseconds every) {
+  auto [c, s] = sync_wait(io, connected_pair(io));
+  trickle_result out;
+  bool answered = false;
+  auto server = [&]() -> task<void> {
+    out.report = co_await http::serve_connection(s, echo_target, o);
+  };
+  auto sender = [&]() -> task<void> {
+    auto first = co_await c.send_all(bytes(prefix));
+    if (!first) co_return;
+    for (char ch : data) {
+      if (answered) break;
+      auto one = co_await c.send_all(bytes(std::string(1, ch)));
+      if (!one) break;
+      (void)co_await sleep_for(io, every);
+    }
+  };
+  auto reader = [&]() -> task<void> {
+    out.received = co_await recv_to_end(c);
+    answered = true;
+  };
+  sync_wait(io, when_all(server(), sender(), reader()));
+  return out;
+}
+} // namespace
+
+TEST_CASE("A request head trickled byte by byte is answered 408 at its total deadline") {
+  io_context io;
+  http::server_options o;
+  o.header_timeout = std::chrono::milliseconds(200); // each byte comes well within it
+  const auto r =
+      trickle(io, o, "GET / HTTP/1.1\r\n", std::string(400, 'x').insert(0, "X-Slow: ") + "\r\n\r\n",
+              std::chrono::milliseconds(20));
+  REQUIRE(r.report);
+  CHECK(r.report->rejected_status == 408);
+  CHECK(r.report->requests == 0);
+  CHECK(statuses(r.received) == std::vector<int>{408});
+  CHECK(r.received.find("Connection: close") != std::string::npos);
+}
+
+TEST_CASE("A request body trickled below min_body_rate is answered 408") {
+  io_context io;
+  http::server_options o;
+  o.body_timeout = std::chrono::milliseconds(300); // each byte comes well within it
+  o.min_body_rate = 100;                           // bytes/s; it gets about 50
+  const auto r = trickle(io, o, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\n\r\n",
+                         std::string(400, 'b'), std::chrono::milliseconds(20));
+  REQUIRE(r.report);
+  CHECK(r.report->rejected_status == 408);
+  CHECK(r.report->requests == 0);
+  CHECK(statuses(r.received) == std::vector<int>{408});
+}
+
+TEST_CASE("A request body that keeps up with min_body_rate is read whole") {
+  io_context io;
+  http::server_options o;
+  o.body_timeout = std::chrono::milliseconds(2'000);
+  o.min_body_rate = 10; // bytes/s; it gets about 50
+  const auto r = trickle(io, o, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n",
+                         std::string(20, 'b'), std::chrono::milliseconds(20));
+  REQUIRE(r.report);
+  CHECK(r.report->rejected_status == 0);
+  CHECK(statuses(r.received) == std::vector<int>{200});
+  CHECK(bodies(r.received) == std::vector<std::string>{"/echo:" + std::string(20, 'b')});
+}
+
+TEST_CASE("A client that stops reading a response is reset after send_timeout") {
+  io_context io;
+  auto [c, s] = sync_wait(io, connected_pair(io));
+  http::server_options o;
+  o.send_timeout = std::chrono::milliseconds(200);
+  auto big = [](const http::request&, std::string) -> task<http::response> {
+    http::response r;
+    r.body.assign(8 << 20, 'z'); // far more than the socket buffers hold
+    co_return r;
+  };
+  result<http::connection_report> report = error(errc::not_a_socket, "not run");
+  result<std::size_t> client_saw = std::size_t{0};
+  auto server = [&]() -> task<void> { report = co_await http::serve_connection(s, big, o); };
+  auto client = [&]() -> task<void> {
+    auto sent = co_await c.send_all(bytes(gets(0, 1)));
+    REQUIRE(sent);
+    while (!report.has_value() && report.error() == errc::not_a_socket &&
+           report.error().context() == "not run")
+      (void)co_await sleep_for(io, std::chrono::milliseconds(20)); // never reads meanwhile
+    std::array<std::byte, 4096> buf;
+    for (int i = 0; i < 10'000; ++i) { // bounded: drains what was sent, then the reset
+      client_saw = co_await with_timeout(c.recv(buf), std::chrono::seconds(10));
+      if (!client_saw || *client_saw == 0) break;
+    }
+  };
+  sync_wait(io, when_all(server(), client()));
+  REQUIRE(!report);
+  CHECK(report.error() == errc::timed_out);
+  CHECK(report.error().message().find("send") != std::string::npos);
+  REQUIRE(!client_saw);
+  CHECK(client_saw.error() == errc::connection_reset);
+}

@@ -132,7 +132,39 @@ def main():
         assert code == b"413", code
     finally:
         stop(proc)
-    print("http peers: curl and h11 (keep-alive, pipelining, 100-continue, 400/413/414/431): ok")
+
+    # Slowloris: a head trickled a byte every 50 ms gets 408 at the head's total deadline
+    # (--header-timeout-ms), although no single pause is long. Bounded: at most 200 bytes.
+    proc, port = start("--header-timeout-ms", "300")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+            s.settimeout(0.05)
+            resp = b""
+            for _ in range(200):
+                try:
+                    s.sendall(b"x")
+                except OSError:
+                    break  # the server answered and closed
+                try:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    resp += chunk
+                except socket.timeout:
+                    pass
+            s.settimeout(TIMEOUT)
+            try:
+                while chunk := s.recv(65536):
+                    resp += chunk
+            except OSError:
+                pass
+        assert resp.startswith(b"HTTP/1.1 408 "), resp[:100]
+    finally:
+        stop(proc)
+    print("http peers: curl and h11 (keep-alive, pipelining, 100-continue, 400/413/414/431, "
+          "408 for a trickled head): ok")
+
 
 
 if __name__ == "__main__":

@@ -33,9 +33,22 @@ struct response {
 
 using handler = std::function<task<response>(const request&, std::string body)>;
 
+// Deadlines, with nginx's defaults: a request's head must arrive whole within
+// header_timeout of its first byte (at most max_header_timeout); its body may pause at
+// most body_timeout between reads and must average min_body_rate past its first
+// body_timeout (one more second per min_body_rate bytes). Either answers 408 and closes.
+// A client that takes nothing for send_timeout while a response is being sent is
+// reset. An idle keep-alive connection is closed after idle_timeout.
+inline constexpr std::chrono::milliseconds max_header_timeout{30'000};
+
 struct server_options {
   proto::http1::limits limits;
-  std::chrono::milliseconds idle_timeout{60'000};  // between requests, and inside one
+  std::chrono::milliseconds idle_timeout{60'000};   // between requests
+  std::chrono::milliseconds header_timeout{10'000}; // a whole request head
+  std::chrono::milliseconds body_timeout{60'000};   // between two reads of a body
+  std::size_t min_body_rate = 1024;                 // bytes/s, 0: no minimum
+  std::chrono::milliseconds send_timeout{60'000};   // a client that stops reading
+
   std::chrono::milliseconds linger_timeout{2'000}; // waiting for the client's FIN
   std::size_t linger_max_bytes = 256 * 1024;       // discarded while waiting for it
   // Responses to pipelined requests leave together, in one send per read, up to

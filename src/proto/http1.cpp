@@ -432,7 +432,56 @@ event parser::parse_head() {
   return response_head{std::move(r)};
 }
 
+namespace {
+// RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), the name a
+// token, the value a token or a quoted-string. nullptr if `ext` is one, else why not.
+const char* chunk_ext_error(std::string_view ext) noexcept {
+  std::size_t i = 0;
+  const auto skip_ws = [&] {
+    while (i < ext.size() && (ext[i] == ' ' || ext[i] == '\t'))
+      ++i;
+  };
+  const auto token = [&] {
+    const std::size_t from = i;
+    while (i < ext.size() && is_tchar(static_cast<unsigned char>(ext[i])))
+      ++i;
+    return i > from;
+  };
+  for (;;) {
+    skip_ws();
+    if (i == ext.size()) return nullptr;
+    if (ext[i] != ';') return "invalid chunk extension";
+    ++i;
+    skip_ws();
+    if (!token()) return "chunk extension with no name";
+    skip_ws();
+    if (i == ext.size() || ext[i] != '=') continue;
+    ++i;
+    skip_ws();
+    if (i < ext.size() && ext[i] == '"') {
+      for (++i;; ++i) {
+        if (i == ext.size()) return "unterminated quoted string in a chunk extension";
+        const auto c = static_cast<unsigned char>(ext[i]);
+        if (c == '"') break;
+        if (c == '\\') { // quoted-pair: HTAB, SP, VCHAR or obs-text
+          if (++i == ext.size()) return "unterminated quoted string in a chunk extension";
+          const auto q = static_cast<unsigned char>(ext[i]);
+          if (q != '\t' && q < 0x20) return "invalid quoted-pair in a chunk extension";
+          if (q == 0x7f) return "invalid quoted-pair in a chunk extension";
+          continue;
+        }
+        if (c != '\t' && (c < 0x20 || c == 0x7f)) return "invalid character in a chunk extension";
+      }
+      ++i; // past the closing quote
+    } else if (!token()) {
+      return "chunk extension with no value after \"=\"";
+    }
+  }
+}
+} // namespace
+
 event parser::parse_chunk_size() {
+
   // chunk-size [ chunk-ext ] CRLF, with chunk-size = 1*HEXDIG
   const char* data = reinterpret_cast<const char*>(view_.data());
   const std::size_t avail = view_.size() - pos_;
@@ -462,10 +511,12 @@ event parser::parse_chunk_size() {
   }
   if (digits == 0) return fail(400, fmt::format("invalid chunk size \"{:.20}\"", line));
   if (digits < line.size()) {
-    if (line[digits] != ';') return fail(400, fmt::format("invalid chunk size \"{:.20}\"", line));
-    for (unsigned char c : line.substr(digits))
-      if (!is_value_char(c)) return fail(400, "invalid character in a chunk extension");
+    const std::string_view ext = line.substr(digits);
+    if (ext.find_first_not_of(" \t") == npos || ext[ext.find_first_not_of(" \t")] != ';')
+      return fail(400, fmt::format("invalid chunk size \"{:.20}\"", line));
+    if (const char* why = chunk_ext_error(ext)) return fail(400, why);
   }
+
   if (size > limits_.max_body || body_total_ + size > limits_.max_body)
     return fail(413, fmt::format("chunked body exceeds the limit of {} bytes", limits_.max_body));
   pos_ += lf + 1;

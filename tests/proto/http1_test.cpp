@@ -139,7 +139,27 @@ TEST_CASE("A chunked body with extensions and trailers is decoded") {
                    {"POST /u 1.1 ka", "body:hello world trailer:X-Checksum=abc", "eof"});
 }
 
+TEST_CASE("Chunk extensions follow RFC 9112 7.1.1 exactly") {
+  const std::string head = "POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::vector<std::string> ok{"POST /u 1.1 ka", "body:hello", "eof"};
+  const std::vector<std::string> bad{"POST /u 1.1 ka", "error:400"};
+  auto with = [&](std::string_view ext) {
+    return head + "5" + std::string(ext) + "\r\nhello\r\n0\r\n\r\n";
+  };
+  // Accepted: names alone, token and quoted values, quoted-pairs, whitespace around ";"
+  // and "=" (BWS), several extensions.
+  for (const char* ext : {";a", ";a=b", ";a=\"b c\"", ";a=\"q\\\"uote\"", " ; a = b", ";a;b=c",
+                          ";a=\"\"", ";a=\"x\\\\\"", "\t;a"})
+    check_all_splits(with(ext), ok);
+  // Rejected: ";" with no name, "=" with no value, an unterminated quoted string, a
+  // stray character, a control character in a quoted string, a bare word.
+  for (const char* ext : {";", "; ", ";=b", ";a=", ";a=\"b", ";a=\"b\\", ";a=b c", ";a b",
+                          ";a=\"b\x01\"", " x", ";a=b;", ";a@b"})
+    check_all_splits(with(ext), bad);
+}
+
 TEST_CASE("Pipelined requests come out in order") {
+
   check_all_splits(
       "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
       "POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"

@@ -3,7 +3,7 @@
 # printing messages/s and round-trip latency. Usage: bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 
 cmake -S . -B build/demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_TESTS=OFF \
   -DSLUICE_BUILD_BENCHMARKS=OFF >/dev/null

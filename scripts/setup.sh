@@ -3,21 +3,25 @@
 # Called by scripts/demo.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
-packages=(
-  g++ cmake ninja-build pkg-config          # toolchain
-  liburing-dev libasio-dev libfmt-dev catch2 # the libraries sluice builds on
-  python3 python3-h11 curl                  # real peers used by the tests
-  util-linux procps                         # taskset, /proc readers for benchmarks
-  libseccomp-dev                            # the io_uring-denied fallback test
-  clang libclang-rt-14-dev                  # libFuzzer targets
-  g++-mingw-w64-x86-64-posix wine wine64    # the Windows build, run under Wine
-)
+# `bash scripts/setup.sh demo`: only what building the examples needs.
+if [ "${1:-}" = "demo" ]; then
+  packages=(g++ cmake ninja-build pkg-config liburing-dev libasio-dev libfmt-dev)
+else
+  packages=(
+    g++ cmake ninja-build pkg-config          # toolchain
+    liburing-dev libasio-dev libfmt-dev catch2 # the libraries sluice builds on
+    python3 python3-h11 curl                  # real peers used by the tests
+    util-linux procps                         # taskset, /proc readers for benchmarks
+    libseccomp-dev                            # the io_uring-denied fallback test
+    clang libclang-rt-14-dev                  # libFuzzer targets
+    g++-mingw-w64-x86-64-posix wine wine64    # the Windows build, run under Wine
+  )
+fi
 # `bash scripts/setup.sh bench`: also the reference servers and load generator the
 # benchmarks compare against (not needed by the tests).
 if [ "${1:-}" = "bench" ]; then
   packages+=(nginx-light wrk valgrind)
 fi
-
 
 missing=()
 for p in "${packages[@]}"; do

@@ -14,5 +14,6 @@
 #include <sluice/sync_wait.hpp>
 #include <sluice/task.hpp>
 #include <sluice/timer.hpp>
+#include <sluice/version.hpp>
 #include <sluice/when_all.hpp>
 #include <sluice/yield.hpp>

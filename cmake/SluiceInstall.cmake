@@ -37,3 +37,18 @@ string(REGEX REPLACE "/$" "" SLUICE_PC_TO_PREFIX "${SLUICE_PC_TO_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/sluice.pc.in ${PROJECT_BINARY_DIR}/sluice.pc @ONLY)
 
 install(FILES ${PROJECT_BINARY_DIR}/sluice.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# `cpack -G DEB` in the build tree: libsluice-dev, installed under /usr (the package
+# config and sluice.pc are relocatable). Asio is compiled in; consumers need liburing
+# and fmt headers and libraries only.
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME libsluice-dev)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
+  "C++20 coroutine networking on io_uring (development files, static libraries)")
+set(CPACK_PACKAGE_CONTACT "sluice developers <sluice@localhost>")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "liburing-dev (>= 2.3), libfmt-dev (>= 9), pkg-config")
+include(CPack)

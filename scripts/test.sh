@@ -26,9 +26,10 @@ run_suite() { # name, cmake flags...
 
 run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # sluice used from outside its tree: installed (find_package, pkg-config --static) and
-# as a subproject (add_subdirectory); each consumer echoes through sluice.
+# as a subproject (add_subdirectory), and as the libsluice-dev package (cpack, apt-get);
+# each consumer echoes through sluice.
 echo "=== consumers"
-bash tests/consumer/run.sh build/release
+bash tests/consumer/run.sh build/release --deb
 # ASan's leak checker needs ptrace-like access that some sandboxes deny; leaks are
 # still reported where it can run.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds tests/consumer three ways against sluice and runs each: against the copy
 # `cmake --install` put in a prefix (find_package, then pkg-config --static), and with
-# sluice as a subproject (add_subdirectory). Usage: run.sh BUILD_DIR (a configured and
-# built sluice tree, e.g. build/release).
+# sluice as a subproject (add_subdirectory). With --deb (root, or sudo without a
+# password), also as the Debian package `cpack -G DEB` makes: installed with apt-get,
+# used through find_package and pkg-config from /usr, then removed.
+# Usage: run.sh BUILD_DIR [--deb]   (BUILD_DIR: a built sluice tree, e.g. build/release)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 src="$(cd "$here/../.." && pwd)"
@@ -27,3 +29,20 @@ echo "--- add_subdirectory(sluice)"
 cmake -S "$here" -B "$work/subproject" -G Ninja -DSLUICE_SOURCE_DIR="$src" >/dev/null
 cmake --build "$work/subproject" >/dev/null
 "$work/subproject/consumer"
+
+if [ "${2:-}" = "--deb" ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "--- libsluice-dev.deb (cpack), installed with apt-get"
+  (cd "$build" && cpack -G DEB -B "$work/deb" >/dev/null)
+  deb=$(ls "$work"/deb/libsluice-dev_*.deb)
+  dpkg-deb -f "$deb" Package Version Depends | sed 's/^/  /'
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$deb" >/dev/null
+  trap 'DEBIAN_FRONTEND=noninteractive $sudo apt-get remove -y -q libsluice-dev >/dev/null' EXIT
+  cmake -S "$here" -B "$work/deb-package" -G Ninja >/dev/null
+  cmake --build "$work/deb-package" >/dev/null
+  "$work/deb-package/consumer"
+  g++ "$here/main.cpp" -o "$work/deb-pkg-config-consumer" $(pkg-config --cflags --libs --static sluice)
+  "$work/deb-pkg-config-consumer"
+fi
+

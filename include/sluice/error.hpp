@@ -16,7 +16,7 @@
 namespace sluice {
 
 enum class errc {
-  // recv_disconnect contract (DESIGN.md), with the Winsock code each one stands for.
+  // recv_disconnect contract (docs/architecture.md), with the Winsock code each one stands for.
   not_initialised = 1, // WSANOTINITIALISED: no live io_context
   network_down,        // WSAENETDOWN
   buffer_too_small,    // WSAEFAULT: disconnect data does not fit; it stays pending

@@ -1,4 +1,4 @@
-// The recv_disconnect contract of DESIGN.md, row by row, for TCP.
+// The recv_disconnect contract of docs/architecture.md, row by row, for TCP.
 #include "../support.hpp"
 
 #include <optional>

@@ -253,7 +253,7 @@ public:
   }
 
   // Half-closes the receive side and yields the peer's disconnect data into `data`
-  // (always empty on TCP, whose transport has none). The contract is DESIGN.md's
+  // (always empty on TCP, whose transport has none). The contract is docs/architecture.md's
   // recv_disconnect table: afterwards every receive — pending or later — fails with
   // errc::shut_down and delivers nothing; the send side stays usable; the socket stays
   // open until close(). Never waits for the network.

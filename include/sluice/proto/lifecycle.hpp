@@ -2,7 +2,7 @@
 //
 // Sans-io (std only). Every backend asks this machine before it starts an operation on
 // a stream and passes every completion through it, so the recv_disconnect contract of
-// DESIGN.md comes out identical whether the OS underneath is Linux (which still
+// docs/architecture.md comes out identical whether the OS underneath is Linux (which still
 // delivers queued and late data after shutdown(SHUT_RD)) or Windows (which does not).
 //
 // The rules, as data, are in lifecycle.cpp. Summary:

@@ -14,7 +14,7 @@
 //   operation is marked timed_out and cancelled (CancelIoEx).
 //   Nothing here allocates per operation in steady state.
 // - recv_disconnect is WSARecvDisconnect; pending receives on that socket are cancelled
-//   by the backend, because Wine never completes them (DESIGN.md); the lifecycle then
+//   by the backend, because Wine never completes them (docs/architecture.md); the lifecycle then
 //   reports them as shut_down.
 // - Console control events (Ctrl-C, close) and the C runtime's signals (raise()) are
 //   delivered as SIGINT / SIGTERM / SIGBREAK to the signal_sets that asked for them,

@@ -7,6 +7,7 @@
 // `r.error() == errc::connection_reset` whatever backend produced it.
 #pragma once
 
+#include <fmt/format.h>
 #include <string>
 #include <system_error>
 #include <type_traits>
@@ -153,3 +154,16 @@ template <class T> struct is_result<result<T>> : std::true_type {};
 } // namespace detail
 
 } // namespace sluice
+
+// fmt: an errc prints its message ("connection reset"); an error prints its context and
+// message ("connect to 127.0.0.1:9: connection refused").
+template <> struct fmt::formatter<sluice::errc> : fmt::formatter<std::string_view> {
+  template <class Ctx> auto format(sluice::errc e, Ctx& ctx) const {
+    return fmt::formatter<std::string_view>::format(sluice::make_error_code(e).message(), ctx);
+  }
+};
+template <> struct fmt::formatter<sluice::error> : fmt::formatter<std::string_view> {
+  template <class Ctx> auto format(const sluice::error& e, Ctx& ctx) const {
+    return fmt::formatter<std::string_view>::format(e.message(), ctx);
+  }
+};

@@ -89,3 +89,11 @@ task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs
                                 std::chrono::milliseconds drain_deadline, std::string_view name);
 
 } // namespace sluice
+
+// fmt: "drained 12, aborted 0".
+template <> struct fmt::formatter<sluice::drain_report> : fmt::formatter<std::string_view> {
+  template <class Ctx> auto format(const sluice::drain_report& r, Ctx& ctx) const {
+    return fmt::formatter<std::string_view>::format(
+        fmt::format("drained {}, aborted {}", r.drained, r.aborted), ctx);
+  }
+};

@@ -89,3 +89,15 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h,
                                                  server_options options = {});
 
 } // namespace sluice::http
+
+// fmt: "3 requests in 1 sends, 0 internal errors, rejected with 408, peer FIN seen".
+template <>
+struct fmt::formatter<sluice::http::connection_report> : fmt::formatter<std::string_view> {
+  template <class Ctx> auto format(const sluice::http::connection_report& r, Ctx& ctx) const {
+    std::string s = fmt::format("{} requests in {} sends, {} internal errors", r.requests, r.sends,
+                                r.internal_errors);
+    if (r.rejected_status != 0) s += fmt::format(", rejected with {}", r.rejected_status);
+    if (r.peer_fin_seen) s += ", peer FIN seen";
+    return fmt::formatter<std::string_view>::format(s, ctx);
+  }
+};

@@ -67,3 +67,15 @@ private:
 };
 
 } // namespace sluice
+
+// fmt: "peer CLOSE seen, 0 messages discarded" / "aborted at the deadline, ...".
+template <>
+struct fmt::formatter<sluice::framed_stream::close_report> : fmt::formatter<std::string_view> {
+  template <class Ctx> auto format(const sluice::framed_stream::close_report& r, Ctx& ctx) const {
+    const char* how = r.aborted           ? (r.timed_out ? "aborted at the deadline" : "aborted")
+                      : r.peer_close_seen ? "peer CLOSE seen"
+                                          : "closed";
+    return fmt::formatter<std::string_view>::format(
+        fmt::format("{}, {} messages discarded", how, r.messages_discarded), ctx);
+  }
+};

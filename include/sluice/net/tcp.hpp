@@ -369,3 +369,15 @@ private:
 inline task<result<stream>> connect(io_context& io, endpoint ep) { return stream::connect(io, ep); }
 
 } // namespace sluice::tcp
+
+// fmt: "peer FIN seen, 0 bytes discarded" / "aborted at the deadline, 12 bytes discarded".
+template <> struct fmt::formatter<sluice::tcp::close_report> : fmt::formatter<std::string_view> {
+  template <class Ctx> auto format(const sluice::tcp::close_report& r, Ctx& ctx) const {
+    const char* how = r.aborted         ? (r.timed_out ? "aborted at the deadline" : "aborted")
+                      : r.timed_out     ? "closed at the deadline"
+                      : r.peer_fin_seen ? "peer FIN seen"
+                                        : "closed";
+    return fmt::formatter<std::string_view>::format(
+        fmt::format("{}, {} bytes discarded", how, r.bytes_discarded), ctx);
+  }
+};

@@ -375,7 +375,15 @@ send_all_awaiter::send_all_awaiter(send_all_awaiter&& o) noexcept
 sluice::detail::op_queue* send_all_awaiter::queue() noexcept { return &s_->sendq_; }
 
 void send_all_awaiter::aim() noexcept {
+  if (count_ == 1) { // one buffer, the usual case: a plain send of what is left
+    op_.code = sluice::detail::op_code::send;
+    op_.buffer = const_cast<std::byte*>(parts_[0].data()) + offset_;
+    op_.length = parts_[0].size() - offset_;
+
+    return;
+  }
   while (index_ < count_ && parts_[index_].size() == offset_) { // skip empty / finished
+
     ++index_;
     offset_ = 0;
   }

@@ -338,6 +338,13 @@ TEST_CASE("A client that stops reading a response is reset after send_timeout") 
   REQUIRE(!report);
   CHECK(report.error() == errc::timed_out);
   CHECK(report.error().message().find("send") != std::string::npos);
+  // The client sees the reset once it has read what had already reached it. (Under
+  // Wine the abortive close can arrive as an end of stream instead.)
+  CAPTURE(client_saw ? fmt::format("{} bytes", *client_saw) : client_saw.error().message());
+#ifdef _WIN32
+  CHECK((!client_saw ? client_saw.error() == errc::connection_reset : *client_saw == 0));
+#else
   REQUIRE(!client_saw);
   CHECK(client_saw.error() == errc::connection_reset);
+#endif
 }

@@ -119,7 +119,8 @@ struct operation : ready_node { // the node: its deferred completion
 
   // Backend-private: a kernel timespec or msghdr (uring), a pooled timer and a slot
   // (asio), an OVERLAPPED with its WSABUF (iocp).
-  alignas(8) unsigned char scratch[80]{};
+  // (Not zeroed here: a backend constructs its data in it when the operation starts.)
+  alignas(8) unsigned char scratch[80];
 
   // Filled in by the backend before the operation completes.
   std::int64_t res = 0; // bytes transferred, or the accepted handle

@@ -98,11 +98,8 @@ int main(int argc, char** argv) {
   fmt::print("listening on {}\n", srv.local_endpoint());
   std::fflush(stdout);
   fmt::print(stderr, "http_server: backend {}\n", io.backend_name());
-  auto handler = [o](tcp::stream& s, stop_token) -> task<void> {
-    auto r = co_await http::serve_connection(s, route, o);
-    if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
-        r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)
-      fmt::print(stderr, "http_server: {}\n", r.error().message());
-  };
-  return sync_wait(io, serve_until_signalled(srv, handler, sigs, drain, "http_server"));
+  // Idle keep-alive connections are parked: the server holds them with no coroutine
+  // frame and no buffer until their next request arrives.
+  return sync_wait(
+      io, serve_until_signalled(srv, http::parking_handler(route, o), sigs, drain, "http_server"));
 }

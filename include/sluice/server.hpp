@@ -15,6 +15,13 @@
 // waits until the deadline, then aborts (RST) whatever is left. A connection accepted
 // while the drain begins is drained like the others.
 //
+// Parking (serve(parking_handler)): a handler that returns after::park(idle) when its
+// connection is idle hands it back to the server, which holds it with no coroutine
+// frame (the stream and its receive state, armed in the kernel, no buffer) and calls
+// the handler again when the next bytes arrive. An idle connection costs a few hundred
+// bytes that way instead of its handler's frames; the price is a frame allocation per
+// wake-up. docs/runtime.md ("Parked connections") has the details.
+//
 // Running out of descriptors (EMFILE/ENFILE) pauses accepting for 100 ms, doubling up
 // to 500 ms while it lasts, with one log line per pause; the kernel's backlog holds
 // new connections meanwhile.
@@ -22,7 +29,6 @@
 
 #include <chrono>
 #include <functional>
-#include <list>
 #include <sluice/net/tcp.hpp>
 #include <sluice/scope.hpp>
 #include <sluice/signal.hpp>
@@ -42,18 +48,41 @@ public:
   // by default.
   using log_sink = std::function<void(std::string_view)>;
 
+  // What a parking handler asks for when it returns.
+  struct after {
+    // The server closes the connection.
+    static after close() noexcept { return {}; }
+    // The connection is idle at a message boundary: the server keeps it with no
+    // coroutine frame until its next bytes arrive (or the end of the stream, or an
+    // error), then calls the handler again; it closes it if nothing comes within
+    // `idle_timeout`, or when the server drains.
+    static after park(std::chrono::milliseconds idle_timeout) noexcept {
+      return {true, idle_timeout};
+    }
+    bool parks = false;
+    std::chrono::milliseconds idle_timeout{};
+  };
+  // A handler that returns whenever its connection is idle (nginx's model): an idle
+  // connection then costs its stream and its receive state, no frame, no buffer.
+  using parking_handler = std::function<task<after>(tcp::stream&, stop_token)>;
+
   server(io_context& io, tcp::acceptor acceptor);
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
   const endpoint& local_endpoint() const noexcept { return local_; }
-  std::size_t connections() const noexcept { return conns_.size(); }
+  // Connections open now (parked ones included).
+  std::size_t connections() const noexcept { return conns_.count; }
+  // Of them, those parked (idle, no frame).
+  std::size_t parked() const noexcept { return parked_; }
   bool draining() const noexcept { return draining_; }
 
   // Accepts and serves until shutdown()/abort(); completes when every connection ended.
   task<void> serve(handler h);
+  // The same, with a handler that parks idle connections.
+  task<void> serve(parking_handler h);
 
-  // Graceful drain, bounded by `deadline`.
+  // Graceful drain, bounded by `deadline`. Parked connections are closed at once.
   task<drain_report> shutdown(std::chrono::milliseconds deadline);
 
   // Immediate: stop accepting and reset every connection now.
@@ -62,21 +91,58 @@ public:
   void set_log(log_sink sink) { log_ = std::move(sink); }
 
 private:
-  struct connection {
-    explicit connection(tcp::stream s) noexcept : stream(std::move(s)) {}
+  // One connection. As a ready_node it is the wake-up of a parked connection: its
+  // stream posts it when bytes arrive.
+  struct connection : detail::ready_node {
+    connection(server& s, tcp::stream st) noexcept;
+    ~connection();
+    server* owner;
     tcp::stream stream;
     stop_source stop;
+    connection* prev = nullptr; // every connection of the server
+    connection* next = nullptr;
+    connection* idle_prev = nullptr; // parked ones, by idle deadline
+    connection* idle_next = nullptr;
+    std::int64_t idle_deadline = 0; // steady_clock ns
+    bool parked = false;
   };
-  task<void> run(std::list<connection>::iterator it, handler& h);
+  // Owns the records; declared before scope_, so destroyed after the children.
+  struct connection_list {
+    connection* head = nullptr;
+    std::size_t count = 0;
+    connection_list() = default;
+    connection_list(const connection_list&) = delete;
+    connection_list& operator=(const connection_list&) = delete;
+    ~connection_list();
+  };
+
+  task<void> accept_loop();
+  task<void> run(connection& c, handler& h);
+  task<void> run_parking(connection& c);
+  connection& add(tcp::stream s);
+  void remove(connection& c) noexcept; // closes the stream, frees the record
+  void park(connection& c, std::chrono::milliseconds idle_timeout) noexcept;
+  void unpark(connection& c) noexcept;
+  static void wake(detail::ready_node& n) noexcept;
+  task<void> reap_idle();
   void log(std::string_view message) const;
 
   io_context& io_;
   tcp::acceptor acceptor_;
   endpoint local_;
-  std::list<connection> conns_; // before scope_: the children use them until destroyed
+  handler handler_; // before scope_, like everything the children use
+  parking_handler parking_;
+  connection_list conns_;
   async_scope scope_;
   stop_source stop_accepting_;
   log_sink log_;
+  // Parked connections, earliest idle deadline first, and the task that closes them.
+  connection* idle_head_ = nullptr;
+  connection* idle_tail_ = nullptr;
+  std::size_t parked_ = 0;
+  bool reaping_ = false;
+  std::int64_t reap_at_ = 0;              // what the reaper sleeps until
+  stop_source* reap_interrupt_ = nullptr; // wakes it early (an earlier deadline, a drain)
   bool draining_ = false;
   std::size_t aborted_ = 0;
 };
@@ -86,6 +152,9 @@ private:
 // drain that finished by itself, 1 after an abort by a second signal. Progress is
 // reported on standard error, prefixed with `name`.
 task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
+                                std::chrono::milliseconds drain_deadline, std::string_view name);
+// The same with a handler that parks idle connections.
+task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
                                 std::chrono::milliseconds drain_deadline, std::string_view name);
 
 } // namespace sluice

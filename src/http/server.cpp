@@ -231,9 +231,14 @@ struct request_clock {
   std::size_t request = 0;           // which request (requests answered before it)
 };
 
-} // namespace
+// How a run of serve() ended.
+enum class ended { closed, idle };
 
-task<result<connection_report>> serve_connection(tcp::stream& s, handler h, server_options o) {
+// Serves requests until the connection closes or — with `park_when_idle` — until it is
+// idle between two requests (no request begun, nothing buffered, nothing received):
+// then it returns `idle` holding nothing, for the caller to wait with no frame.
+task<result<ended>> serve(tcp::stream& s, const handler& h, const server_options& o,
+                          connection_report& report, bool park_when_idle) {
   // (The token first: g++ 12 mishandles a co_await inside a braced initializer.)
   const stop_token stop = co_await this_stop_token();
   connection c(s, h, o, stop);
@@ -243,12 +248,23 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
 
   for (;;) {
     auto step = co_await answer(c);
-    if (!step) co_return std::move(step).error();
-    if (*step == next::finished) co_return c.report;
+    if (!step) {
+      report = c.report;
+      co_return std::move(step).error();
+    }
+    if (*step == next::finished) {
+      report = c.report;
+      co_return ended::closed;
+    }
     if (*step == next::close) break;
     const bool idle = !c.in_request && c.p.buffered() == 0;
     // Idle between requests and asked to stop: close now.
     if (c.stop.stop_requested() && idle) break;
+    if (idle && park_when_idle && !s.available()) {
+      c.in.release();
+      report = c.report;
+      co_return ended::idle;
+    }
     // An idle wait ends when stop is requested; a request in progress is read to its
     // end whatever happens (bounded by its deadlines).
     c.in.release(); // the parser asked for more: it copied what it still needs
@@ -292,6 +308,7 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
       }
       if (got.error() == errc::timed_out) break;                 // idle too long
       if (idle && got.error() == errc::operation_aborted) break; // stop requested
+      report = c.report;
       co_return std::move(got).error();
     }
     if (got->empty()) {
@@ -306,7 +323,35 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h, serv
                                                         .max_discard = o.linger_max_bytes,
                                                         .reset_at_deadline = false}));
   c.report.peer_fin_seen = closed.peer_fin_seen;
-  co_return c.report;
+  report = c.report;
+  co_return ended::closed;
+}
+
+} // namespace
+
+task<result<connection_report>> serve_connection(tcp::stream& s, handler h, server_options o) {
+  connection_report report;
+  auto r = co_await serve(s, h, o, report, false);
+  if (!r) co_return std::move(r).error();
+  co_return report;
+}
+
+task<sluice::server::after> serve_until_idle(tcp::stream& s, const handler& h,
+                                             const server_options& o) {
+  connection_report report;
+  auto r = co_await serve(s, h, o, report, true);
+  if (r && *r == ended::idle) co_return sluice::server::after::park(o.idle_timeout);
+  // The client going away, or the drain, is not worth a line.
+  if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
+      r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)
+    log_to(o, r.error().message());
+  co_return sluice::server::after::close();
+}
+
+sluice::server::parking_handler parking_handler(handler h, server_options o) {
+  return [h = std::move(h), o = std::move(o)](tcp::stream& s, stop_token) {
+    return serve_until_idle(s, h, o);
+  };
 }
 
 } // namespace sluice::http

@@ -1,6 +1,6 @@
-// sluice::server: accepting, one task per connection, a bounded graceful drain, and
-// serve_until_signalled (include/sluice/server.hpp). Protocol-agnostic: the echo
-// example and the HTTP driver use it alike.
+// sluice::server: accepting, one task per connection, parked idle connections, a
+// bounded graceful drain, and serve_until_signalled (include/sluice/server.hpp).
+// Protocol-agnostic: the echo example and the HTTP driver use it alike.
 #include <sluice/server.hpp>
 
 #include <fmt/format.h>
@@ -8,6 +8,18 @@
 #include <sluice/when_all.hpp>
 
 namespace sluice {
+
+server::connection::connection(server& s, tcp::stream st) noexcept
+    : owner(&s), stream(std::move(st)) {
+  run = &server::wake;
+}
+
+server::connection::~connection() { unlink(); } // a wake-up still posted goes with it
+
+server::connection_list::~connection_list() {
+  while (head != nullptr)
+    delete std::exchange(head, head->next);
+}
 
 server::server(io_context& io, tcp::acceptor acceptor)
     : io_(io), acceptor_(std::move(acceptor)), local_(acceptor_.local_endpoint()), scope_(io) {}
@@ -19,18 +31,111 @@ void server::log(std::string_view message) const {
     fmt::print(stderr, "sluice::server: {}\n", message);
 }
 
-task<void> server::run(std::list<connection>::iterator it, handler& h) {
+server::connection& server::add(tcp::stream s) {
+  auto* c = new connection(*this, std::move(s));
+  c->next = conns_.head;
+  if (conns_.head != nullptr) conns_.head->prev = c;
+  conns_.head = c;
+  ++conns_.count;
+  return *c;
+}
+
+void server::remove(connection& c) noexcept {
+  if (c.parked) unpark(c);
+  if (c.prev != nullptr)
+    c.prev->next = c.next;
+  else
+    conns_.head = c.next;
+  if (c.next != nullptr) c.next->prev = c.prev;
+  --conns_.count;
+  delete &c; // closes the stream
+}
+
+task<void> server::run(connection& c, handler& h) {
   try {
-    const stop_token token = it->stop.get_token();
-    co_await with_stop_token(h(it->stream, token), token);
+    const stop_token token = c.stop.get_token();
+    co_await with_stop_token(h(c.stream, token), token);
   } catch (const std::exception& e) {
     log(fmt::format("a connection handler failed: {}", e.what()));
   }
-  it->stream.close();
-  conns_.erase(it);
+  remove(c);
 }
 
-task<void> server::serve(handler h) {
+task<void> server::run_parking(connection& c) {
+  after next;
+  try {
+    const stop_token token = c.stop.get_token();
+    next = co_await with_stop_token(parking_(c.stream, token), token);
+  } catch (const std::exception& e) {
+    log(fmt::format("a connection handler failed: {}", e.what()));
+  }
+  if (next.parks && !c.stop.stop_requested() && !draining_ && c.stream.is_open())
+    park(c, next.idle_timeout);
+  else
+    remove(c);
+}
+
+void server::park(connection& c, std::chrono::milliseconds idle_timeout) noexcept {
+  if (!c.stream.watch_receive(c)) { // the receive side is shut: nothing can wake it
+    remove(c);
+    return;
+  }
+  c.parked = true;
+  ++parked_;
+  c.idle_deadline = detail::steady_now_ns() +
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(idle_timeout).count();
+  // Sorted by deadline, searched from the tail: with one idle timeout for every
+  // connection (the usual case) a newcomer is always last, O(1).
+  connection* after_this = idle_tail_;
+  while (after_this != nullptr && after_this->idle_deadline > c.idle_deadline)
+    after_this = after_this->idle_prev;
+  c.idle_prev = after_this;
+  c.idle_next = after_this != nullptr ? after_this->idle_next : idle_head_;
+  (c.idle_next != nullptr ? c.idle_next->idle_prev : idle_tail_) = &c;
+  (after_this != nullptr ? after_this->idle_next : idle_head_) = &c;
+  if (!reaping_) {
+    reaping_ = true;
+    scope_.spawn(reap_idle());
+  } else if (c.idle_deadline < reap_at_ && reap_interrupt_ != nullptr) {
+    reap_interrupt_->request_stop(); // the reaper sleeps past this deadline
+  }
+}
+
+void server::unpark(connection& c) noexcept {
+  c.stream.unwatch_receive();
+  c.unlink(); // a wake-up already posted is withdrawn
+  (c.idle_prev != nullptr ? c.idle_prev->idle_next : idle_head_) = c.idle_next;
+  (c.idle_next != nullptr ? c.idle_next->idle_prev : idle_tail_) = c.idle_prev;
+  c.idle_prev = c.idle_next = nullptr;
+  c.parked = false;
+  --parked_;
+}
+
+void server::wake(detail::ready_node& n) noexcept {
+  auto& c = static_cast<connection&>(n);
+  server& s = *c.owner;
+  s.unpark(c);
+  s.scope_.spawn(s.run_parking(c));
+}
+
+// Closes parked connections whose idle deadline passed; runs while any is parked.
+task<void> server::reap_idle() {
+  while (idle_head_ != nullptr) {
+    const std::int64_t now = detail::steady_now_ns();
+    while (idle_head_ != nullptr && idle_head_->idle_deadline <= now)
+      remove(*idle_head_);
+    if (idle_head_ == nullptr) break;
+    reap_at_ = idle_head_->idle_deadline;
+    stop_source interrupt;
+    reap_interrupt_ = &interrupt;
+    (void)co_await with_stop_token(
+        as_task(sleep_for(io_, std::chrono::nanoseconds(reap_at_ - now))), interrupt.get_token());
+    reap_interrupt_ = nullptr;
+  }
+  reaping_ = false;
+}
+
+task<void> server::accept_loop() {
   using std::chrono::milliseconds;
   milliseconds pause{0};
   while (!draining_) {
@@ -50,21 +155,39 @@ task<void> server::serve(handler h) {
       continue;
     }
     pause = milliseconds(0);
-    auto& c = conns_.emplace_back(std::move(*s));
+    connection& c = add(std::move(*s));
     if (draining_) c.stop.request_stop(); // accepted as the drain began: drained too
-    scope_.spawn(run(std::prev(conns_.end()), h));
+    if (parking_)
+      scope_.spawn(run_parking(c));
+    else
+      scope_.spawn(run(c, handler_));
   }
   (void)co_await scope_.join(); // no connection outlives serve()
+}
+
+task<void> server::serve(handler h) {
+  handler_ = std::move(h);
+  return accept_loop();
+}
+
+task<void> server::serve(parking_handler h) {
+  parking_ = std::move(h);
+  return accept_loop();
 }
 
 task<drain_report> server::shutdown(std::chrono::milliseconds deadline) {
   draining_ = true;
   stop_accepting_.request_stop();
   acceptor_.close(); // stops accepting at once: the pending accept is cancelled
-  const std::size_t at_start = conns_.size();
+  const std::size_t at_start = conns_.count;
   const std::size_t aborted_before = aborted_;
-  for (auto& c : conns_)
-    c.stop.request_stop();
+  for (connection* c = conns_.head; c != nullptr;) {
+    connection* next = c->next;
+    c->stop.request_stop();
+    if (c->parked) remove(*c); // idle: closed now
+    c = next;
+  }
+  if (reap_interrupt_ != nullptr) reap_interrupt_->request_stop();
   auto joined = co_await with_timeout(as_task(scope_.join()), deadline);
   if (!joined) abort();
   (void)co_await scope_.join();
@@ -79,12 +202,17 @@ std::size_t server::abort() noexcept {
   stop_accepting_.request_stop();
   acceptor_.close();
   std::size_t n = 0;
-  for (auto& c : conns_) {
-    if (!c.stream.is_open()) continue;
-    c.stop.request_stop();
-    c.stream.abort();
-    ++n;
+  for (connection* c = conns_.head; c != nullptr;) {
+    connection* next = c->next;
+    if (c->stream.is_open()) {
+      c->stop.request_stop();
+      c->stream.abort();
+      ++n;
+    }
+    if (c->parked) remove(*c);
+    c = next;
   }
+  if (reap_interrupt_ != nullptr) reap_interrupt_->request_stop();
   aborted_ += n;
   return n;
 }
@@ -124,14 +252,25 @@ task<int> control(signal_set& sigs, server& srv, std::chrono::milliseconds deadl
   co_return forced ? 1 : 0;
 }
 
+template <class Handler>
+task<int> serve_and_control(server& srv, Handler h, signal_set& sigs,
+                            std::chrono::milliseconds drain_deadline, std::string name) {
+  auto [served, code] =
+      co_await when_all(srv.serve(std::move(h)), control(sigs, srv, drain_deadline, name));
+  (void)served;
+  co_return code;
+}
+
 } // namespace
 
 task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
                                 std::chrono::milliseconds drain_deadline, std::string_view name) {
-  auto [served, code] = co_await when_all(srv.serve(std::move(h)),
-                                          control(sigs, srv, drain_deadline, std::string(name)));
-  (void)served;
-  co_return code;
+  return serve_and_control(srv, std::move(h), sigs, drain_deadline, std::string(name));
+}
+
+task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
+                                std::chrono::milliseconds drain_deadline, std::string_view name) {
+  return serve_and_control(srv, std::move(h), sigs, drain_deadline, std::string(name));
 }
 
 } // namespace sluice

@@ -54,6 +54,25 @@ void stream::close_receiver() noexcept {
 
 stream::~stream() { close(); }
 
+bool stream::available() const noexcept {
+  if (life_.begin_receive().action != verdict::proceed || !unread_.empty()) return true;
+  return rx_ != nullptr && rx_->ready();
+}
+
+result<void> stream::watch_receive(sluice::detail::ready_node& w) {
+  const auto d = life_.begin_receive();
+  if (d.action != verdict::proceed) return error(d.error, describe("recv_some"));
+  if (!unread_.empty())
+    io_->post(w);
+  else
+    receiver().watch(w);
+  return {};
+}
+
+void stream::unwatch_receive() noexcept {
+  if (rx_ != nullptr) rx_->unwatch();
+}
+
 void stream::abort_waiting_senders() noexcept {
   while (sluice::detail::operation* op = sendq_.first_waiting()) {
     sendq_.remove(*op);

@@ -22,6 +22,7 @@ void receiver::open(native_handle h) noexcept {
   op_.handle = h;
   closed_ = false;
   parked_ = false;
+  watcher_ = nullptr;
   head_ = count_ = 0;
 }
 
@@ -81,6 +82,18 @@ void receiver::wait(operation& waiter) noexcept {
   arm();
 }
 
+void receiver::watch(ready_node& w) noexcept {
+  watcher_ = &w;
+  if (count_ != 0 || !overflow_.empty())
+    notify_watcher();
+  else
+    arm();
+}
+
+void receiver::notify_watcher() noexcept {
+  if (watcher_ != nullptr) io_->post(*std::exchange(watcher_, nullptr));
+}
+
 void receiver::deliver() noexcept {
   operation* w = waiters_.first_waiting();
   if (w == nullptr || count_ == 0) return;
@@ -111,6 +124,7 @@ void receiver::release_items() noexcept {
 void receiver::close() noexcept {
   if (closed_) return;
   closed_ = true;
+  watcher_ = nullptr;
   release_items();
   while (operation* w = waiters_.first_waiting()) {
     waiters_.remove(*w);
@@ -179,6 +193,7 @@ void receiver::on_complete(operation& op) {
     if (op.more && r.count_ + r.overflow_.size() >= high_water && !op.cancel_requested)
       r.io_->cancel(op);
     r.deliver();
+    r.notify_watcher(); // a parked connection: its owner takes it from here
   }
 
   // A single-shot receive (or a multishot that ended) re-arms while a reader waits.

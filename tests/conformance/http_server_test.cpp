@@ -348,3 +348,100 @@ TEST_CASE("A client that stops reading a response is reset after send_timeout") 
   CHECK(client_saw.error() == errc::connection_reset);
 #endif
 }
+
+namespace {
+// Whole responses (heads and Content-Length bodies) at the start of `raw`.
+std::size_t complete_responses(const std::string& raw) {
+  std::size_t count = 0, at = 0;
+  for (;;) {
+    const std::size_t head_end = raw.find("\r\n\r\n", at);
+    const std::size_t length = raw.find("Content-Length: ", at);
+    if (head_end == std::string::npos || length == std::string::npos || length > head_end)
+      return count;
+    const std::size_t end = head_end + 4 + std::stoul(raw.substr(length + 16));
+    if (end > raw.size()) return count;
+    ++count;
+    at = end;
+  }
+}
+
+// Reads until `raw` holds `n` whole responses (or the stream ends), bounded.
+task<std::string> read_responses(tcp::stream& c, std::size_t n) {
+  std::string raw;
+  std::array<std::byte, 4096> buf;
+  while (complete_responses(raw) < n) {
+    auto r = co_await with_timeout(c.recv(buf), std::chrono::seconds(10));
+    if (!r || *r == 0) break;
+    raw += text(std::span(buf).first(*r));
+  }
+  co_return raw;
+}
+
+task<bool> parked_soon(sluice::server& srv, std::size_t n) {
+  for (int i = 0; i < 10'000 && srv.parked() != n; ++i)
+    (void)co_await sleep_for(std::chrono::milliseconds(1));
+  co_return srv.parked() == n;
+}
+} // namespace
+
+TEST_CASE("parking_handler parks a keep-alive connection between requests, pipelined or "
+          "not, and a drain closes it") {
+  io_context io;
+  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
+  REQUIRE(acc);
+  sluice::server srv(io, std::move(*acc));
+  std::string first, pipelined, end = "open";
+  bool parked_after_first = false, parked_after_pipelined = false;
+  auto client = [&]() -> task<void> {
+    auto c = co_await tcp::connect(io, srv.local_endpoint());
+    REQUIRE(c);
+    auto w = co_await c->send_all(bytes(gets(0, 1)));
+    REQUIRE(w);
+    first = co_await read_responses(*c, 1);
+    parked_after_first = co_await parked_soon(srv, 1);
+    w = co_await c->send_all(bytes(gets(1, 4))); // three requests in one send
+    REQUIRE(w);
+    pipelined = co_await read_responses(*c, 3);
+    parked_after_pipelined = co_await parked_soon(srv, 1);
+    (void)co_await srv.shutdown(std::chrono::seconds(5));
+    std::array<std::byte, 64> buf;
+    auto n = co_await with_timeout(c->recv(buf), std::chrono::seconds(10));
+    end = !n ? n.error().message() : *n == 0 ? "eof" : "more bytes";
+  };
+  sync_wait(io, when_all(srv.serve(http::parking_handler(echo_target)), client()));
+  CHECK(bodies(first) == std::vector<std::string>{"/0"});
+  CHECK(bodies(pipelined) == std::vector<std::string>{"/1", "/2", "/3"});
+  CHECK(parked_after_first);
+  CHECK(parked_after_pipelined);
+  CHECK(end == "eof");
+  CHECK(srv.connections() == 0);
+}
+
+TEST_CASE("parking_handler closes a parked connection at its idle_timeout") {
+  io_context io;
+  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
+  REQUIRE(acc);
+  sluice::server srv(io, std::move(*acc));
+  http::server_options o;
+  o.idle_timeout = std::chrono::milliseconds(30);
+  std::string first, end = "open";
+  std::size_t open_after = 99;
+  auto client = [&]() -> task<void> {
+    auto c = co_await tcp::connect(io, srv.local_endpoint());
+    REQUIRE(c);
+    auto w = co_await c->send_all(bytes(gets(0, 1)));
+    REQUIRE(w);
+    first = co_await read_responses(*c, 1);
+    std::array<std::byte, 64> buf;
+    auto n = co_await with_timeout(c->recv(buf), std::chrono::seconds(10));
+    end = !n ? n.error().message() : *n == 0 ? "eof" : "more bytes";
+    for (int i = 0; i < 10'000 && srv.connections() != 0; ++i)
+      (void)co_await sleep_for(std::chrono::milliseconds(1));
+    open_after = srv.connections();
+    (void)co_await srv.shutdown(std::chrono::seconds(5));
+  };
+  sync_wait(io, when_all(srv.serve(http::parking_handler(echo_target, o)), client()));
+  CHECK(bodies(first) == std::vector<std::string>{"/0"});
+  CHECK(end == "eof");
+  CHECK(open_after == 0);
+}

@@ -13,6 +13,9 @@
 //    re-arms. Nothing is lost.
 //  - close() cancels it; a receiver whose operation is still in the backend is
 //    returned to the pool by its last completion, never freed under it.
+//  - A watcher (watch()) is how a connection waits with no coroutine at all (a
+//    server's parked idle connection): the first completion for a reader posts it to
+//    the loop's ready list, once.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +57,14 @@ public:
   // A buffer came back while this receiver was parked for lack of one.
   void resume_after_starving() noexcept;
 
+  // Posts `w` to the loop (once) when a completion is there for a reader — bytes, the
+  // end of the stream or an error — and arms the receive. Posted at once if one is
+  // there already. One watcher at a time; no reader may wait meanwhile. The watcher
+  // must stay alive until it has run or unwatch() was called.
+  void watch(ready_node& w) noexcept;
+  // Forgets the watcher (it is not posted any more; one already posted stays posted).
+  void unwatch() noexcept { watcher_ = nullptr; }
+
   receiver* next_starved = nullptr;
 
 private:
@@ -73,9 +84,12 @@ private:
 
   void release_items() noexcept;
 
+  void notify_watcher() noexcept;
+
   operation op_;
   op_queue waiters_;
   io_context* io_;
+  ready_node* watcher_ = nullptr;
   native_handle handle_ = invalid_handle;
   item inline_[high_water + 2];
   std::vector<item> overflow_; // completions already in flight past the inline slots

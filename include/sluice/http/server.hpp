@@ -19,6 +19,7 @@
 #include <functional>
 #include <sluice/net/tcp.hpp>
 #include <sluice/proto/http1.hpp>
+#include <sluice/server.hpp>
 #include <string>
 
 namespace sluice::http {
@@ -87,6 +88,23 @@ struct connection_report {
 // stream (a sluice::server, say); it is closed on return.
 task<result<connection_report>> serve_connection(tcp::stream& s, handler h,
                                                  server_options options = {});
+
+// For a sluice::server that parks idle connections: serves requests like
+// serve_connection() until the connection is idle between two requests (nothing
+// begun, nothing received), then returns server::after::park(options.idle_timeout) —
+// the server holds it with no frame until the next request arrives and calls this
+// again — or closes as serve_connection() would and returns server::after::close().
+// Errors other than the client going away are logged through options.log. `h` and
+// `options` must outlive the call (the server's handler owns them).
+task<sluice::server::after> serve_until_idle(tcp::stream& s, const handler& h,
+                                             const server_options& options);
+
+// A handler for sluice::server::serve() that serves HTTP/1.1 with serve_until_idle(),
+// owning `h` and `options` (shared by every connection, not copied per connection):
+//
+//   server srv(io, std::move(acceptor));
+//   co_await srv.serve(http::parking_handler(hello, options));
+sluice::server::parking_handler parking_handler(handler h, server_options options = {});
 
 } // namespace sluice::http
 

@@ -252,6 +252,18 @@ public:
     return {*this, bufs};
   }
 
+  // True if recv() or recv_some() would complete now without waiting: bytes, the end
+  // of the stream or an error are there (or the receive side is shut).
+  bool available() const noexcept;
+  // For servers that hold idle connections with no coroutine (sluice::server parks
+  // them): posts `w` to the loop's ready list, once, when available() becomes true —
+  // at once if it is already. The stream receives into lent buffers meanwhile (as
+  // recv_some); no recv may wait on it until `w` has run or unwatch_receive() was
+  // called, and `w` must outlive both. Fails as recv_some would if the receive side
+  // is shut or the stream closed.
+  result<void> watch_receive(sluice::detail::ready_node& w);
+  void unwatch_receive() noexcept;
+
   // Half-closes the receive side and yields the peer's disconnect data into `data`
   // (always empty on TCP, whose transport has none). The contract is docs/architecture.md's
   // recv_disconnect table: afterwards every receive — pending or later — fails with

@@ -24,7 +24,8 @@ install(FILES ${PROJECT_BINARY_DIR}/sluiceConfig.cmake
   ${PROJECT_BINARY_DIR}/sluiceConfigVersion.cmake DESTINATION ${SLUICE_CMAKE_DIR})
 
 # pkg-config: `pkg-config --cflags --libs --static sluice` links against the static
-# libraries (liburing and threads come with --static).
+# libraries (liburing and threads come with --static); a shared build
+# (BUILD_SHARED_LIBS=ON) is used without --static.
 set(SLUICE_PC_REQUIRES_PRIVATE "")
 if(SLUICE_NEEDS_LIBURING)
   set(SLUICE_PC_REQUIRES_PRIVATE "liburing")
@@ -34,6 +35,11 @@ endif()
 file(RELATIVE_PATH SLUICE_PC_TO_PREFIX ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig
   ${CMAKE_INSTALL_PREFIX})
 string(REGEX REPLACE "/$" "" SLUICE_PC_TO_PREFIX "${SLUICE_PC_TO_PREFIX}")
+# A shared build says so to its users (it matters for dllimport on Windows).
+set(SLUICE_PC_CFLAGS "")
+if(BUILD_SHARED_LIBS)
+  set(SLUICE_PC_CFLAGS " -DSLUICE_SHARED")
+endif()
 configure_file(${PROJECT_SOURCE_DIR}/cmake/sluice.pc.in ${PROJECT_BINARY_DIR}/sluice.pc @ONLY)
 
 install(FILES ${PROJECT_BINARY_DIR}/sluice.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -30,6 +30,18 @@ run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # each consumer echoes through sluice.
 echo "=== consumers"
 bash tests/consumer/run.sh build/release --deb
+# The shared libraries (BUILD_SHARED_LIBS=ON): built with -fvisibility=hidden, so the
+# suites below link only what the headers export; then the installed .so's consumed.
+echo "=== build: shared"
+cmake -S . -B build/shared -G Ninja -DSLUICE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DBUILD_SHARED_LIBS=ON -DSLUICE_BUILD_BENCHMARKS=OFF -DSLUICE_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build/shared -j "$jobs" --target runtime_tests conformance_tests
+echo "=== test: shared"
+for t in runtime_tests conformance_tests; do
+  SLUICE_BACKEND=uring "build/shared/tests/$t" | grep -E "^(All tests passed|test cases:)" |
+    sed "s/^/  shared uring $t: /"
+done
+bash tests/consumer/run.sh build/shared
 # ASan's leak checker needs ptrace-like access that some sandboxes deny; leaks are
 # still reported where it can run.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

@@ -8,7 +8,7 @@ import sys
 
 root = pathlib.Path(sys.argv[1])
 files = sorted(root.glob("include/sluice/proto/*.hpp")) + sorted(root.glob("src/proto/*.cpp")) + \
-    [root / "include/sluice/error.hpp"]
+    [root / "include/sluice/error.hpp", root / "include/sluice/export.hpp"]
 
 allowed_std = set("""algorithm any array atomic bit bitset cassert cctype cerrno charconv cmath
 compare concepts cstddef cstdint cstdio cstdlib cstring deque exception functional initializer_list
@@ -25,7 +25,8 @@ for f in files:
         if not m:
             continue
         inc = m.group(1)
-        ok = (inc.startswith("sluice/proto/") or inc == "sluice/error.hpp" or inc.startswith("fmt/")
+        ok = (inc.startswith("sluice/proto/") or inc in ("sluice/error.hpp", "sluice/export.hpp")
+              or inc.startswith("fmt/")
               or (inc in allowed_std and inc not in forbidden_std))
         if not ok:
             bad.append(f"{f.relative_to(root)}:{n}: #include <{inc}> is not allowed in sluice::proto")

@@ -7,6 +7,8 @@
 // `r.error() == errc::connection_reset` whatever backend produced it.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <fmt/format.h>
 #include <string>
 #include <system_error>
@@ -52,7 +54,7 @@ template <> struct std::is_error_condition_enum<sluice::errc> : std::true_type {
 
 namespace sluice {
 
-const std::error_category& error_category() noexcept;
+SLUICE_PROTO_API const std::error_category& error_category() noexcept;
 
 inline std::error_condition make_error_condition(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
@@ -66,7 +68,7 @@ inline std::error_code make_error_code(errc e) noexcept {
 
 // An error code plus the context that makes it actionable: which operation, which
 // endpoint, which limit ("connect to 127.0.0.1:9: connection refused").
-class error {
+class SLUICE_PROTO_API error {
 public:
   error() = default;
   error(std::error_code code, std::string context = {})
@@ -87,7 +89,7 @@ private:
 };
 
 // Thrown only by result<T>::value() on an error, for callers who prefer exceptions.
-class bad_result_access : public std::system_error {
+class SLUICE_PROTO_API bad_result_access : public std::system_error {
 public:
   explicit bad_result_access(const error& e) : std::system_error(e.code(), e.context()) {}
 };

@@ -18,6 +18,8 @@
 // is freed (docs/runtime.md).
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
@@ -48,7 +50,7 @@ struct spawn_link {
 };
 } // namespace detail
 
-class io_context {
+class SLUICE_API io_context {
 public:
   struct options {
     // "uring", "asio", "iocp", or empty for SLUICE_BACKEND (or the best available).

@@ -27,6 +27,8 @@
 // new connections meanwhile.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <chrono>
 #include <functional>
 #include <sluice/net/tcp.hpp>
@@ -40,7 +42,7 @@ struct drain_report {
   std::size_t aborted = 0; // connections reset at the deadline or by abort()
 };
 
-class server {
+class SLUICE_API server {
 public:
   // The handler owns the protocol; the server closes the stream after it returns.
   using handler = std::function<task<void>(tcp::stream&, stop_token)>;
@@ -151,10 +153,10 @@ private:
 // second signal during the drain aborts every connection at once. Returns 0 after a
 // drain that finished by itself, 1 after an abort by a second signal. Progress is
 // reported on standard error, prefixed with `name`.
-task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
+SLUICE_API task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
                                 std::chrono::milliseconds drain_deadline, std::string_view name);
 // The same with a handler that parks idle connections.
-task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
+SLUICE_API task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
                                 std::chrono::milliseconds drain_deadline, std::string_view name);
 
 } // namespace sluice

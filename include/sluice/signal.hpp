@@ -12,6 +12,8 @@
 // runtime's raise().
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <initializer_list>
 #include <sluice/detail/io_awaiter.hpp>
 #include <vector>
@@ -21,7 +23,7 @@ namespace sluice {
 class signal_set;
 
 namespace detail {
-class [[nodiscard]] signal_awaiter : public io_awaiter {
+class [[nodiscard]] SLUICE_API signal_awaiter : public io_awaiter {
 public:
   explicit signal_awaiter(signal_set& s);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
@@ -35,7 +37,7 @@ private:
 };
 } // namespace detail
 
-class signal_set {
+class SLUICE_API signal_set {
 public:
   // Throws std::system_error if a signal cannot be caught (SIGKILL, say) or the
   // process has run out of descriptors.

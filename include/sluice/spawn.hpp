@@ -6,6 +6,8 @@
 // flight was cancelled and reaped).
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <sluice/detail/operation.hpp>
 #include <sluice/io_context.hpp>
 #include <sluice/stop_token.hpp>
@@ -18,10 +20,10 @@ namespace sluice {
 // "sluice: a spawned task ended with an exception: <what()>" on standard error.
 // Returns the previous handler. Set it before the loop runs (not synchronised).
 using spawn_error_handler = void (*)(std::exception_ptr);
-spawn_error_handler set_spawn_error_handler(spawn_error_handler h) noexcept;
+SLUICE_API spawn_error_handler set_spawn_error_handler(spawn_error_handler h) noexcept;
 
 namespace detail {
-void report_spawn_failure(std::exception_ptr e) noexcept;
+SLUICE_API void report_spawn_failure(std::exception_ptr e) noexcept;
 
 // A group of spawned roots that ends with its owner (async_scope): it lists them, and
 // hears when one ends.

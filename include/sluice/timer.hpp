@@ -8,6 +8,8 @@
 // errc::timed_out; an operation that completes first cancels the timer.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <chrono>
 #include <concepts>
 #include <optional>
@@ -16,7 +18,7 @@
 
 namespace sluice {
 
-class [[nodiscard]] sleep_awaiter : public detail::io_awaiter {
+class [[nodiscard]] SLUICE_API sleep_awaiter : public detail::io_awaiter {
 public:
   sleep_awaiter(io_context& io, std::chrono::nanoseconds d) {
     op_.ctx = &io;
@@ -34,7 +36,7 @@ public:
 };
 
 // Precondition: on a thread running an io_context (or pass it explicitly).
-sleep_awaiter sleep_for(std::chrono::nanoseconds d);
+SLUICE_API sleep_awaiter sleep_for(std::chrono::nanoseconds d);
 inline sleep_awaiter sleep_for(io_context& io, std::chrono::nanoseconds d) {
   return sleep_awaiter(io, d);
 }
@@ -53,8 +55,8 @@ template <class T> task<T> deadline_body(task<T> t, deadline_state& s) {
   co_return r;
 }
 
-task<void> deadline_timer(std::chrono::nanoseconds d, deadline_state& s);
-std::string deadline_message(std::chrono::nanoseconds d);
+SLUICE_API task<void> deadline_timer(std::chrono::nanoseconds d, deadline_state& s);
+SLUICE_API std::string deadline_message(std::chrono::nanoseconds d);
 
 } // namespace detail
 

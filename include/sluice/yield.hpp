@@ -3,13 +3,15 @@
 // own operations already yield when a turn's budget is spent).
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <coroutine>
 #include <sluice/detail/operation.hpp>
 #include <sluice/io_context.hpp>
 
 namespace sluice {
 
-class [[nodiscard]] yield_awaiter : private detail::resume_node {
+class [[nodiscard]] SLUICE_API yield_awaiter : private detail::resume_node {
 public:
   explicit yield_awaiter(io_context& io) noexcept : io_(&io) {}
   yield_awaiter(const yield_awaiter& o) noexcept : detail::resume_node(), io_(o.io_) {}
@@ -28,7 +30,7 @@ private:
 };
 
 // Precondition: on a thread running an io_context (or pass it explicitly).
-yield_awaiter yield();
+SLUICE_API yield_awaiter yield();
 inline yield_awaiter yield(io_context& io) noexcept { return yield_awaiter(io); }
 
 } // namespace sluice

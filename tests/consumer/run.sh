@@ -4,6 +4,8 @@
 # sluice as a subproject (add_subdirectory). With --deb (root, or sudo without a
 # password), also as the Debian package `cpack -G DEB` makes: installed with apt-get,
 # used through find_package and pkg-config from /usr, then removed.
+# A shared build (BUILD_SHARED_LIBS=ON: BUILD_DIR has libsluice.so) is checked through
+# find_package and plain pkg-config instead, and each consumer must load libsluice.so.
 # Usage: run.sh BUILD_DIR [--deb]   (BUILD_DIR: a built sluice tree, e.g. build/release)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,6 +16,30 @@ rm -rf "$work"
 mkdir -p "$work"
 
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
+
+if [ -e "$build/libsluice.so" ]; then
+  # Each consumer runs against the shared libraries of the prefix, not static copies.
+  uses_shared() {
+    ldd "$1" | grep -q "$work/prefix/lib/libsluice.so" ||
+      { echo "$1 does not load the installed libsluice.so"; ldd "$1"; exit 1; }
+  }
+  echo "--- find_package(sluice) against the installed shared libraries"
+  cmake -S "$here" -B "$work/package" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+  cmake --build "$work/package" >/dev/null
+  uses_shared "$work/package/consumer"
+  "$work/package/consumer"
+  echo "--- pkg-config sluice (shared)"
+  flags=$(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs sluice)
+  g++ "$here/main.cpp" -o "$work/pkg-config-consumer" $flags -Wl,-rpath,"$work/prefix/lib"
+  uses_shared "$work/pkg-config-consumer"
+  "$work/pkg-config-consumer"
+  echo "--- exported: $(nm -D --defined-only "$work/prefix/lib/libsluice.so" | wc -l) symbols in libsluice.so, none of Asio's"
+  if nm -DC --defined-only "$work/prefix/lib/libsluice.so" | grep -q "asio::"; then
+    echo "libsluice.so exports Asio symbols"
+    exit 1
+  fi
+  exit 0
+fi
 
 echo "--- find_package(sluice) against the installed copy"
 cmake -S "$here" -B "$work/package" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null

@@ -16,6 +16,8 @@
 // docs/runtime.md ("Accepting") has the whole story.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <cstdint>
 #include <sluice/detail/operation.hpp>
 #include <sluice/net/endpoint.hpp>
@@ -24,7 +26,7 @@
 
 namespace sluice::detail {
 
-class accept_queue {
+class SLUICE_API accept_queue {
 public:
   explicit accept_queue(io_context& io) noexcept;
   accept_queue(const accept_queue&) = delete;

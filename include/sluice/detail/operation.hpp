@@ -14,6 +14,8 @@
 // completion reaped before the destructor returns, a ready one leaves the ready list.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -87,9 +89,9 @@ class op_queue;
 struct operation;
 
 // Takes a queued operation's deadline out of the loop's deadline heap (io_context.cpp).
-void unwatch_deadline(operation& op) noexcept;
+SLUICE_API void unwatch_deadline(operation& op) noexcept;
 // Counts operations waiting in queues as work of their loop (io_context.cpp).
-void count_queued(operation& op, int delta) noexcept;
+SLUICE_API void count_queued(operation& op, int delta) noexcept;
 
 struct operation : ready_node { // the node: its deferred completion
   op_code code{};

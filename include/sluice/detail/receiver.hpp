@@ -18,6 +18,8 @@
 //    the loop's ready list, once.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <cstdint>
 #include <sluice/detail/operation.hpp>
 #include <sluice/lent_buffer.hpp>
@@ -26,7 +28,7 @@
 
 namespace sluice::detail {
 
-class receiver {
+class SLUICE_API receiver {
 public:
   static constexpr std::size_t high_water = 2;
 

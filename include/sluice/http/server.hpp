@@ -15,6 +15,8 @@
 // byte cap — so that the client is never sent an RST before reading the response.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <chrono>
 #include <functional>
 #include <sluice/net/tcp.hpp>
@@ -86,7 +88,7 @@ struct connection_report {
 // bounded by the deadlines). Every close is graceful (FIN, then the client's FIN
 // awaited, bounded). Network errors end it with that error. The caller owns the
 // stream (a sluice::server, say); it is closed on return.
-task<result<connection_report>> serve_connection(tcp::stream& s, handler h,
+SLUICE_HTTP_API task<result<connection_report>> serve_connection(tcp::stream& s, handler h,
                                                  server_options options = {});
 
 // For a sluice::server that parks idle connections: serves requests like
@@ -96,7 +98,7 @@ task<result<connection_report>> serve_connection(tcp::stream& s, handler h,
 // again — or closes as serve_connection() would and returns server::after::close().
 // Errors other than the client going away are logged through options.log. `h` and
 // `options` must outlive the call (the server's handler owns them).
-task<sluice::server::after> serve_until_idle(tcp::stream& s, const handler& h,
+SLUICE_HTTP_API task<sluice::server::after> serve_until_idle(tcp::stream& s, const handler& h,
                                              const server_options& options);
 
 // A handler for sluice::server::serve() that serves HTTP/1.1 with serve_until_idle(),
@@ -104,7 +106,7 @@ task<sluice::server::after> serve_until_idle(tcp::stream& s, const handler& h,
 //
 //   server srv(io, std::move(acceptor));
 //   co_await srv.serve(http::parking_handler(hello, options));
-sluice::server::parking_handler parking_handler(handler h, server_options options = {});
+SLUICE_HTTP_API sluice::server::parking_handler parking_handler(handler h, server_options options = {});
 
 } // namespace sluice::http
 

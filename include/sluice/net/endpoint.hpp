@@ -2,6 +2,8 @@
 // "127.0.0.1:8080" and "[::1]:8080"; formattable with fmt ("{}").
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <array>
 #include <compare>
 #include <cstdint>
@@ -12,7 +14,7 @@
 
 namespace sluice {
 
-class endpoint {
+class SLUICE_API endpoint {
 public:
   enum class family : std::uint8_t { v4, v6 };
 

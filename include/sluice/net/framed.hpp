@@ -11,6 +11,8 @@
 //   auto n = co_await f.recv_disconnect(buf);         // the peer's disconnect data
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <optional>
 #include <sluice/net/tcp.hpp>
 #include <sluice/proto/framing.hpp>
@@ -18,7 +20,7 @@
 
 namespace sluice {
 
-class framed_stream {
+class SLUICE_API framed_stream {
 public:
   explicit framed_stream(tcp::stream s, proto::framing::limits l = {});
 

@@ -9,6 +9,8 @@
 // its io_context. The coroutines awaiting its operations may be destroyed at any time.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <cstddef>
 #include <sluice/detail/accept_queue.hpp>
 #include <sluice/detail/io_awaiter.hpp>
@@ -51,7 +53,7 @@ using sluice::detail::io_awaiter;
 using sluice::detail::native_handle;
 using sluice::detail::stop_token_of;
 
-class [[nodiscard]] recv_awaiter : public io_awaiter {
+class [[nodiscard]] SLUICE_API recv_awaiter : public io_awaiter {
 public:
   recv_awaiter(stream& s, std::span<std::byte> buf);
   recv_awaiter(recv_awaiter&&) = default;
@@ -78,7 +80,7 @@ private:
 };
 
 // recv_some: the next bytes, in a buffer the backend lends (see lent_buffer.hpp).
-class [[nodiscard]] recv_some_awaiter : public io_awaiter {
+class [[nodiscard]] SLUICE_API recv_some_awaiter : public io_awaiter {
 public:
   explicit recv_some_awaiter(stream& s);
   recv_some_awaiter(recv_some_awaiter&&) = default;
@@ -99,7 +101,7 @@ private:
 
 // Sends take their turn in the stream's sender queue: they leave in call order and
 // never interleave, whichever coroutines start them.
-class [[nodiscard]] send_awaiter : public io_awaiter {
+class [[nodiscard]] SLUICE_API send_awaiter : public io_awaiter {
 public:
   send_awaiter(stream& s, std::span<const std::byte> buf);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
@@ -118,7 +120,7 @@ private:
 // Sends whole buffers: resubmits after partial sends without resuming the coroutine
 // in between (no allocation, one resumption), holding the sender queue throughout.
 // One buffer (send) or several (sendmsg / WSASend with several WSABUFs).
-class [[nodiscard]] send_all_awaiter : public io_awaiter {
+class [[nodiscard]] SLUICE_API send_all_awaiter : public io_awaiter {
 public:
   send_all_awaiter(stream& s, std::span<const std::byte> buf);
   // Precondition: `bufs` (the array of spans) outlives the co_await — a braced list
@@ -149,7 +151,7 @@ private:
   sluice::detail::io_buffer iov_[window];
 };
 
-class [[nodiscard]] connect_awaiter : public io_awaiter {
+class [[nodiscard]] SLUICE_API connect_awaiter : public io_awaiter {
 public:
   connect_awaiter(stream& s, const endpoint& ep);
   connect_awaiter(connect_awaiter&&) = default;
@@ -171,7 +173,7 @@ private:
 // recv_disconnect and send_disconnect: a shutdown of one side, ruled by the lifecycle.
 // The send side's FIN takes its turn in the sender queue, after the sends started
 // before it.
-class [[nodiscard]] disconnect_awaiter : public io_awaiter {
+class [[nodiscard]] SLUICE_API disconnect_awaiter : public io_awaiter {
 public:
   // recv_disconnect: `pending` is the disconnect data a layer above holds (0 on TCP).
   disconnect_awaiter(stream& s, int how, std::span<std::byte> in, std::size_t out_size,
@@ -196,7 +198,7 @@ private:
   bool skipped_ = false; // the lifecycle answered without an OS call
 };
 
-class [[nodiscard]] accept_awaiter : public io_awaiter {
+class [[nodiscard]] SLUICE_API accept_awaiter : public io_awaiter {
 public:
   explicit accept_awaiter(acceptor& a);
   accept_awaiter(accept_awaiter&&) = default;
@@ -217,7 +219,7 @@ private:
 
 } // namespace detail
 
-class stream {
+class SLUICE_API stream {
 public:
   using native_handle_type = sluice::detail::native_handle;
 
@@ -342,7 +344,7 @@ private:
   sluice::detail::receiver* rx_ = nullptr; // once recv_some is used: lent-buffer receives
 };
 
-class acceptor {
+class SLUICE_API acceptor {
 public:
   acceptor() = default;
   acceptor(acceptor&& o) noexcept;

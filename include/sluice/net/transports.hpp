@@ -2,6 +2,8 @@
 // of WSAEnumProtocols and its XP1_DISCONNECT_DATA flag.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <span>
 #include <string_view>
 
@@ -13,6 +15,6 @@ struct transport_info {
   std::string_view description;
 };
 
-std::span<const transport_info> transports() noexcept;
+SLUICE_API std::span<const transport_info> transports() noexcept;
 
 } // namespace sluice

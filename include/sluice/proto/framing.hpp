@@ -15,6 +15,8 @@
 // in h11. No sockets, no clocks, no OS headers.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -45,7 +47,7 @@ enum class violation : std::uint8_t {
   frame_after_close,         // any byte after the CLOSE frame
   truncated_frame,           // end of stream in the middle of a frame
 };
-const char* to_string(violation v) noexcept;
+SLUICE_PROTO_API const char* to_string(violation v) noexcept;
 
 struct need_data {};
 struct message {
@@ -64,12 +66,12 @@ struct end_of_stream {}; // transport ended cleanly after the peer's CLOSE, or w
 using event = std::variant<need_data, message, peer_close, protocol_error, end_of_stream>;
 
 // Local misuse: sending after close, a message above the limit.
-class local_error : public std::logic_error {
+class SLUICE_PROTO_API local_error : public std::logic_error {
 public:
   using std::logic_error::logic_error;
 };
 
-class connection {
+class SLUICE_PROTO_API connection {
 public:
   explicit connection(limits l = {});
 

@@ -20,6 +20,8 @@
 // than "chunked" (501); a missing or repeated Host in HTTP/1.1.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -45,7 +47,7 @@ struct field {
   std::string value;
 };
 
-class fields {
+class SLUICE_PROTO_API fields {
 public:
   void add(std::string name, std::string value) {
     list_.push_back({std::move(name), std::move(value)});
@@ -103,12 +105,12 @@ struct parse_error {
 using event = std::variant<need_data, request_head, response_head, body_data, message_end,
                            end_of_input, parse_error>;
 
-class local_error : public std::logic_error {
+class SLUICE_PROTO_API local_error : public std::logic_error {
 public:
   using std::logic_error::logic_error;
 };
 
-class parser {
+class SLUICE_PROTO_API parser {
 public:
   explicit parser(role r, limits l = {});
 
@@ -186,21 +188,21 @@ private:
 // --- serializer -------------------------------------------------------------------
 
 // The standard reason phrase ("Not Found"), or "Unknown".
-std::string_view reason_phrase(int status) noexcept;
+SLUICE_PROTO_API std::string_view reason_phrase(int status) noexcept;
 
 // Appends a response with a Content-Length body (or none, for 1xx/204/304). Adds
 // Content-Length, "Date: <date>" when `date` is given and the head has no Date, and,
 // unless keep_alive, "Connection: close". Throws local_error for a field name or value
 // that could split the message (CR, LF, NUL, bad name), a status outside 100–999 or a
 // version other than 1.0/1.1; `out` may then hold part of the response (cut it back).
-void serialize(const response& head, std::string_view body, std::string& out,
+SLUICE_PROTO_API void serialize(const response& head, std::string_view body, std::string& out,
                std::string_view date = {});
 
 // Appends a request with a Content-Length body when non-empty.
-void serialize(const request& head, std::string_view body, std::string& out);
+SLUICE_PROTO_API void serialize(const request& head, std::string_view body, std::string& out);
 // Chunked bodies: the head with "Transfer-Encoding: chunked", then chunks, then the end.
-void serialize_chunked_head(const response& head, std::string& out);
-void serialize_chunk(std::string_view data, std::string& out);
-void serialize_last_chunk(const fields& trailers, std::string& out);
+SLUICE_PROTO_API void serialize_chunked_head(const response& head, std::string& out);
+SLUICE_PROTO_API void serialize_chunk(std::string_view data, std::string& out);
+SLUICE_PROTO_API void serialize_last_chunk(const fields& trailers, std::string& out);
 
 } // namespace sluice::proto::http1

@@ -19,6 +19,8 @@
 //    Non-empty disconnect data on a transport that carries none is no_protocol_option.
 #pragma once
 
+#include <sluice/export.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <sluice/error.hpp>
@@ -43,7 +45,7 @@ struct decision {
   friend bool operator==(const decision&, const decision&) = default;
 };
 
-class stream_lifecycle {
+class SLUICE_PROTO_API stream_lifecycle {
 public:
   stream_lifecycle() = default; // closed: a default or moved-from stream
   static stream_lifecycle opened() { return stream_lifecycle(connection_state::unconnected); }

@@ -14,6 +14,7 @@ else
     util-linux procps                         # taskset, /proc readers for benchmarks
     libseccomp-dev                            # the io_uring-denied fallback test
     clang libclang-rt-14-dev                  # libFuzzer targets
+    doxygen                                   # the API reference (warnings are errors)
     g++-mingw-w64-x86-64-posix wine wine64    # the Windows build, run under Wine
   )
 fi

@@ -25,6 +25,9 @@ run_suite() { # name, cmake flags...
 }
 
 run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# The API reference: every public name documented, or the build fails.
+echo "=== docs (Doxygen, warnings are errors)"
+cmake --build build/release --target docs
 # sluice used from outside its tree: installed (find_package, pkg-config --static) and
 # as a subproject (add_subdirectory), and as the libsluice-dev package (cpack, apt-get);
 # each consumer echoes through sluice.

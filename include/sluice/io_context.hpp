@@ -41,8 +41,8 @@ class receiver;
 class accept_queue;
 struct remote_queue;
 
-// Links a spawned task's root frame into its io_context, which destroys the frames
-// still alive when it is destroyed itself.
+/// Links a spawned task's root frame into its io_context, which destroys the frames
+/// still alive when it is destroyed itself.
 struct spawn_link {
   spawn_link* prev = nullptr;
   spawn_link* next = nullptr;
@@ -50,109 +50,119 @@ struct spawn_link {
 };
 } // namespace detail
 
+/// One event loop on one thread, over one backend (io_uring, Asio or IOCP): runs the
+/// coroutines of its tasks and completes their I/O. See the top of this header for the
+/// threading rules.
 class SLUICE_API io_context {
 public:
+  /// How a context is set up.
   struct options {
-    // "uring", "asio", "iocp", or empty for SLUICE_BACKEND (or the best available).
+    /// "uring", "asio", "iocp", or empty for SLUICE_BACKEND (or the best available).
     std::string_view backend;
-    // The pool receives borrow buffers from (recv_some, lent_buffer): the size of one
-    // buffer, how many exist at first, and how many it may grow to on demand.
+    /// The pool receives borrow buffers from (recv_some, lent_buffer): the size of one
+    /// buffer, how many exist at first, and how many it may grow to on demand.
     std::size_t recv_buffer_size = 16 * 1024;
-    std::uint32_t recv_buffers = 64;
-    std::uint32_t max_recv_buffers = 4096;
-    // Connections an acceptor accepts ahead of accept() (io_uring's multishot accept);
-    // past them the kernel's listen backlog holds the next ones.
+    std::uint32_t recv_buffers = 64;       ///< buffers at first
+    std::uint32_t max_recv_buffers = 4096; ///< the most it grows to
+    /// Connections an acceptor accepts ahead of accept() (io_uring's multishot accept);
+    /// past them the kernel's listen backlog holds the next ones.
     std::uint32_t accept_ahead = 64;
   };
 
   io_context();
-  // "uring", "asio", "iocp", or "" for the best available (SLUICE_BACKEND is not read).
+  /// "uring", "asio", "iocp", or "" for the best available (SLUICE_BACKEND is not read).
   explicit io_context(std::string_view backend_name);
+  /// A context set up by `o` (an empty `o.backend` reads SLUICE_BACKEND).
   explicit io_context(const options& o);
   ~io_context();
   io_context(const io_context&) = delete;
   io_context& operator=(const io_context&) = delete;
 
-  // "uring", "asio" or "iocp".
+  /// "uring", "asio" or "iocp".
   std::string_view backend_name() const noexcept;
-  // The backend and the fallbacks it uses, e.g. "uring (shutdown: shutdown(2))".
+  /// The backend and the fallbacks it uses, e.g. "uring (shutdown: shutdown(2))".
   std::string backend_description() const;
 
-  // Runs until stop() is called or nothing is left to do: no spawned task alive, no
-  // operation in flight, no coroutine ready to resume.
+  /// Runs until stop() is called or nothing is left to do: no spawned task alive, no
+  /// operation in flight, no coroutine ready to resume.
   void run();
-  // Runs until `done` becomes true (or stop()).
+  /// Runs until `done` becomes true (or stop()).
   void run_until(const bool& done);
-  // Thread-safe; run() returns after the current loop turn.
+  /// Thread-safe; run() returns after the current loop turn.
   void stop() noexcept;
+  /// True once stop() was called (until restart()).
   bool stopped() const noexcept;
-  // Clears a previous stop() so that run() can be called again.
+  /// Clears a previous stop() so that run() can be called again.
   void restart() noexcept;
 
-  // Thread-safe: runs `fn` on the loop thread during a later turn.
+  /// Thread-safe: runs `fn` on the loop thread during a later turn.
   void post_remote(std::function<void()> fn);
 
-  // The context whose run() is executing on this thread, or nullptr.
+  /// The context whose run() is executing on this thread, or nullptr.
   static io_context* current() noexcept;
 
-  // Spawned tasks alive (see spawn()).
+  /// Spawned tasks alive (see spawn()).
   std::size_t spawned() const noexcept { return spawned_; }
-  // Operations in the backend now.
+  /// Operations in the backend now.
   std::size_t in_flight() const noexcept { return in_flight_; }
-  // The operations in flight, linked through operation::inflight_next (backends).
+  /// The operations in flight, linked through operation::inflight_next (backends).
   detail::operation* first_in_flight() const noexcept { return inflight_; }
 
-  // How many operations were withdrawn because their coroutine was destroyed first,
-  // by how far they had got (process-wide; for tests and diagnostics).
+  /// How many operations were withdrawn because their coroutine was destroyed first,
+  /// by how far they had got (process-wide; for tests and diagnostics).
   struct abandon_stats {
-    std::size_t queued = 0;        // waiting behind another sender, or in a wait list
-    std::size_t not_submitted = 0; // the OS never saw them
-    std::size_t in_flight = 0;     // cancelled in the OS
-    std::size_t completed = 0;     // completed, result never seen (closed if a handle)
+    std::size_t queued = 0;        ///< waiting behind another sender, or in a wait list
+    std::size_t not_submitted = 0; ///< the OS never saw them
+    std::size_t in_flight = 0;     ///< cancelled in the OS
+    std::size_t completed = 0;     ///< completed, result never seen (closed if a handle)
   };
+  /// The counts so far.
   static abandon_stats abandoned() noexcept;
 
-  // Completions (and inline-completing operations) one loop turn runs before it lets
-  // the coroutines that are ready run: every ready coroutine gets a turn however busy
-  // one connection is (the cooperative budget of Tokio).
+  /// Completions (and inline-completing operations) one loop turn runs before it lets
+  /// the coroutines that are ready run: every ready coroutine gets a turn however busy
+  /// one connection is (the cooperative budget of Tokio).
   static constexpr unsigned turn_budget = 128;
 
+  /// The options in force (defaults filled in).
   const options& settings() const noexcept { return options_; }
 
-  // --- runtime plumbing, not for users ---
+  /// \cond INTERNAL
+
+  /// --- runtime plumbing, not for users ---
   detail::backend& backend() noexcept { return *backend_; }
-  // Receivers (the receive side of streams that use recv_some), pooled.
+  /// Receivers (the receive side of streams that use recv_some), pooled.
   detail::receiver* acquire_receiver();
   void release_receiver(detail::receiver* r) noexcept;
-  // Accept queues (the accepting side of acceptors), pooled the same way.
+  /// Accept queues (the accepting side of acceptors), pooled the same way.
   detail::accept_queue* acquire_accept_queue();
   void release_accept_queue(detail::accept_queue* q) noexcept;
-  // A lent buffer came back to the pool: a receiver starved of buffers may go on.
+  /// A lent buffer came back to the pool: a receiver starved of buffers may go on.
   void buffers_came_back() noexcept;
   void park_starved(detail::receiver& r) noexcept;
   std::uint64_t id() const noexcept { return id_; }
   static bool alive(std::uint64_t id) noexcept;
   void on_spawn(detail::spawn_link& l) noexcept;
   void on_spawn_done(detail::spawn_link& l) noexcept;
-  // Queues `n` to run during the next turn. Loop thread.
+  /// Queues `n` to run during the next turn. Loop thread.
   void post(detail::ready_node& n) noexcept;
-  // Starts op in the backend (or completes it with operation_aborted, deferred, if a
-  // cancel was requested for it): every submission and resubmission goes through here.
+  /// Starts op in the backend (or completes it with operation_aborted, deferred, if a
+  /// cancel was requested for it): every submission and resubmission goes through here.
   void submit(detail::operation& op);
-  // A backend's completion: resumes op's coroutine (or calls its on_complete).
+  /// A backend's completion: resumes op's coroutine (or calls its on_complete).
   void complete(detail::operation& op) noexcept;
-  // A completion delivered on a later turn (op.res and op.error are already set).
+  /// A completion delivered on a later turn (op.res and op.error are already set).
   void defer_completion(detail::operation& op) noexcept;
-  void cancel(detail::operation& op) noexcept;        // any thread
-  void retire_cancel(detail::operation& op) noexcept; // after a cross-thread cancel
-  // Returns op to idle from whatever state it is in, before its frame is freed. A
-  // result the OS had produced is left in op.res / op.error; otherwise op.error is
-  // operation_aborted.
+  void cancel(detail::operation& op) noexcept;        ///< any thread
+  void retire_cancel(detail::operation& op) noexcept; ///< after a cross-thread cancel
+  /// Returns op to idle from whatever state it is in, before its frame is freed. A
+  /// result the OS had produced is left in op.res / op.error; otherwise op.error is
+  /// operation_aborted.
   void abandon(detail::operation& op) noexcept;
-  // Releases what an unseen completion carries (closes an accepted handle).
+  /// Releases what an unseen completion carries (closes an accepted handle).
   void backend_discard(detail::operation& op) noexcept;
-  void run_remote() noexcept; // called by the backend on wake
-  // Takes one unit of this turn's budget; false once it is spent.
+  void run_remote() noexcept; ///< called by the backend on wake
+  /// Takes one unit of this turn's budget; false once it is spent.
   bool consume_budget() noexcept {
     if (budget_ == 0) return false;
     --budget_;
@@ -160,16 +170,18 @@ public:
   }
   unsigned budget_left() const noexcept { return budget_; }
   bool shutting_down() const noexcept { return shutting_down_; }
-  // A queued operation (waiting its turn, or for a receiver, or in a wait list) with a
-  // deadline: the loop expires it (the backend bounds its wait by the earliest one).
+  /// A queued operation (waiting its turn, or for a receiver, or in a wait list) with a
+  /// deadline: the loop expires it (the backend bounds its wait by the earliest one).
   void watch_deadline(detail::operation& op) { waiting_deadlines_.insert(op); }
   void unwatch_deadline(detail::operation& op) noexcept { waiting_deadlines_.remove(op); }
   void count_queued(int delta) noexcept { queued_ += delta; }
-  // Aborts with a message naming `what` if called off the loop thread while it runs.
-  // (Checked in debug builds of sluice, or when it is built with SLUICE_CHECKS=1.)
+  /// Aborts with a message naming `what` if called off the loop thread while it runs.
+  /// (Checked in debug builds of sluice, or when it is built with SLUICE_CHECKS=1.)
   void check_loop_thread(const char* what) const noexcept;
-  // Whether this build of sluice checks the loop-thread preconditions.
+  /// Whether this build of sluice checks the loop-thread preconditions.
   static bool loop_thread_checks() noexcept;
+
+  /// \endcond
 
 private:
   io_context(const options& o, bool read_environment);
@@ -182,22 +194,22 @@ private:
   std::unique_ptr<detail::backend> backend_;
   std::vector<std::unique_ptr<detail::receiver>> receivers_;
   std::vector<detail::receiver*> free_receivers_;
-  detail::receiver* starved_ = nullptr; // receivers waiting for buffers, FIFO
+  detail::receiver* starved_ = nullptr; ///< receivers waiting for buffers, FIFO
   detail::receiver* starved_tail_ = nullptr;
   bool resuming_starved_ = false;
   std::vector<std::unique_ptr<detail::accept_queue>> accept_queues_;
   std::vector<detail::accept_queue*> free_accept_queues_;
 
   std::unique_ptr<detail::remote_queue> remote_;
-  detail::ready_node ready_;   // sentinel of the circular ready list
-  detail::ready_node running_; // the part of it this turn runs
+  detail::ready_node ready_;   ///< sentinel of the circular ready list
+  detail::ready_node running_; ///< the part of it this turn runs
   detail::operation* inflight_ = nullptr;
   detail::deadline_heap waiting_deadlines_;
 
   std::uint64_t id_;
   std::size_t in_flight_ = 0;
-  std::size_t background_ = 0; // of in_flight_: operations that are not work by themselves
-  std::ptrdiff_t queued_ = 0;  // operations waiting in queues (their coroutines are work)
+  std::size_t background_ = 0; ///< of in_flight_: operations that are not work by themselves
+  std::ptrdiff_t queued_ = 0;  ///< operations waiting in queues (their coroutines are work)
 
   std::size_t spawned_ = 0;
   detail::spawn_link* spawn_head_ = nullptr;

@@ -29,16 +29,16 @@ namespace sluice {
 
 namespace detail {
 
-// Coroutines waiting for a condition that another coroutine on the same loop signals
-// (notify() resumes them all, on the next turn). Each wait is an operation of the
-// loop: cancellable through the waiter's stop token from any thread, and safe to
-// destroy at any point.
+/// Coroutines waiting for a condition that another coroutine on the same loop signals
+/// (notify() resumes them all, on the next turn). Each wait is an operation of the
+/// loop: cancellable through the waiter's stop token from any thread, and safe to
+/// destroy at any point.
 class wait_list {
 public:
   explicit wait_list(io_context& io) noexcept : io_(&io) {}
   wait_list(const wait_list&) = delete;
   wait_list& operator=(const wait_list&) = delete;
-  // Waiters still here are resumed with operation_aborted.
+  /// Waiters still here are resumed with operation_aborted.
   ~wait_list() { release_all(make_error_code(errc::operation_aborted)); }
 
   class [[nodiscard]] awaiter : public io_awaiter {
@@ -61,10 +61,10 @@ public:
     bool ready_;
   };
 
-  // Suspends unless `condition_met`.
+  /// Suspends unless `condition_met`.
   awaiter wait(bool condition_met) noexcept { return awaiter(*this, condition_met); }
 
-  // Resumes every waiter on the next loop turn.
+  /// Resumes every waiter on the next loop turn.
   void notify() noexcept { release_all({}); }
   bool empty() const noexcept { return waiting_.first_waiting() == nullptr; }
 
@@ -83,8 +83,10 @@ private:
 
 } // namespace detail
 
+/// Structured concurrency for tasks started on the fly: see the top of this header.
 class async_scope : private detail::root_group {
 public:
+  /// A scope whose children run on `io`.
   explicit async_scope(io_context& io) : io_(io), waiters_(io) { child_ended = &ended; }
   async_scope(const async_scope&) = delete;
   async_scope& operator=(const async_scope&) = delete;
@@ -95,19 +97,21 @@ public:
       children->frame.destroy();
   }
 
-  // Starts `t` on the loop under `token`. An escaping exception is reported like
-  // spawn()'s.
+  /// Starts `t` on the loop under `token`. An escaping exception is reported like
+  /// spawn()'s.
   void spawn(task<void> t, stop_token token = {}) {
     ++active_;
     detail::spawn_root(io_, std::move(t), token, this);
   }
+  /// The same, stopped by a std::stop_token.
   void spawn(task<void> t, std::stop_token token) {
     spawn(with_stop_token(std::move(t), std::move(token)));
   }
 
+  /// Children still running.
   std::size_t active() const noexcept { return active_; }
 
-  // Completes when no child is left.
+  /// Completes when no child is left.
   detail::wait_list::awaiter join() noexcept { return waiters_.wait(active_ == 0); }
 
 private:

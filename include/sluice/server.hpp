@@ -37,78 +37,85 @@
 
 namespace sluice {
 
+/// What server::shutdown() did.
 struct drain_report {
-  std::size_t drained = 0; // connections that finished by themselves during the drain
-  std::size_t aborted = 0; // connections reset at the deadline or by abort()
+  std::size_t drained = 0; ///< connections that finished by themselves during the drain
+  std::size_t aborted = 0; ///< connections reset at the deadline or by abort()
 };
 
+/// An acceptor and the connections it accepted, with a graceful drain (see the top of
+/// this header).
 class SLUICE_API server {
 public:
-  // The handler owns the protocol; the server closes the stream after it returns.
+  /// The handler owns the protocol; the server closes the stream after it returns.
   using handler = std::function<task<void>(tcp::stream&, stop_token)>;
-  // Where the server's messages go (accept errors, failed handlers); standard error
-  // by default.
+  /// Where the server's messages go (accept errors, failed handlers); standard error
+  /// by default.
   using log_sink = std::function<void(std::string_view)>;
 
-  // What a parking handler asks for when it returns.
+  /// What a parking handler asks for when it returns.
   struct after {
-    // The server closes the connection.
+    /// The server closes the connection.
     static after close() noexcept { return {}; }
-    // The connection is idle at a message boundary: the server keeps it with no
-    // coroutine frame until its next bytes arrive (or the end of the stream, or an
-    // error), then calls the handler again; it closes it if nothing comes within
-    // `idle_timeout`, or when the server drains.
+    /// The connection is idle at a message boundary: the server keeps it with no
+    /// coroutine frame until its next bytes arrive (or the end of the stream, or an
+    /// error), then calls the handler again; it closes it if nothing comes within
+    /// `idle_timeout`, or when the server drains.
     static after park(std::chrono::milliseconds idle_timeout) noexcept {
       return {true, idle_timeout};
     }
-    bool parks = false;
-    std::chrono::milliseconds idle_timeout{};
+    bool parks = false;                       ///< park (true) or close
+    std::chrono::milliseconds idle_timeout{}; ///< when parked
   };
-  // A handler that returns whenever its connection is idle (nginx's model): an idle
-  // connection then costs its stream and its receive state, no frame, no buffer.
+  /// A handler that returns whenever its connection is idle (nginx's model): an idle
+  /// connection then costs its stream and its receive state, no frame, no buffer.
   using parking_handler = std::function<task<after>(tcp::stream&, stop_token)>;
 
+  /// Serves the connections `acceptor` accepts, on `io`.
   server(io_context& io, tcp::acceptor acceptor);
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
+  /// Where it listens.
   const endpoint& local_endpoint() const noexcept { return local_; }
-  // Connections open now (parked ones included).
+  /// Connections open now (parked ones included).
   std::size_t connections() const noexcept { return conns_.count; }
-  // Of them, those parked (idle, no frame).
+  /// Of them, those parked (idle, no frame).
   std::size_t parked() const noexcept { return parked_; }
+  /// True once shutdown() or abort() began.
   bool draining() const noexcept { return draining_; }
 
-  // Accepts and serves until shutdown()/abort(); completes when every connection ended.
+  /// Accepts and serves until shutdown()/abort(); completes when every connection ended.
   task<void> serve(handler h);
-  // The same, with a handler that parks idle connections.
+  /// The same, with a handler that parks idle connections.
   task<void> serve(parking_handler h);
 
-  // Graceful drain, bounded by `deadline`. Parked connections are closed at once.
+  /// Graceful drain, bounded by `deadline`. Parked connections are closed at once.
   task<drain_report> shutdown(std::chrono::milliseconds deadline);
 
-  // Immediate: stop accepting and reset every connection now.
+  /// Immediate: stop accepting and reset every connection now.
   std::size_t abort() noexcept;
 
+  /// Sends the server's messages to `sink` instead of standard error.
   void set_log(log_sink sink) { log_ = std::move(sink); }
 
 private:
-  // One connection. As a ready_node it is the wake-up of a parked connection: its
-  // stream posts it when bytes arrive.
+  /// One connection. As a ready_node it is the wake-up of a parked connection: its
+  /// stream posts it when bytes arrive.
   struct connection : detail::ready_node {
     connection(server& s, tcp::stream st) noexcept;
     ~connection();
     server* owner;
     tcp::stream stream;
     stop_source stop;
-    connection* prev = nullptr; // every connection of the server
+    connection* prev = nullptr; ///< every connection of the server
     connection* next = nullptr;
-    connection* idle_prev = nullptr; // parked ones, by idle deadline
+    connection* idle_prev = nullptr; ///< parked ones, by idle deadline
     connection* idle_next = nullptr;
-    std::int64_t idle_deadline = 0; // steady_clock ns
+    std::int64_t idle_deadline = 0; ///< steady_clock ns
     bool parked = false;
   };
-  // Owns the records; declared before scope_, so destroyed after the children.
+  /// Owns the records; declared before scope_, so destroyed after the children.
   struct connection_list {
     connection* head = nullptr;
     std::size_t count = 0;
@@ -122,7 +129,7 @@ private:
   task<void> run(connection& c, handler& h);
   task<void> run_parking(connection& c);
   connection& add(tcp::stream s);
-  void remove(connection& c) noexcept; // closes the stream, frees the record
+  void remove(connection& c) noexcept; ///< closes the stream, frees the record
   void park(connection& c, std::chrono::milliseconds idle_timeout) noexcept;
   void unpark(connection& c) noexcept;
   static void wake(detail::ready_node& n) noexcept;
@@ -132,39 +139,43 @@ private:
   io_context& io_;
   tcp::acceptor acceptor_;
   endpoint local_;
-  handler handler_; // before scope_, like everything the children use
+  handler handler_; ///< before scope_, like everything the children use
   parking_handler parking_;
   connection_list conns_;
   async_scope scope_;
   stop_source stop_accepting_;
   log_sink log_;
-  // Parked connections, earliest idle deadline first, and the task that closes them.
+  /// Parked connections, earliest idle deadline first, and the task that closes them.
   connection* idle_head_ = nullptr;
   connection* idle_tail_ = nullptr;
   std::size_t parked_ = 0;
   bool reaping_ = false;
-  std::int64_t reap_at_ = 0;              // what the reaper sleeps until
-  stop_source* reap_interrupt_ = nullptr; // wakes it early (an earlier deadline, a drain)
+  std::int64_t reap_at_ = 0;              ///< what the reaper sleeps until
+  stop_source* reap_interrupt_ = nullptr; ///< wakes it early (an earlier deadline, a drain)
   bool draining_ = false;
   std::size_t aborted_ = 0;
 };
 
-// Serves until a signal of `sigs` arrives, then drains (bounded by `drain_deadline`); a
-// second signal during the drain aborts every connection at once. Returns 0 after a
-// drain that finished by itself, 1 after an abort by a second signal. Progress is
-// reported on standard error, prefixed with `name`.
+/// Serves until a signal of `sigs` arrives, then drains (bounded by `drain_deadline`); a
+/// second signal during the drain aborts every connection at once. Returns 0 after a
+/// drain that finished by itself, 1 after an abort by a second signal. Progress is
+/// reported on standard error, prefixed with `name`.
 SLUICE_API task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
-                                std::chrono::milliseconds drain_deadline, std::string_view name);
-// The same with a handler that parks idle connections.
+                                           std::chrono::milliseconds drain_deadline,
+                                           std::string_view name);
+/// The same with a handler that parks idle connections.
 SLUICE_API task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
-                                std::chrono::milliseconds drain_deadline, std::string_view name);
+                                           std::chrono::milliseconds drain_deadline,
+                                           std::string_view name);
 
 } // namespace sluice
 
 // fmt: "drained 12, aborted 0".
+/// \cond SPECIALIZATIONS
 template <> struct fmt::formatter<sluice::drain_report> : fmt::formatter<std::string_view> {
   template <class Ctx> auto format(const sluice::drain_report& r, Ctx& ctx) const {
     return fmt::formatter<std::string_view>::format(
         fmt::format("drained {}, aborted {}", r.drained, r.aborted), ctx);
   }
 };
+/// \endcond

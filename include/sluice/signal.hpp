@@ -27,7 +27,7 @@ class [[nodiscard]] SLUICE_API signal_awaiter : public io_awaiter {
 public:
   explicit signal_awaiter(signal_set& s);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    op_.buffer = &signo_; // here, not in the constructor: the awaiter may have moved
+    op_.buffer = &signo_; ///< here, not in the constructor: the awaiter may have moved
     return start(h, stop_token_of(h));
   }
   result<int> await_resume();
@@ -37,23 +37,25 @@ private:
 };
 } // namespace detail
 
+/// The signals a program waits for (SIGINT and SIGTERM, say), awaitable on a loop:
+/// see the top of this header.
 class SLUICE_API signal_set {
 public:
-  // Throws std::system_error if a signal cannot be caught (SIGKILL, say) or the
-  // process has run out of descriptors.
+  /// Throws std::system_error if a signal cannot be caught (SIGKILL, say) or the
+  /// process has run out of descriptors.
   signal_set(io_context& io, std::initializer_list<int> signals);
   ~signal_set();
   signal_set(const signal_set&) = delete;
   signal_set& operator=(const signal_set&) = delete;
 
-  // The next caught signal (signals caught while nobody waited are not lost).
+  /// The next caught signal (signals caught while nobody waited are not lost).
   detail::signal_awaiter wait() { return detail::signal_awaiter(*this); }
 
 private:
   friend class detail::signal_awaiter;
   io_context* io_;
   std::vector<int> signals_;
-  // POSIX: the read end of this set's pipe; Windows: the set's id.
+  /// POSIX: the read end of this set's pipe; Windows: the set's id.
   detail::native_handle source_ = detail::invalid_handle;
   int write_end_ = -1;
 };

@@ -16,17 +16,17 @@
 
 namespace sluice {
 
-// Called with an exception that escaped a spawned task. The default handler prints
-// "sluice: a spawned task ended with an exception: <what()>" on standard error.
-// Returns the previous handler. Set it before the loop runs (not synchronised).
+/// Called with an exception that escaped a spawned task. The default handler prints
+/// "sluice: a spawned task ended with an exception: <what()>" on standard error.
+/// Returns the previous handler. Set it before the loop runs (not synchronised).
 using spawn_error_handler = void (*)(std::exception_ptr);
 SLUICE_API spawn_error_handler set_spawn_error_handler(spawn_error_handler h) noexcept;
 
 namespace detail {
 SLUICE_API void report_spawn_failure(std::exception_ptr e) noexcept;
 
-// A group of spawned roots that ends with its owner (async_scope): it lists them, and
-// hears when one ends.
+/// A group of spawned roots that ends with its owner (async_scope): it lists them, and
+/// hears when one ends.
 struct root_group {
   void (*child_ended)(root_group&) noexcept = nullptr;
   spawn_link* children = nullptr;
@@ -51,10 +51,10 @@ struct detached {
   struct promise_type {
     io_context* io = nullptr;
     stop_token token;
-    spawn_link link;       // in io's list of spawned roots
-    spawn_link group_link; // in the group's list, if any
+    spawn_link link;       ///< in io's list of spawned roots
+    spawn_link group_link; ///< in the group's list, if any
     root_group* group = nullptr;
-    resume_node start; // the first resumption, queued by spawn()
+    resume_node start; ///< the first resumption, queued by spawn()
 
     detached get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
@@ -64,8 +64,8 @@ struct detached {
     void return_void() noexcept {}
     void unhandled_exception() noexcept { report_spawn_failure(std::current_exception()); }
     const stop_token& get_stop_token() const noexcept { return token; }
-    // Runs when the task ends and when its frame is destroyed unfinished: either way
-    // nothing may refer to the frame afterwards.
+    /// Runs when the task ends and when its frame is destroyed unfinished: either way
+    /// nothing may refer to the frame afterwards.
     ~promise_type() {
       start.unlink();
       if (io != nullptr) io->on_spawn_done(link);
@@ -80,7 +80,7 @@ struct detached {
 
 inline detached run_detached(task<void> t) { co_await std::move(t); }
 
-// Spawns `t` as a root of `io` (and of `group`, if any). Loop thread (or before run()).
+/// Spawns `t` as a root of `io` (and of `group`, if any). Loop thread (or before run()).
 inline void spawn_root(io_context& io, task<void> t, stop_token token, root_group* group) {
   auto d = run_detached(std::move(t));
   auto& p = d.h.promise();
@@ -96,12 +96,12 @@ inline void spawn_root(io_context& io, task<void> t, stop_token token, root_grou
 }
 } // namespace detail
 
-// Starts `t` on the next turn of `io`'s loop, under `token`. Loop thread (or before
-// run()).
+/// Starts `t` on the next turn of `io`'s loop, under `token`. Loop thread (or before
+/// run()).
 inline void spawn(io_context& io, task<void> t, stop_token token = {}) {
   detail::spawn_root(io, std::move(t), token, nullptr);
 }
-// The same, stopped by a std::stop_token.
+/// The same, stopped by a std::stop_token.
 inline void spawn(io_context& io, task<void> t, std::stop_token token) {
   spawn(io, with_stop_token(std::move(t), std::move(token)));
 }

@@ -36,28 +36,33 @@ struct stop_callback_base {
   void (*invoke)(stop_callback_base*) noexcept;
   const stop_source* source = nullptr;
   stop_callback_base* next = nullptr;
-  stop_callback_base** prev = nullptr; // where this node is linked from; null if unlinked
+  stop_callback_base** prev = nullptr; ///< where this node is linked from; null if unlinked
   bool* removed_during_callback = nullptr;
-  std::atomic<bool> done{false}; // the callback ran and returned
+  std::atomic<bool> done{false}; ///< the callback ran and returned
 };
 
 } // namespace detail
 
+/// The stopping side of a cancellation: in place, neither copyable nor movable (see
+/// the top of this header).
 class stop_source {
 public:
   stop_source() noexcept = default;
   stop_source(const stop_source&) = delete;
   stop_source& operator=(const stop_source&) = delete;
-  // Precondition: no stop_callback is registered on it any more.
+  /// Precondition: no stop_callback is registered on it any more.
   ~stop_source() = default;
 
+  /// A token that sees this source's stop.
   stop_token get_token() const noexcept;
+  /// True once request_stop() was called.
   bool stop_requested() const noexcept {
     return (state_.load(std::memory_order_acquire) & stopped_bit) != 0;
   }
+  /// Always true (as std::stop_source with state).
   static constexpr bool stop_possible() noexcept { return true; }
 
-  // Runs every registered callback, on this thread. True if this call made the request.
+  /// Runs every registered callback, on this thread. True if this call made the request.
   bool request_stop() noexcept;
 
 private:
@@ -68,7 +73,7 @@ private:
   void unlock(unsigned char state) const noexcept {
     state_.store(static_cast<unsigned char>(state & ~locked_bit), std::memory_order_release);
   }
-  // Links `cb`; false (and nothing linked) if stop was already requested.
+  /// Links `cb`; false (and nothing linked) if stop was already requested.
   bool try_add(detail::stop_callback_base* cb) const noexcept;
   void remove(detail::stop_callback_base* cb) const noexcept;
 
@@ -77,11 +82,15 @@ private:
   mutable std::thread::id stopping_thread_;
 };
 
+/// The observing side of a cancellation: cheap to copy, must not outlive its source.
 class stop_token {
 public:
-  stop_token() noexcept = default; // can never be stopped
+  stop_token() noexcept = default; ///< can never be stopped
+  /// True once the source's stop was requested.
   bool stop_requested() const noexcept { return src_ != nullptr && src_->stop_requested(); }
+  /// True if it has a source (a default token has none).
   bool stop_possible() const noexcept { return src_ != nullptr; }
+  /// Same source.
   friend bool operator==(const stop_token&, const stop_token&) noexcept = default;
 
 private:
@@ -93,9 +102,10 @@ private:
 
 inline stop_token stop_source::get_token() const noexcept { return stop_token(this); }
 
-// Calls `f` when the token's source is stopped (at once, here, if it already is).
+/// Calls `f` when the token's source is stopped (at once, here, if it already is).
 template <class F> class stop_callback : private detail::stop_callback_base {
 public:
+  /// Registers `f` on `t`'s source (or calls it now if the source is already stopped).
   template <class C>
   requires std::is_constructible_v<F, C>
   explicit stop_callback(const stop_token& t, C&& f) noexcept(std::is_nothrow_constructible_v<F, C>)
@@ -122,7 +132,7 @@ private:
 template <class F> stop_callback(stop_token, F) -> stop_callback<F>;
 
 namespace detail {
-// A callback that requests stop on another source (forwarding one token into another).
+/// A callback that requests stop on another source (forwarding one token into another).
 struct forward_stop {
   stop_source* target;
   void operator()() const noexcept { target->request_stop(); }
@@ -188,7 +198,7 @@ inline bool stop_source::request_stop() noexcept {
     return false;
   }
   s = static_cast<unsigned char>(s | stopped_bit);
-  state_.store(s, std::memory_order_release); // still locked
+  state_.store(s, std::memory_order_release); ///< still locked
   stopping_thread_ = std::this_thread::get_id();
   while (head_ != nullptr) {
     detail::stop_callback_base* cb = head_;

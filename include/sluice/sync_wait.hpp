@@ -73,12 +73,12 @@ template <class T> T sync_wait(io_context& io, task<T> t, stop_token token = {})
   if constexpr (!std::is_void_v<T>) return std::move(*value);
 }
 
-// The same, stopped by a std::stop_token.
+/// The same, stopped by a std::stop_token.
 template <class T> T sync_wait(io_context& io, task<T> t, std::stop_token token) {
   return sync_wait(io, with_stop_token(std::move(t), std::move(token)));
 }
 
-// Any other awaitable (when_all(...), an I/O operation).
+/// Any other awaitable (when_all(...), an I/O operation).
 template <class A>
 requires(!detail::is_task<std::remove_cvref_t<A>>::value) auto sync_wait(io_context& io, A&& a,
                                                                          stop_token token = {}) {

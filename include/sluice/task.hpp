@@ -23,11 +23,12 @@
 
 namespace sluice {
 
+/// A lazy, move-only coroutine that produces a T: see the top of this header.
 template <class T = void> class task;
 
 namespace detail {
 
-// The parts of a task promise that awaiters rely on, whatever T is.
+/// The parts of a task promise that awaiters rely on, whatever T is.
 class promise_base {
 public:
   std::suspend_always initial_suspend() noexcept { return {}; }
@@ -48,8 +49,8 @@ public:
   final_awaiter final_suspend() noexcept { return {}; }
 
   const stop_token& get_stop_token() const noexcept { return token_; }
-  // The task runs under `t` alone, whatever its awaiter's token (with_stop_token's
-  // combined token; an empty one for shield()).
+  /// The task runs under `t` alone, whatever its awaiter's token (with_stop_token's
+  /// combined token; an empty one for shield()).
   void bind_stop_token(stop_token t) noexcept {
     token_ = t;
     token_bound_ = true;
@@ -58,7 +59,7 @@ public:
     if (!token_bound_) token_ = t;
   }
 
-  // Runs the child until it suspends or finishes; true if the caller must suspend.
+  /// Runs the child until it suspends or finishes; true if the caller must suspend.
   bool start_from(std::coroutine_handle<> self, std::coroutine_handle<> parent) {
     continuation_ = parent;
     self.resume();
@@ -67,8 +68,8 @@ public:
     return true;
   }
 
-  // Starts the task with a completion hook instead of a parent: when it finishes,
-  // on_done(arg) returns the coroutine to run next (std::noop_coroutine() for none).
+  /// Starts the task with a completion hook instead of a parent: when it finishes,
+  /// on_done(arg) returns the coroutine to run next (std::noop_coroutine() for none).
   using done_hook = std::coroutine_handle<> (*)(void*) noexcept;
   void start_with_hook(std::coroutine_handle<> self, done_hook on_done, void* arg) {
     on_done_ = on_done;
@@ -93,7 +94,7 @@ concept has_stop_token = requires(const P& p) {
   { p.get_stop_token() } -> std::convertible_to<stop_token>;
 };
 
-// The stop token of the coroutine that awaits, or an empty one.
+/// The stop token of the coroutine that awaits, or an empty one.
 template <class P> stop_token stop_token_of(std::coroutine_handle<P> h) noexcept {
   if constexpr (has_stop_token<P>)
     return h.promise().get_stop_token();
@@ -133,15 +134,21 @@ private:
 
 } // namespace detail
 
+/// A lazy, move-only coroutine that produces a T (or rethrows into its awaiter). It
+/// starts when awaited, under its awaiter's stop token.
 template <class T> class [[nodiscard]] task {
 public:
-  using promise_type = detail::task_promise<T>;
-  using handle_type = std::coroutine_handle<promise_type>;
-  using value_type = T;
+  using promise_type = detail::task_promise<T>;            ///< the coroutine's promise
+  using handle_type = std::coroutine_handle<promise_type>; ///< its frame
+  using value_type = T;                                    ///< what it produces
 
+  /// No coroutine (valid() is false).
   task() = default;
+  /// Owns the frame `h` (made by the promise).
   explicit task(handle_type h) noexcept : h_(h) {}
+  /// Takes over `o`'s coroutine.
   task(task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  /// Destroys its own coroutine, then takes over `o`'s.
   task& operator=(task&& o) noexcept {
     if (this != &o) {
       destroy();
@@ -153,8 +160,10 @@ public:
   task& operator=(const task&) = delete;
   ~task() { destroy(); }
 
+  /// True if it owns a coroutine.
   bool valid() const noexcept { return static_cast<bool>(h_); }
 
+  /// \cond INTERNAL
   struct [[nodiscard]] awaiter {
     handle_type h;
     bool await_ready() const noexcept { return false; }
@@ -164,12 +173,16 @@ public:
     }
     T await_resume() { return h.promise().take(); }
   };
-  // Precondition: valid(); a task is awaited at most once.
+  /// \endcond
+  /// Runs the task; yields its value. Precondition: valid(); a task is awaited at most
+  /// once.
   awaiter operator co_await() && noexcept { return awaiter{h_}; }
+  /// The same, for a task named by an lvalue.
   awaiter operator co_await() & noexcept { return awaiter{h_}; }
 
-  // For runtime plumbing (spawn, when_all, sync_wait).
+  /// For runtime plumbing (spawn, when_all, sync_wait).
   handle_type handle() const noexcept { return h_; }
+  /// Gives up the frame (the caller destroys it).
   handle_type release() noexcept { return std::exchange(h_, {}); }
 
 private:
@@ -192,9 +205,9 @@ inline task<void> task_promise<void>::get_return_object() noexcept {
 }
 } // namespace detail
 
-// co_await this_stop_token() yields the stop token of the running task.
+/// co_await this_stop_token() yields the stop token of the running task.
 struct [[nodiscard]] this_stop_token {
-  stop_token token;
+  stop_token token; ///< set when awaited
   bool await_ready() const noexcept { return false; }
   template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
     token = detail::stop_token_of(h);
@@ -203,8 +216,8 @@ struct [[nodiscard]] this_stop_token {
   stop_token await_resume() noexcept { return token; }
 };
 
-// Runs `t` so that it stops when `token` stops *or* when the token it inherits from
-// its awaiter stops (the two are combined; neither replaces the other).
+/// Runs `t` so that it stops when `token` stops *or* when the token it inherits from
+/// its awaiter stops (the two are combined; neither replaces the other).
 template <class T> task<T> with_stop_token(task<T> t, stop_token token) {
   const stop_token outer = co_await this_stop_token();
   if (!outer.stop_possible() || !token.stop_possible() || outer == token) {
@@ -225,28 +238,29 @@ struct forward_std_stop {
 };
 } // namespace detail
 
-// The same for a std::stop_token (forwarded into an in-place source).
+/// The same for a std::stop_token (forwarded into an in-place source).
 template <class T> task<T> with_stop_token(task<T> t, std::stop_token token) {
   stop_source bridged;
   std::stop_callback forward(token, detail::forward_std_stop{&bridged});
   co_return co_await with_stop_token(std::move(t), bridged.get_token());
 }
 
-// Runs `t` under no stop token: the awaiter's token does not reach it. For work that
-// must finish once started (the rest of a request being read during a drain, say);
-// bound it with a deadline instead.
+/// Runs `t` under no stop token: the awaiter's token does not reach it. For work that
+/// must finish once started (the rest of a request being read during a drain, say);
+/// bound it with a deadline instead.
 template <class T> task<T> shield(task<T> t) {
   t.handle().promise().bind_stop_token(stop_token());
   return t;
 }
 
-// The same for an awaiter (an I/O operation): it ignores the token of the coroutine
-// that awaits it. No frame, no allocation.
+/// The same for an awaiter (an I/O operation): it ignores the token of the coroutine
+/// that awaits it. No frame, no allocation.
 template <class A> class [[nodiscard]] shielded {
 public:
+  /// Wraps `a`.
   explicit shielded(A a) noexcept(std::is_nothrow_move_constructible_v<A>) : a_(std::move(a)) {}
   bool await_ready() { return a_.await_ready(); }
-  // A type-erased handle carries no stop token.
+  /// A type-erased handle carries no stop token.
   auto await_suspend(std::coroutine_handle<> h) { return a_.await_suspend(h); }
   decltype(auto) await_resume() { return a_.await_resume(); }
 
@@ -256,7 +270,7 @@ private:
 template <class A>
 requires(!detail::is_task<A>::value) shielded<A> shield(A a) { return shielded<A>(std::move(a)); }
 
-// Wraps any awaitable (an I/O operation, say) into a task.
+/// Wraps any awaitable (an I/O operation, say) into a task.
 template <class A> auto as_task(A a) -> task<decltype(std::declval<A&>().await_resume())> {
   co_return co_await std::move(a);
 }

@@ -18,8 +18,11 @@
 
 namespace sluice {
 
+/// Waits `d` on a loop (sleep_for() makes one); cancelled by the awaiting task's stop
+/// token with operation_aborted.
 class [[nodiscard]] SLUICE_API sleep_awaiter : public detail::io_awaiter {
 public:
+  /// Waits `d` on `io` (a negative `d` is 0).
   sleep_awaiter(io_context& io, std::chrono::nanoseconds d) {
     op_.ctx = &io;
     op_.code = detail::op_code::timeout;
@@ -35,7 +38,7 @@ public:
   }
 };
 
-// Precondition: on a thread running an io_context (or pass it explicitly).
+/// Precondition: on a thread running an io_context (or pass it explicitly).
 SLUICE_API sleep_awaiter sleep_for(std::chrono::nanoseconds d);
 inline sleep_awaiter sleep_for(io_context& io, std::chrono::nanoseconds d) {
   return sleep_awaiter(io, d);
@@ -60,15 +63,15 @@ SLUICE_API std::string deadline_message(std::chrono::nanoseconds d);
 
 } // namespace detail
 
-// Runs `t` with a deadline. T must be a result<...>: when the deadline expires first,
-// the operation is cancelled and the result is errc::timed_out. The caller's own stop
-// token still cancels it too (then the result is operation_aborted). A result that
-// arrived before the cancel took effect is returned as it is: nothing received is lost.
+/// Runs `t` with a deadline. T must be a result<...>: when the deadline expires first,
+/// the operation is cancelled and the result is errc::timed_out. The caller's own stop
+/// token still cancels it too (then the result is operation_aborted). A result that
+/// arrived before the cancel took effect is returned as it is: nothing received is lost.
 template <class T>
 requires detail::is_result<T>::value task<T> with_timeout(task<T> t, std::chrono::nanoseconds d) {
   detail::deadline_state s;
-  // when_all: the awaiting task's token reaches both children; a failed body cancels
-  // the timer at once.
+  /// when_all: the awaiting task's token reaches both children; a failed body cancels
+  /// the timer at once.
   auto [r, ignored] =
       co_await when_all(detail::deadline_body(std::move(t), s), detail::deadline_timer(d, s));
   (void)ignored;
@@ -95,8 +98,8 @@ std::remove_cvref_t<A> with_timeout(A&& a, std::chrono::nanoseconds d) {
   return std::move(a);
 }
 
-// Same, for any other awaitable yielding a result<...> (a wait, a when_all): a task
-// with a timer, as for tasks.
+/// Same, for any other awaitable yielding a result<...> (a wait, a when_all): a task
+/// with a timer, as for tasks.
 template <class A>
 requires(!detail::backend_awaiter<A> &&
          requires(A a) { a.await_resume(); }) auto with_timeout(A a, std::chrono::nanoseconds d) {

@@ -14,7 +14,7 @@
 #define SLUICE_VERSION_TEXT(a, b, c) SLUICE_VERSION_TEXT_(a, b, c)
 
 namespace sluice {
-// "0.1.0".
+/// "0.1.0".
 inline constexpr const char* version_string =
     SLUICE_VERSION_TEXT(SLUICE_VERSION_MAJOR, SLUICE_VERSION_MINOR, SLUICE_VERSION_PATCH);
 } // namespace sluice

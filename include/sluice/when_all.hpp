@@ -32,7 +32,7 @@
 namespace sluice {
 namespace detail {
 
-// Stores a child's outcome: its value (void becomes std::monostate) or its exception.
+/// Stores a child's outcome: its value (void becomes std::monostate) or its exception.
 template <class T> struct outcome {
   using stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 };
@@ -58,27 +58,27 @@ template <class T> typename outcome<T>::stored take_stored(task<T>& t) {
   }
 }
 
-// What every group shares: the children's stop source, the count, the parent.
+/// What every group shares: the children's stop source, the count, the parent.
 class group_base {
 public:
   group_base() = default;
   group_base(group_base&&) noexcept {} // moved only before it is awaited
 
 protected:
-  // Call first in await_suspend.
+  /// Call first in await_suspend.
   void begin(std::coroutine_handle<> parent, const stop_token& outer, std::size_t n) {
     parent_ = parent;
     if (outer.stop_possible()) from_parent_.emplace(outer, forward_stop{&stop_});
-    remaining_ = n + 1; // + 1 while children are being started
+    remaining_ = n + 1; ///< + 1 while children are being started
   }
-  // Call last in await_suspend: true if the parent must suspend.
+  /// Call last in await_suspend: true if the parent must suspend.
   bool started_all() noexcept { return --remaining_ != 0; }
-  // A child ended; `failed` says whether it counts as the group's trigger.
+  /// A child ended; `failed` says whether it counts as the group's trigger.
   std::coroutine_handle<> child_ended(std::size_t index, bool trigger, bool threw) noexcept {
     if (threw && first_exception_ == no_child) first_exception_ = index;
     if (trigger && first_ == no_child) {
       first_ = index;
-      stop_.request_stop(); // cancels the others; resumes nobody inline
+      stop_.request_stop(); ///< cancels the others; resumes nobody inline
     }
     if (--remaining_ == 0) return parent_;
     return std::noop_coroutine();
@@ -89,8 +89,8 @@ protected:
   std::optional<stop_callback<forward_stop>> from_parent_;
   std::coroutine_handle<> parent_;
   std::size_t remaining_ = 0;
-  std::size_t first_ = no_child;           // first failure (all) / first finisher (any)
-  std::size_t first_exception_ = no_child; // earliest child that threw
+  std::size_t first_ = no_child;           ///< first failure (all) / first finisher (any)
+  std::size_t first_exception_ = no_child; ///< earliest child that threw
 };
 
 template <bool Any, class... T> class fixed_group : public group_base {
@@ -164,7 +164,7 @@ private:
   }
 };
 
-// The std::vector forms: one child type, any number of children.
+/// The std::vector forms: one child type, any number of children.
 template <bool Any, class T> class dynamic_group : public group_base {
 public:
   explicit dynamic_group(std::vector<task<T>> t) : tasks_(std::move(t)) {}
@@ -217,7 +217,7 @@ public:
   }
 };
 
-// when_any over a vector: the index of the winner and its value.
+/// when_any over a vector: the index of the winner and its value.
 template <class T> struct any_result {
   std::size_t index;
   typename outcome<T>::stored value;
@@ -236,7 +236,7 @@ public:
 } // namespace detail
 
 namespace detail {
-// A task as it is; any other awaitable (an I/O operation, another when_all) in a task.
+/// A task as it is; any other awaitable (an I/O operation, another when_all) in a task.
 template <class A>
 concept awaitable_arg = is_task<std::remove_cvref_t<A>>::value || requires(A& a) {
   a.await_ready();

@@ -14,39 +14,50 @@
 
 namespace sluice {
 
+/// An IPv4 or IPv6 address and a port (no name resolution: IP literals only).
 class SLUICE_API endpoint {
 public:
-  enum class family : std::uint8_t { v4, v6 };
+  /// The address family.
+  enum class family : std::uint8_t {
+    v4, ///< IPv4
+    v6  ///< IPv6
+  };
 
-  endpoint() = default; // 0.0.0.0:0
+  endpoint() = default; ///< 0.0.0.0:0
 
+  /// `addr` (network order) and `port`.
   static endpoint v4(std::array<std::uint8_t, 4> addr, std::uint16_t port) noexcept;
+  /// `addr` (network order), `port` and the interface of a link-local address.
   static endpoint v6(std::array<std::uint8_t, 16> addr, std::uint16_t port,
                      std::uint32_t scope_id = 0) noexcept;
+  /// 127.0.0.1:`port`.
   static endpoint loopback_v4(std::uint16_t port) noexcept { return v4({127, 0, 0, 1}, port); }
+  /// The IPv6 loopback address (::1) and `port`.
   static endpoint loopback_v6(std::uint16_t port) noexcept;
 
-  // "a.b.c.d:port" or "[v6]:port". Errors name the text and what is wrong with it.
+  /// "a.b.c.d:port" or "[v6]:port". Errors name the text and what is wrong with it.
   static result<endpoint> parse(std::string_view text);
-  // An IP literal (IPv4, or IPv6 with or without brackets) and a port.
+  /// An IP literal (IPv4, or IPv6 with or without brackets) and a port.
   static result<endpoint> parse(std::string_view host, std::uint16_t port);
 
-  family address_family() const noexcept { return family_; }
-  bool is_v4() const noexcept { return family_ == family::v4; }
-  bool is_v6() const noexcept { return family_ == family::v6; }
-  std::uint16_t port() const noexcept { return port_; }
-  std::uint32_t scope_id() const noexcept { return scope_id_; }
-  // 4 meaningful bytes for IPv4, 16 for IPv6 (network order).
+  family address_family() const noexcept { return family_; }    ///< v4 or v6
+  bool is_v4() const noexcept { return family_ == family::v4; } ///< an IPv4 address
+  bool is_v6() const noexcept { return family_ == family::v6; } ///< an IPv6 address
+  std::uint16_t port() const noexcept { return port_; }         ///< the port (host order)
+  std::uint32_t scope_id() const noexcept { return scope_id_; } ///< IPv6 interface, or 0
+  /// 4 meaningful bytes for IPv4, 16 for IPv6 (network order).
   const std::array<std::uint8_t, 16>& bytes() const noexcept { return addr_; }
+  /// The same address with port `p`.
   endpoint with_port(std::uint16_t p) const noexcept {
     endpoint e = *this;
     e.port_ = p;
     return e;
   }
 
-  std::string address_string() const; // "127.0.0.1", "::1"
-  std::string to_string() const;      // "127.0.0.1:80", "[::1]:80"
+  std::string address_string() const; ///< "127.0.0.1", "::1"
+  std::string to_string() const;      ///< "127.0.0.1:80", "[::1]:80"
 
+  /// Same family, address, port and scope.
   friend bool operator==(const endpoint&, const endpoint&) = default;
 
 private:
@@ -58,8 +69,10 @@ private:
 
 } // namespace sluice
 
+/// \cond SPECIALIZATIONS
 template <> struct fmt::formatter<sluice::endpoint> : fmt::formatter<std::string_view> {
   template <class Ctx> auto format(const sluice::endpoint& ep, Ctx& ctx) const {
     return fmt::formatter<std::string_view>::format(ep.to_string(), ctx);
   }
 };
+/// \endcond

@@ -29,23 +29,25 @@ namespace sluice::tcp {
 class stream;
 class acceptor;
 
+/// How stream::graceful_close() bounds itself.
 struct graceful_close_options {
-  // The whole close — waiting for accepted sends, then for the peer's FIN — ends by
-  // then; past it the connection is aborted (RST).
+  /// The whole close — waiting for accepted sends, then for the peer's FIN — ends by
+  /// then; past it the connection is aborted (RST).
   std::chrono::milliseconds deadline{5'000};
-  // Bytes the peer may still send after our FIN; past that, abort.
+  /// Bytes the peer may still send after our FIN; past that, abort.
   std::size_t max_discard = 1 << 20;
-  // false: past the deadline or the cap, once our FIN is out, close instead of abort:
-  // the kernel still delivers what we queued (a slow reader keeps its response), and
-  // resets only if the peer's bytes are left unread (HTTP's lingering close, as nginx).
+  /// false: past the deadline or the cap, once our FIN is out, close instead of abort:
+  /// the kernel still delivers what we queued (a slow reader keeps its response), and
+  /// resets only if the peer's bytes are left unread (HTTP's lingering close, as nginx).
   bool reset_at_deadline = true;
 };
 
+/// What stream::graceful_close() saw.
 struct close_report {
-  bool peer_fin_seen = false; // the peer finished cleanly
-  std::size_t bytes_discarded = 0;
-  bool timed_out = false; // the deadline was hit
-  bool aborted = false;   // closed with RST (deadline, cap, or an error)
+  bool peer_fin_seen = false;      ///< the peer finished cleanly
+  std::size_t bytes_discarded = 0; ///< bytes the peer sent after our FIN
+  bool timed_out = false;          ///< the deadline was hit
+  bool aborted = false;            ///< closed with RST (deadline, cap, or an error)
 };
 
 namespace detail {
@@ -57,29 +59,29 @@ class [[nodiscard]] SLUICE_API recv_awaiter : public io_awaiter {
 public:
   recv_awaiter(stream& s, std::span<std::byte> buf);
   recv_awaiter(recv_awaiter&&) = default;
-  // Destroyed after its receive completed but before anyone saw it: the bytes are
-  // kept by the stream for its next recv, never lost.
+  /// Destroyed after its receive completed but before anyone saw it: the bytes are
+  /// kept by the stream for its next recv, never lost.
   ~recv_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     if (!begin()) return settle_now(h);
     if (via_receiver_) return wait_receiver(h, stop_token_of(h));
     return start(h, stop_token_of(h));
   }
-  // Bytes received; 0 means the peer closed its sending side (end of stream).
+  /// Bytes received; 0 means the peer closed its sending side (end of stream).
   result<std::size_t> await_resume() { return end(); }
 
 private:
   bool begin();
   bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
   result<std::size_t> end();
-  void copy_out() noexcept; // a receiver's lent buffer into the caller's
+  void copy_out() noexcept; ///< a receiver's lent buffer into the caller's
   stream* s_;
   std::span<std::byte> user_;
   bool began_ = false;
-  bool via_receiver_ = false; // the stream receives into lent buffers: go through them
+  bool via_receiver_ = false; ///< the stream receives into lent buffers: go through them
 };
 
-// recv_some: the next bytes, in a buffer the backend lends (see lent_buffer.hpp).
+/// recv_some: the next bytes, in a buffer the backend lends (see lent_buffer.hpp).
 class [[nodiscard]] SLUICE_API recv_some_awaiter : public io_awaiter {
 public:
   explicit recv_some_awaiter(stream& s);
@@ -87,7 +89,7 @@ public:
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() ? wait_receiver(h, stop_token_of(h)) : settle_now(h);
   }
-  // The bytes (empty: the peer closed its sending side), or an error.
+  /// The bytes (empty: the peer closed its sending side), or an error.
   result<lent_buffer> await_resume() { return end(); }
 
 private:
@@ -96,18 +98,18 @@ private:
   result<lent_buffer> end();
   stream* s_;
   bool began_ = false;
-  lent_buffer kept_; // bytes a destroyed recv had received, lent from the heap
+  lent_buffer kept_; ///< bytes a destroyed recv had received, lent from the heap
 };
 
-// Sends take their turn in the stream's sender queue: they leave in call order and
-// never interleave, whichever coroutines start them.
+/// Sends take their turn in the stream's sender queue: they leave in call order and
+/// never interleave, whichever coroutines start them.
 class [[nodiscard]] SLUICE_API send_awaiter : public io_awaiter {
 public:
   send_awaiter(stream& s, std::span<const std::byte> buf);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
   }
-  // Bytes sent (may be fewer than asked; see send_all).
+  /// Bytes sent (may be fewer than asked; see send_all).
   result<std::size_t> await_resume() { return end(); }
 
 private:
@@ -117,35 +119,35 @@ private:
   stream* s_;
 };
 
-// Sends whole buffers: resubmits after partial sends without resuming the coroutine
-// in between (no allocation, one resumption), holding the sender queue throughout.
-// One buffer (send) or several (sendmsg / WSASend with several WSABUFs).
+/// Sends whole buffers: resubmits after partial sends without resuming the coroutine
+/// in between (no allocation, one resumption), holding the sender queue throughout.
+/// One buffer (send) or several (sendmsg / WSASend with several WSABUFs).
 class [[nodiscard]] SLUICE_API send_all_awaiter : public io_awaiter {
 public:
   send_all_awaiter(stream& s, std::span<const std::byte> buf);
-  // Precondition: `bufs` (the array of spans) outlives the co_await — a braced list
-  // in the co_await expression does.
+  /// Precondition: `bufs` (the array of spans) outlives the co_await — a braced list
+  /// in the co_await expression does.
   send_all_awaiter(stream& s, std::span<const std::span<const std::byte>> bufs);
   send_all_awaiter(send_all_awaiter&& o) noexcept;
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
   }
-  // All the bytes, or the first error.
+  /// All the bytes, or the first error.
   result<std::size_t> await_resume() { return end(); }
 
 private:
-  static constexpr std::size_t window = 8; // buffers per sendmsg
+  static constexpr std::size_t window = 8; ///< buffers per sendmsg
   static void on_complete(sluice::detail::operation& op);
   bool begin();
   sluice::detail::op_queue* queue() noexcept;
-  void aim() noexcept; // points op_ at what is left
+  void aim() noexcept; ///< points op_ at what is left
   result<std::size_t> end();
   stream* s_;
   std::span<const std::byte> one_;
   const std::span<const std::byte>* parts_ = &one_;
   std::size_t count_ = 1;
-  std::size_t index_ = 0;  // first part not fully sent
-  std::size_t offset_ = 0; // bytes of it already sent
+  std::size_t index_ = 0;  ///< first part not fully sent
+  std::size_t offset_ = 0; ///< bytes of it already sent
   std::size_t total_ = 0;
   std::size_t sent_ = 0;
   sluice::detail::io_buffer iov_[window];
@@ -155,7 +157,7 @@ class [[nodiscard]] SLUICE_API connect_awaiter : public io_awaiter {
 public:
   connect_awaiter(stream& s, const endpoint& ep);
   connect_awaiter(connect_awaiter&&) = default;
-  ~connect_awaiter(); // the stream's state follows what the OS did
+  ~connect_awaiter(); ///< the stream's state follows what the OS did
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() ? start(h, stop_token_of(h)) : settle_now(h);
   }
@@ -170,20 +172,20 @@ private:
   sluice::detail::address_storage address_;
 };
 
-// recv_disconnect and send_disconnect: a shutdown of one side, ruled by the lifecycle.
-// The send side's FIN takes its turn in the sender queue, after the sends started
-// before it.
+/// recv_disconnect and send_disconnect: a shutdown of one side, ruled by the lifecycle.
+/// The send side's FIN takes its turn in the sender queue, after the sends started
+/// before it.
 class [[nodiscard]] SLUICE_API disconnect_awaiter : public io_awaiter {
 public:
-  // recv_disconnect: `pending` is the disconnect data a layer above holds (0 on TCP).
+  /// recv_disconnect: `pending` is the disconnect data a layer above holds (0 on TCP).
   disconnect_awaiter(stream& s, int how, std::span<std::byte> in, std::size_t out_size,
                      std::size_t pending = 0);
   disconnect_awaiter(disconnect_awaiter&&) = default;
-  ~disconnect_awaiter(); // the stream's state follows what the OS did
+  ~disconnect_awaiter(); ///< the stream's state follows what the OS did
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
   }
-  // recv_disconnect: the size of the disconnect data written to the buffer (0 on TCP).
+  /// recv_disconnect: the size of the disconnect data written to the buffer (0 on TCP).
   result<std::size_t> await_resume() { return end(); }
 
 private:
@@ -195,15 +197,15 @@ private:
   std::size_t out_size_;
   std::size_t capacity_;
   std::size_t pending_;
-  bool skipped_ = false; // the lifecycle answered without an OS call
+  bool skipped_ = false; ///< the lifecycle answered without an OS call
 };
 
 class [[nodiscard]] SLUICE_API accept_awaiter : public io_awaiter {
 public:
   explicit accept_awaiter(acceptor& a);
   accept_awaiter(accept_awaiter&&) = default;
-  // Destroyed after the OS accepted a connection for it: the acceptor keeps the
-  // connection for its next accept() (or closes it if it is closed itself).
+  /// Destroyed after the OS accepted a connection for it: the acceptor keeps the
+  /// connection for its next accept() (or closes it if it is closed itself).
   ~accept_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() ? wait_queue(h, stop_token_of(h)) : settle_now(h);
@@ -219,104 +221,124 @@ private:
 
 } // namespace detail
 
+/// A TCP connection: awaitable receives and sends, half-closes with the
+/// recv_disconnect contract, graceful and abortive closes. Move-only; closed when
+/// destroyed.
 class SLUICE_API stream {
 public:
+  /// A socket descriptor (int) on POSIX, a SOCKET on Windows.
   using native_handle_type = sluice::detail::native_handle;
 
+  /// Not open.
   stream() = default;
+  /// Takes over `o`'s socket (no operation may be running on `o`).
   stream(stream&& o) noexcept;
+  /// Closes its own socket, then takes over `o`'s.
   stream& operator=(stream&& o) noexcept;
   stream(const stream&) = delete;
   stream& operator=(const stream&) = delete;
   ~stream();
 
-  // An open, unconnected socket of the given family (then connect()).
+  /// An open, unconnected socket of the given family (then connect()).
   static result<stream> open(io_context& io, endpoint::family f = endpoint::family::v4);
-  // Opens a socket and connects it to `ep`.
+  /// Opens a socket and connects it to `ep`.
   static task<result<stream>> connect(io_context& io, endpoint ep);
 
+  /// Connects an open() socket to `ep`. Errors name the endpoint.
   detail::connect_awaiter connect(const endpoint& ep) { return {*this, ep}; }
+  /// Receives into `buf`: the bytes received, 0 at the end of the stream.
   detail::recv_awaiter recv(std::span<std::byte> buf) { return {*this, buf}; }
-  // The next bytes that arrive, in a buffer lent from the io_context's pool: no buffer
-  // is held while the connection is idle (io_uring: a multishot recv on a provided
-  // buffer ring). Give the lent_buffer back soon. recv() and recv_some() may be mixed:
-  // bytes come out in order either way.
+  /// The next bytes that arrive, in a buffer lent from the io_context's pool: no buffer
+  /// is held while the connection is idle (io_uring: a multishot recv on a provided
+  /// buffer ring). Give the lent_buffer back soon. recv() and recv_some() may be mixed:
+  /// bytes come out in order either way.
   detail::recv_some_awaiter recv_some() { return detail::recv_some_awaiter(*this); }
+  /// Sends some of `buf` (one send): the bytes sent, maybe fewer than asked.
   detail::send_awaiter send(std::span<const std::byte> buf) { return {*this, buf}; }
-  // Sends all of `buf` (several sends if needed): buf.size(), or the first error.
+  /// Sends all of `buf` (several sends if needed): buf.size(), or the first error.
   detail::send_all_awaiter send_all(std::span<const std::byte> buf) { return {*this, buf}; }
-  // Gather: sends every buffer, in order, as one operation (sendmsg / WSASend).
-  // `bufs` must outlive the co_await:
-  //   std::array<std::span<const std::byte>, 2> parts{header, body};
-  //   co_await s.send_all(parts);
-  // (g++ 12 cannot carry a braced initializer list across a co_await.)
+  /// Gather: sends every buffer, in order, as one operation (sendmsg / WSASend).
+  /// `bufs` must outlive the co_await:
+  ///   std::array<std::span<const std::byte>, 2> parts{header, body};
+  ///   co_await s.send_all(parts);
+  /// (g++ 12 cannot carry a braced initializer list across a co_await.)
   detail::send_all_awaiter send_all(std::span<const std::span<const std::byte>> bufs) {
     return {*this, bufs};
   }
 
-  // True if recv() or recv_some() would complete now without waiting: bytes, the end
-  // of the stream or an error are there (or the receive side is shut).
+  /// True if recv() or recv_some() would complete now without waiting: bytes, the end
+  /// of the stream or an error are there (or the receive side is shut).
   bool available() const noexcept;
-  // For servers that hold idle connections with no coroutine (sluice::server parks
-  // them): posts `w` to the loop's ready list, once, when available() becomes true —
-  // at once if it is already. The stream receives into lent buffers meanwhile (as
-  // recv_some); no recv may wait on it until `w` has run or unwatch_receive() was
-  // called, and `w` must outlive both. Fails as recv_some would if the receive side
-  // is shut or the stream closed.
+  /// For servers that hold idle connections with no coroutine (sluice::server parks
+  /// them): posts `w` to the loop's ready list, once, when available() becomes true —
+  /// at once if it is already. The stream receives into lent buffers meanwhile (as
+  /// recv_some); no recv may wait on it until `w` has run or unwatch_receive() was
+  /// called, and `w` must outlive both. Fails as recv_some would if the receive side
+  /// is shut or the stream closed.
   result<void> watch_receive(sluice::detail::ready_node& w);
+  /// Withdraws the watch of watch_receive() (a posted wake-up stays posted).
   void unwatch_receive() noexcept;
 
-  // Half-closes the receive side and yields the peer's disconnect data into `data`
-  // (always empty on TCP, whose transport has none). The contract is docs/architecture.md's
-  // recv_disconnect table: afterwards every receive — pending or later — fails with
-  // errc::shut_down and delivers nothing; the send side stays usable; the socket stays
-  // open until close(). Never waits for the network.
+  /// Half-closes the receive side and yields the peer's disconnect data into `data`
+  /// (always empty on TCP, whose transport has none). The contract is docs/architecture.md's
+  /// recv_disconnect table: afterwards every receive — pending or later — fails with
+  /// errc::shut_down and delivers nothing; the send side stays usable; the socket stays
+  /// open until close(). Never waits for the network.
   detail::disconnect_awaiter recv_disconnect(std::span<std::byte> data = {}) {
     return {*this, sluice::detail::shutdown_receive, data, 0};
   }
-  // For transports layered over TCP that carry disconnect data (framed_stream): the
-  // same half-close, with `pending` bytes of disconnect data held above, so that the
-  // lifecycle decides buffer_too_small. Yields 0; the caller copies its data.
+  /// For transports layered over TCP that carry disconnect data (framed_stream): the
+  /// same half-close, with `pending` bytes of disconnect data held above, so that the
+  /// lifecycle decides buffer_too_small. Yields 0; the caller copies its data.
   detail::disconnect_awaiter recv_disconnect_layered(std::span<std::byte> data,
                                                      std::size_t pending) {
     return {*this, sluice::detail::shutdown_receive, data, 0, pending};
   }
-  // Half-closes the send side (FIN). Non-empty `data` fails with
-  // errc::no_protocol_option: TCP carries no disconnect data.
+  /// Half-closes the send side (FIN). Non-empty `data` fails with
+  /// errc::no_protocol_option: TCP carries no disconnect data.
   detail::disconnect_awaiter send_disconnect(std::span<const std::byte> data = {}) {
     return {*this, sluice::detail::shutdown_send, {}, data.size()};
   }
+  /// send_disconnect() without data: a FIN.
   detail::disconnect_awaiter shutdown_send() { return send_disconnect(); }
 
-  // Plain TCP carries no disconnect data (the analog of XP1_DISCONNECT_DATA unset).
+  /// Plain TCP carries no disconnect data (the analog of XP1_DISCONNECT_DATA unset).
   static constexpr bool carries_disconnect_data() noexcept { return false; }
 
-  // Cancels pending operations (they complete with operation_aborted; sends still
-  // waiting their turn never reach the OS) and closes. Closing a closed stream does
-  // nothing.
+  /// Cancels pending operations (they complete with operation_aborted; sends still
+  /// waiting their turn never reach the OS) and closes. Closing a closed stream does
+  /// nothing.
   void close() noexcept;
 
-  // Closes without losing what was sent and without truncating the peer: half-closes
-  // (FIN) after the sends already started on this stream, reads and discards until the
-  // peer's FIN, then closes. Bounded by options.deadline and
-  // options.max_discard; past either it aborts (RST). Never blocks the loop and never
-  // relies on SO_LINGER. The stream is closed afterwards in every case.
+  /// Closes without losing what was sent and without truncating the peer: half-closes
+  /// (FIN) after the sends already started on this stream, reads and discards until the
+  /// peer's FIN, then closes. Bounded by options.deadline and
+  /// options.max_discard; past either it aborts (RST). Never blocks the loop and never
+  /// relies on SO_LINGER. The stream is closed afterwards in every case.
   task<close_report> graceful_close(graceful_close_options options = {});
 
-  // Closes at once with an RST (SO_LINGER on, zero timeout); pending operations
-  // complete with operation_aborted.
+  /// Closes at once with an RST (SO_LINGER on, zero timeout); pending operations
+  /// complete with operation_aborted.
   void abort() noexcept;
 
+  /// True until close() or abort() (or a move from it).
   bool is_open() const noexcept { return handle_ != sluice::detail::invalid_handle; }
+  /// The local address and port (getsockname).
   result<endpoint> local_endpoint() const;
+  /// The peer's address and port (getpeername).
   result<endpoint> remote_endpoint() const;
+  /// Sets TCP_NODELAY: small sends leave at once instead of waiting for an ACK.
   result<void> set_nodelay(bool on);
-  result<bool> nodelay() const; // TCP_NODELAY
+  result<bool> nodelay() const; ///< TCP_NODELAY
 
+  /// Sets SO_LINGER (graceful_close() never relies on it).
   result<void> set_linger(bool on, int seconds);
 
+  /// The half-close state machine that rules this stream (docs/architecture.md).
   const proto::stream_lifecycle& lifecycle() const noexcept { return life_; }
+  /// The io_context it belongs to, or nullptr.
   io_context* context() const noexcept { return io_; }
+  /// The OS socket (for options sluice does not wrap).
   native_handle_type native_handle() const noexcept { return handle_; }
 
 private:
@@ -329,7 +351,7 @@ private:
   friend class detail::accept_awaiter;
 
   stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
-  std::string describe(std::string_view op) const; // "recv from 1.2.3.4:5"
+  std::string describe(std::string_view op) const; ///< "recv from 1.2.3.4:5"
   void abort_waiting_senders() noexcept;
   sluice::detail::receiver& receiver();
   void close_receiver() noexcept;
@@ -339,34 +361,44 @@ private:
   native_handle_type handle_ = sluice::detail::invalid_handle;
   proto::stream_lifecycle life_;
   endpoint peer_;
-  sluice::detail::op_queue sendq_;         // one sender at a time
-  std::vector<std::byte> unread_;          // received by a recv whose coroutine was destroyed
-  sluice::detail::receiver* rx_ = nullptr; // once recv_some is used: lent-buffer receives
+  sluice::detail::op_queue sendq_;         ///< one sender at a time
+  std::vector<std::byte> unread_;          ///< received by a recv whose coroutine was destroyed
+  sluice::detail::receiver* rx_ = nullptr; ///< once recv_some is used: lent-buffer receives
 };
 
+/// A listening TCP socket: accept() yields a connected stream.
 class SLUICE_API acceptor {
 public:
+  /// Not open.
   acceptor() = default;
+  /// Takes over `o`'s socket (no accept may be running on `o`).
   acceptor(acceptor&& o) noexcept;
+  /// Closes its own socket, then takes over `o`'s.
   acceptor& operator=(acceptor&& o) noexcept;
   ~acceptor();
 
-  // Binds (SO_REUSEADDR) and listens. Port 0 picks a free port: see local_endpoint().
+  /// Binds (SO_REUSEADDR) and listens. Port 0 picks a free port: see local_endpoint().
   static result<acceptor> bind(io_context& io, const endpoint& ep, int backlog = 1024);
 
-  // The next connection. Errors name the listening endpoint; running out of file
-  // descriptors is errc::too_many_open_files and leaves the acceptor usable.
-  // With io_uring, one multishot accept serves every accept(): connections that arrive
-  // while nobody awaits accept() wait in a queue (io_context::options::accept_ahead
-  // of them; past that, in the kernel's listen backlog).
+  /// The next connection. Errors name the listening endpoint; running out of file
+  /// descriptors is errc::too_many_open_files and leaves the acceptor usable.
+  /// With io_uring, one multishot accept serves every accept(): connections that arrive
+  /// while nobody awaits accept() wait in a queue (io_context::options::accept_ahead
+  /// of them; past that, in the kernel's listen backlog).
   detail::accept_awaiter accept() { return detail::accept_awaiter(*this); }
-  // Connections accepted ahead and not yet taken by accept().
+  /// Connections accepted ahead and not yet taken by accept().
   std::size_t queued() const noexcept;
 
+  /// True until close() (or a move from it).
   bool is_open() const noexcept { return handle_ != sluice::detail::invalid_handle; }
+  /// Where it listens (the port bind() picked for port 0).
   const endpoint& local_endpoint() const noexcept { return local_; }
+  /// Stops listening: a waiting accept() ends with operation_aborted, connections
+  /// accepted ahead are closed.
   void close() noexcept;
+  /// The io_context it belongs to, or nullptr.
   io_context* context() const noexcept { return io_; }
+  /// The OS socket.
   sluice::detail::native_handle native_handle() const noexcept { return handle_; }
 
 private:
@@ -376,15 +408,16 @@ private:
   std::uint64_t io_id_ = 0;
   sluice::detail::native_handle handle_ = sluice::detail::invalid_handle;
   endpoint local_;
-  sluice::detail::accept_queue* queue_ = nullptr; // from the io_context's pool, once accepting
+  sluice::detail::accept_queue* queue_ = nullptr; ///< from the io_context's pool, once accepting
 };
 
-// Connects to `ep` (same as stream::connect(io, ep)).
+/// Connects to `ep` (same as stream::connect(io, ep)).
 inline task<result<stream>> connect(io_context& io, endpoint ep) { return stream::connect(io, ep); }
 
 } // namespace sluice::tcp
 
 // fmt: "peer FIN seen, 0 bytes discarded" / "aborted at the deadline, 12 bytes discarded".
+/// \cond SPECIALIZATIONS
 template <> struct fmt::formatter<sluice::tcp::close_report> : fmt::formatter<std::string_view> {
   template <class Ctx> auto format(const sluice::tcp::close_report& r, Ctx& ctx) const {
     const char* how = r.aborted         ? (r.timed_out ? "aborted at the deadline" : "aborted")
@@ -395,3 +428,4 @@ template <> struct fmt::formatter<sluice::tcp::close_report> : fmt::formatter<st
         fmt::format("{}, {} bytes discarded", how, r.bytes_discarded), ctx);
   }
 };
+/// \endcond

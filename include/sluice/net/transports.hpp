@@ -9,12 +9,14 @@
 
 namespace sluice {
 
+/// One transport.
 struct transport_info {
-  std::string_view name;
-  bool carries_disconnect_data;
-  std::string_view description;
+  std::string_view name;        ///< "tcp", "framed"
+  bool carries_disconnect_data; ///< recv_disconnect() can yield the peer's bytes on it
+  std::string_view description; ///< one line
 };
 
+/// Every transport sluice offers.
 SLUICE_API std::span<const transport_info> transports() noexcept;
 
 } // namespace sluice

@@ -28,62 +28,85 @@
 
 namespace sluice::proto {
 
-enum class connection_state : std::uint8_t { closed, unconnected, connecting, connected };
-enum class side_state : std::uint8_t { open, shutting, shut };
-
-// What the caller must do after asking the lifecycle.
-enum class verdict : std::uint8_t {
-  proceed,  // start the operation on the OS
-  complete, // succeed at once without touching the OS (e.g. a repeated recv_disconnect)
-  fail,     // fail at once with the error returned alongside
+/// Where a stream's connection stands.
+enum class connection_state : std::uint8_t {
+  closed,      ///< closed, moved from, or never opened
+  unconnected, ///< open, not connected
+  connecting,  ///< a connect is in flight
+  connected    ///< connected
+};
+/// Where one direction (receive or send) of a connected stream stands.
+enum class side_state : std::uint8_t {
+  open,     ///< usable
+  shutting, ///< a shutdown of it is in flight
+  shut      ///< shut down
 };
 
-struct decision {
-  verdict action;
-  errc error{}; // meaningful when action == fail
+/// What the caller must do after asking the lifecycle.
+enum class verdict : std::uint8_t {
+  proceed,  ///< start the operation on the OS
+  complete, ///< succeed at once without touching the OS (e.g. a repeated recv_disconnect)
+  fail,     ///< fail at once with the error returned alongside
+};
 
+/// The lifecycle's answer to "may this operation start?".
+struct decision {
+  verdict action; ///< what to do
+  errc error{};   ///< meaningful when action == fail
+
+  /// Same action and error.
   friend bool operator==(const decision&, const decision&) = default;
 };
 
+/// The half-close rules of a stream, in one place (the recv_disconnect contract of
+/// docs/architecture.md as a state machine): every backend asks it before an operation
+/// starts and filters completions through it.
 class SLUICE_PROTO_API stream_lifecycle {
 public:
-  stream_lifecycle() = default; // closed: a default or moved-from stream
+  stream_lifecycle() = default; ///< closed: a default or moved-from stream
+  /// An open socket, not connected.
   static stream_lifecycle opened() { return stream_lifecycle(connection_state::unconnected); }
+  /// A connected socket (an accepted one, say).
   static stream_lifecycle connected() { return stream_lifecycle(connection_state::connected); }
 
-  connection_state connection() const noexcept { return conn_; }
-  side_state receive_side() const noexcept { return recv_; }
-  side_state send_side() const noexcept { return send_; }
+  connection_state connection() const noexcept { return conn_; } ///< the connection's state
+  side_state receive_side() const noexcept { return recv_; }     ///< the receive side's
+  side_state send_side() const noexcept { return send_; }        ///< the send side's
 
-  // connect
+  /// Before a connect.
   decision begin_connect() noexcept;
+  /// After a connect, with whether it succeeded.
   void end_connect(bool ok) noexcept;
 
-  // receive: ask before starting, then pass the completion through filter_receive.
+  /// receive: ask before starting, then pass the completion through filter_receive.
   decision begin_receive() const noexcept;
-  // Returns the error that replaces a completion (its bytes are then discarded), or
-  // an empty code to deliver the completion as it is.
+  /// Returns the error that replaces a completion (its bytes are then discarded), or
+  /// an empty code to deliver the completion as it is.
   std::error_code filter_receive() const noexcept;
 
-  // send
+  /// Before a send.
   decision begin_send() const noexcept;
 
-  // recv_disconnect. `pending` is the size of the disconnect data the transport holds
-  // for the caller, `capacity` the caller's buffer: a buffer too small fails with
-  // buffer_too_small and changes nothing, so a retry with a larger one gets the data.
+  /// recv_disconnect. `pending` is the size of the disconnect data the transport holds
+  /// for the caller, `capacity` the caller's buffer: a buffer too small fails with
+  /// buffer_too_small and changes nothing, so a retry with a larger one gets the data.
   decision begin_recv_disconnect(bool runtime_alive, std::size_t pending = 0,
                                  std::size_t capacity = 0) noexcept;
+  /// After a recv_disconnect's shutdown, with whether it succeeded.
   void end_recv_disconnect(bool ok) noexcept;
-  // Settles a recv_disconnect from what the OS answered and returns its outcome. A
-  // connected stream whose connection already ended (both FINs exchanged, or reset)
-  // gets not_connected from shutdown(SHUT_RD) on Linux: its receive side is over
-  // anyway, so that is a success.
+  /// Settles a recv_disconnect from what the OS answered and returns its outcome. A
+  /// connected stream whose connection already ended (both FINs exchanged, or reset)
+  /// gets not_connected from shutdown(SHUT_RD) on Linux: its receive side is over
+  /// anyway, so that is a success.
   std::error_code settle_recv_disconnect(std::error_code os) noexcept;
 
-  // send_disconnect / shutdown_send
+  /// Before a send_disconnect / shutdown_send with `data_size` bytes of disconnect
+  /// data on a transport that carries it or not.
   decision begin_send_disconnect(std::size_t data_size, bool transport_carries_data) noexcept;
+  /// After the send side's shutdown, with whether it succeeded.
   void end_send_disconnect(bool ok) noexcept;
 
+  /// The stream was closed.
   void close() noexcept { *this = stream_lifecycle(); }
 
 private:

@@ -2,7 +2,8 @@
 //
 //   http_server --host 127.0.0.1 --port 0 [--max-body BYTES] [--drain-ms MS]
 //               [--header-timeout-ms MS] [--body-timeout-ms MS] [--min-body-rate B/S]
-//               [--send-timeout-ms MS] [--idle-timeout-ms MS] [--nodelay 0|1]
+//               [--send-timeout-ms MS] [--idle-timeout-ms MS] [--nodelay 0|1] [--park 0|1]
+//               [--park-after-ms MS]
 //   http_server --help          (every option with its default)
 //
 // GET / answers a short text; POST /echo answers with the request body. Prints
@@ -58,10 +59,11 @@ int main(int argc, char** argv) {
   examples::options opt(
       argc, argv,
       {"host", "port", "max-body", "drain-ms", "idle-timeout-ms", "header-timeout-ms",
-       "body-timeout-ms", "min-body-rate", "send-timeout-ms", "nodelay"},
+       "body-timeout-ms", "min-body-rate", "send-timeout-ms", "nodelay", "park", "park-after-ms"},
       {"127.0.0.1", "8080", std::to_string(8 << 20), "10000", ms(d.idle_timeout),
        ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")", ms(d.body_timeout),
-       std::to_string(d.min_body_rate) + " bytes/s", ms(d.send_timeout), "1"});
+       std::to_string(d.min_body_rate) + " bytes/s", ms(d.send_timeout), "1",
+       "1 (0: a coroutine per connection, idle or not)", ms(d.park_after)});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 8080, 0, 65535));
   constexpr long hour = 3'600'000;
@@ -78,6 +80,9 @@ int main(int argc, char** argv) {
   o.send_timeout =
       std::chrono::milliseconds(opt.number("send-timeout-ms", d.send_timeout.count(), 1, hour));
   o.tcp_nodelay = opt.number("nodelay", 1, 0, 1) != 0;
+  const bool park = opt.number("park", 1, 0, 1) != 0;
+  o.park_after =
+      std::chrono::milliseconds(opt.number("park-after-ms", d.park_after.count(), 0, hour));
   const std::chrono::milliseconds drain(opt.number("drain-ms", 10'000, 0, hour));
 
   auto ep = endpoint::parse(host, port);
@@ -100,6 +105,15 @@ int main(int argc, char** argv) {
   fmt::print(stderr, "http_server: backend {}\n", io.backend_name());
   // Idle keep-alive connections are parked: the server holds them with no coroutine
   // frame and no buffer until their next request arrives.
-  return sync_wait(
-      io, serve_until_signalled(srv, http::parking_handler(route, o), sigs, drain, "http_server"));
+  if (park)
+    return sync_wait(io, serve_until_signalled(srv, http::parking_handler(route, o), sigs, drain,
+                                               "http_server"));
+  // --park 0: one coroutine serves each connection from accept to close.
+  auto per_connection = [&o](tcp::stream& s, stop_token) -> task<void> {
+    auto r = co_await http::serve_connection(s, route, o);
+    if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
+        r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)
+      fmt::print(stderr, "http_server: {}\n", r.error().message());
+  };
+  return sync_wait(io, serve_until_signalled(srv, per_connection, sigs, drain, "http_server"));
 }

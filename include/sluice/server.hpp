@@ -101,7 +101,7 @@ public:
 
 private:
   /// One connection. As a ready_node it is the wake-up of a parked connection: its
-  /// stream posts it when bytes arrive.
+  /// stream runs it when bytes arrive.
   struct connection : detail::ready_node {
     connection(server& s, tcp::stream st) noexcept;
     ~connection();

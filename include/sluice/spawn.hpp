@@ -48,7 +48,7 @@ struct root_group {
 };
 
 struct detached {
-  struct promise_type {
+  struct promise_type : pooled_frame {
     io_context* io = nullptr;
     stop_token token;
     spawn_link link;       ///< in io's list of spawned roots

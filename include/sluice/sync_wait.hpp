@@ -6,6 +6,8 @@
 // and throws std::logic_error.
 #pragma once
 
+#include <sluice/detail/frame_pool.hpp>
+
 #include <optional>
 #include <sluice/detail/operation.hpp>
 #include <sluice/io_context.hpp>
@@ -18,7 +20,7 @@ namespace sluice {
 
 namespace detail {
 struct sync_waiter {
-  struct promise_type {
+  struct promise_type : pooled_frame {
     bool* done = nullptr;
     stop_token token;
     resume_node start;

@@ -15,6 +15,7 @@
 
 #include <coroutine>
 #include <exception>
+#include <sluice/detail/frame_pool.hpp>
 #include <sluice/stop_token.hpp>
 #include <stop_token>
 #include <type_traits>
@@ -28,8 +29,9 @@ template <class T = void> class task;
 
 namespace detail {
 
-/// The parts of a task promise that awaiters rely on, whatever T is.
-class promise_base {
+/// The parts of a task promise that awaiters rely on, whatever T is. Its frames are
+/// recycled (frame_pool.hpp).
+class promise_base : public pooled_frame {
 public:
   std::suspend_always initial_suspend() noexcept { return {}; }
 

@@ -260,7 +260,11 @@ task<result<ended>> serve(tcp::stream& s, const handler& h, const server_options
     const bool idle = !c.in_request && c.p.buffered() == 0;
     // Idle between requests and asked to stop: close now.
     if (c.stop.stop_requested() && idle) break;
-    if (idle && park_when_idle && !s.available()) {
+    // Parking: an idle connection first waits here, frame and all, for park_after (a
+    // busy client's next request usually comes sooner, and then costs no wake-up),
+    // then is handed back to the server to wait with no frame.
+    const bool may_park = idle && park_when_idle && o.park_after < o.idle_timeout;
+    if (may_park && o.park_after.count() <= 0 && !s.available()) {
       c.in.release();
       report = c.report;
       co_return ended::idle;
@@ -295,6 +299,10 @@ task<result<ended>> serve(tcp::stream& s, const handler& h, const server_options
       }
     } else {
       rc = {};
+      if (may_park) {
+        deadline = now + o.park_after;
+        bound = o.park_after;
+      }
     }
     auto wait = s.recv_some();
     wait.set_deadline(deadline, bound);
@@ -305,6 +313,10 @@ task<result<ended>> serve(tcp::stream& s, const handler& h, const server_options
         co_await request_timeout(c, c.in_request ? "request body too slow"
                                                  : "request head not complete in time");
         break;
+      }
+      if (got.error() == errc::timed_out && may_park) { // idle for park_after: park
+        report = c.report;
+        co_return ended::idle;
       }
       if (got.error() == errc::timed_out) break;                 // idle too long
       if (idle && got.error() == errc::operation_aborted) break; // stop requested
@@ -340,7 +352,9 @@ task<sluice::server::after> serve_until_idle(tcp::stream& s, const handler& h,
                                              const server_options& o) {
   connection_report report;
   auto r = co_await serve(s, h, o, report, true);
-  if (r && *r == ended::idle) co_return sluice::server::after::park(o.idle_timeout);
+  // It waited park_after of its idle time already.
+  if (r && *r == ended::idle)
+    co_return sluice::server::after::park(o.idle_timeout - std::max(o.park_after, std::chrono::milliseconds(0)));
   // The client going away, or the drain, is not worth a line.
   if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
       r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)

@@ -51,10 +51,19 @@ void server::remove(connection& c) noexcept {
   delete &c; // closes the stream
 }
 
+namespace {
+// The handler runs under its connection's token alone (bound to it, not combined: the
+// children of the scope run under no other token), with no frame of its own for that.
+template <class T> task<T> under(task<T> t, stop_token token) {
+  t.handle().promise().bind_stop_token(token);
+  return t;
+}
+} // namespace
+
 task<void> server::run(connection& c, handler& h) {
   try {
     const stop_token token = c.stop.get_token();
-    co_await with_stop_token(h(c.stream, token), token);
+    co_await under(h(c.stream, token), token);
   } catch (const std::exception& e) {
     log(fmt::format("a connection handler failed: {}", e.what()));
   }
@@ -65,7 +74,7 @@ task<void> server::run_parking(connection& c) {
   after next;
   try {
     const stop_token token = c.stop.get_token();
-    next = co_await with_stop_token(parking_(c.stream, token), token);
+    next = co_await under(parking_(c.stream, token), token);
   } catch (const std::exception& e) {
     log(fmt::format("a connection handler failed: {}", e.what()));
   }
@@ -111,6 +120,8 @@ void server::unpark(connection& c) noexcept {
   --parked_;
 }
 
+// Runs from inside the receive's completion (or from the ready list): it only unparks
+// and posts the handler's run (tcp::stream::watch_receive).
 void server::wake(detail::ready_node& n) noexcept {
   auto& c = static_cast<connection&>(n);
   server& s = *c.owner;

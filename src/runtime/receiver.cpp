@@ -193,7 +193,9 @@ void receiver::on_complete(operation& op) {
     if (op.more && r.count_ + r.overflow_.size() >= high_water && !op.cancel_requested)
       r.io_->cancel(op);
     r.deliver();
-    r.notify_watcher(); // a parked connection: its owner takes it from here
+    // A parked connection: its owner takes it from here. Called, not posted, to save a
+    // loop turn per wake-up; the watcher only unwatches and posts work (watch()).
+    if (ready_node* w = std::exchange(r.watcher_, nullptr)) w->run(*w);
   }
 
   // A single-shot receive (or a multishot that ended) re-arms while a reader waits.

@@ -408,7 +408,9 @@ TEST_CASE("parking_handler parks a keep-alive connection between requests, pipel
     auto n = co_await with_timeout(c->recv(buf), std::chrono::seconds(10));
     end = !n ? n.error().message() : *n == 0 ? "eof" : "more bytes";
   };
-  sync_wait(io, when_all(srv.serve(http::parking_handler(echo_target)), client()));
+  http::server_options o;
+  o.park_after = std::chrono::milliseconds(0); // parks as soon as it is idle
+  sync_wait(io, when_all(srv.serve(http::parking_handler(echo_target, o)), client()));
   CHECK(bodies(first) == std::vector<std::string>{"/0"});
   CHECK(bodies(pipelined) == std::vector<std::string>{"/1", "/2", "/3"});
   CHECK(parked_after_first);
@@ -444,4 +446,37 @@ TEST_CASE("parking_handler closes a parked connection at its idle_timeout") {
   CHECK(bodies(first) == std::vector<std::string>{"/0"});
   CHECK(end == "eof");
   CHECK(open_after == 0);
+}
+
+TEST_CASE("parking_handler keeps an idle connection's frame for park_after before it parks") {
+  io_context io;
+  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
+  REQUIRE(acc);
+  sluice::server srv(io, std::move(*acc));
+  http::server_options o;
+  o.park_after = std::chrono::seconds(60); // longer than this test
+  o.idle_timeout = std::chrono::seconds(120);
+  std::string first, second;
+  std::size_t parked_between = 99, open_between = 0;
+  auto client = [&]() -> task<void> {
+    auto c = co_await tcp::connect(io, srv.local_endpoint());
+    REQUIRE(c);
+    auto w = co_await c->send_all(bytes(gets(0, 1)));
+    REQUIRE(w);
+    first = co_await read_responses(*c, 1);
+    for (int i = 0; i < 20; ++i) // some loop turns: it stays in its frame
+      (void)co_await sleep_for(std::chrono::milliseconds(1));
+    parked_between = srv.parked();
+    open_between = srv.connections();
+    w = co_await c->send_all(bytes(gets(1, 2)));
+    REQUIRE(w);
+    second = co_await read_responses(*c, 1);
+    (void)co_await srv.shutdown(std::chrono::seconds(5)); // the waiting frame is stopped
+  };
+  sync_wait(io, when_all(srv.serve(http::parking_handler(echo_target, o)), client()));
+  CHECK(bodies(first) == std::vector<std::string>{"/0"});
+  CHECK(bodies(second) == std::vector<std::string>{"/1"});
+  CHECK(parked_between == 0);
+  CHECK(open_between == 1);
+  CHECK(srv.connections() == 0);
 }

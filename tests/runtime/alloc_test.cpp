@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <sluice/detail/frame_pool.hpp>
+#include <thread>
 
 namespace {
 std::atomic<long> allocations{0};
@@ -191,4 +193,57 @@ TEST_CASE("recv_some round trips, with a deadline, allocate nothing") {
   };
   REQUIRE(sync_wait(io, body()));
   CHECK(during == 0);
+}
+
+namespace {
+task<int> small_task(int v) { co_return v + 1; }
+task<int> big_task(int v) {
+  std::array<char, 6000> large{}; // past the largest pooled size class
+  large[static_cast<std::size_t>(v) % large.size()] = 1;
+  co_return large[0] + v;
+}
+} // namespace
+
+TEST_CASE("Coroutine frames are recycled per thread, bounded per size class; a frame freed on "
+          "another thread joins that thread's lists") {
+  if (!detail::frame_pool_enabled()) {
+    WARN("frames are not recycled in this build (AddressSanitizer): skipped");
+    return;
+  }
+  io_context io;
+  // Warm the size classes these tasks use, then run them many times.
+  (void)sync_wait(io, small_task(1));
+  const long before = allocations.load();
+  int sum = 0;
+  for (int i = 0; i < 1000; ++i)
+    sum += sync_wait(io, small_task(i));
+  CHECK(sum == 500'500);
+  CHECK(allocations.load() - before <= 2); // the first round filled the classes
+
+  // Frames above the largest class are not pooled.
+  const long big_before = allocations.load();
+  for (int i = 0; i < 10; ++i)
+    (void)sync_wait(io, big_task(i));
+  CHECK(allocations.load() - big_before >= 10);
+
+  // A bounded number of frames per class: create many, destroy them all.
+  const std::size_t pooled_before = detail::frames_pooled();
+  {
+    std::vector<task<int>> many;
+    for (int i = 0; i < 2000; ++i)
+      many.push_back(small_task(i)); // created, never started: destroying frees the frame
+  }
+  CHECK(detail::frames_pooled() <= pooled_before + detail::frame_pool_cap);
+
+  // Created here, destroyed on another thread: that thread keeps (and, when it exits,
+  // frees) the frames.
+  std::vector<task<int>> moved;
+  for (int i = 0; i < 10; ++i)
+    moved.push_back(small_task(i));
+  std::size_t pooled_there = 0;
+  std::thread([&] {
+    moved.clear();
+    pooled_there = detail::frames_pooled();
+  }).join();
+  CHECK(pooled_there == 10);
 }

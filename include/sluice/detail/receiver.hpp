@@ -14,8 +14,8 @@
 //  - close() cancels it; a receiver whose operation is still in the backend is
 //    returned to the pool by its last completion, never freed under it.
 //  - A watcher (watch()) is how a connection waits with no coroutine at all (a
-//    server's parked idle connection): the first completion for a reader posts it to
-//    the loop's ready list, once.
+//    server's parked idle connection): the first completion for a reader runs it,
+//    once.
 #pragma once
 
 #include <sluice/export.hpp>
@@ -59,10 +59,13 @@ public:
   // A buffer came back while this receiver was parked for lack of one.
   void resume_after_starving() noexcept;
 
-  // Posts `w` to the loop (once) when a completion is there for a reader — bytes, the
-  // end of the stream or an error — and arms the receive. Posted at once if one is
-  // there already. One watcher at a time; no reader may wait meanwhile. The watcher
-  // must stay alive until it has run or unwatch() was called.
+  // Runs `w` (once) when a completion is there for a reader — bytes, the end of the
+  // stream or an error — and arms the receive. `w.run` is called from inside that
+  // completion, so it must not receive, close or otherwise touch this receiver beyond
+  // unwatch(): it posts the work it wants done. If a completion is there already, `w`
+  // is posted to the loop's ready list instead. One watcher at a time; no reader may
+  // wait meanwhile. The watcher must stay alive until it has run or unwatch() was
+  // called.
   void watch(ready_node& w) noexcept;
   // Forgets the watcher (it is not posted any more; one already posted stays posted).
   void unwatch() noexcept { watcher_ = nullptr; }

@@ -53,6 +53,10 @@ struct server_options {
   std::chrono::milliseconds body_timeout{60'000};   ///< between two reads of a body
   std::size_t min_body_rate = 1024;                 ///< bytes/s, 0: no minimum
   std::chrono::milliseconds send_timeout{60'000};   ///< a client that stops reading
+  /// With serve_until_idle (parking): how long an idle connection keeps its frame,
+  /// waiting for the next request, before it is parked. A busy client's next request
+  /// comes sooner and costs no wake-up; 0 parks at once.
+  std::chrono::milliseconds park_after{10};
 
   std::chrono::milliseconds linger_timeout{2'000}; ///< waiting for the client's FIN
   std::size_t linger_max_bytes = 256 * 1024;       ///< discarded while waiting for it
@@ -93,8 +97,9 @@ SLUICE_HTTP_API task<result<connection_report>> serve_connection(tcp::stream& s,
                                                                  server_options options = {});
 
 /// For a sluice::server that parks idle connections: serves requests like
-/// serve_connection() until the connection is idle between two requests (nothing
-/// begun, nothing received), then returns server::after::park(options.idle_timeout) —
+/// serve_connection() until the connection has been idle between two requests (nothing
+/// begun, nothing received) for options.park_after, then returns server::after::park()
+/// with the rest of options.idle_timeout —
 /// the server holds it with no frame until the next request arrives and calls this
 /// again — or closes as serve_connection() would and returns server::after::close().
 /// Errors other than the client going away are logged through options.log. `h` and

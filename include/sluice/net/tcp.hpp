@@ -270,8 +270,10 @@ public:
   /// of the stream or an error are there (or the receive side is shut).
   bool available() const noexcept;
   /// For servers that hold idle connections with no coroutine (sluice::server parks
-  /// them): posts `w` to the loop's ready list, once, when available() becomes true —
-  /// at once if it is already. The stream receives into lent buffers meanwhile (as
+  /// them): runs `w` once when available() becomes true. `w.run` is then called from
+  /// inside the receive's completion, so it may only call unwatch_receive() and post
+  /// work to the loop (spawn, say); if available() is true already, `w` is posted to
+  /// the loop's ready list instead. The stream receives into lent buffers meanwhile (as
   /// recv_some); no recv may wait on it until `w` has run or unwatch_receive() was
   /// called, and `w` must outlive both. Fails as recv_some would if the receive side
   /// is shut or the stream closed.

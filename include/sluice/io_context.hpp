@@ -108,6 +108,17 @@ public:
   /// The operations in flight, linked through operation::inflight_next (backends).
   detail::operation* first_in_flight() const noexcept { return inflight_; }
 
+  /// What a loop is doing now (read it on the loop thread; from another thread, through
+  /// spawn_on()).
+  struct stats_t {
+    std::size_t in_flight = 0;      ///< operations in the backend (receives armed included)
+    std::size_t spawned = 0;        ///< spawned tasks alive
+    std::size_t buffers_in_use = 0; ///< receive buffers lent out now
+    std::size_t buffers = 0;        ///< receive buffers in the pool
+  };
+  /// This loop's figures. Loop thread.
+  stats_t stats() const noexcept;
+
   /// How many operations were withdrawn because their coroutine was destroyed first,
   /// by how far they had got (process-wide; for tests and diagnostics).
   struct abandon_stats {
@@ -162,6 +173,13 @@ public:
   /// Releases what an unseen completion carries (closes an accepted handle).
   void backend_discard(detail::operation& op) noexcept;
   void run_remote() noexcept; ///< called by the backend on wake
+  /// Any thread: runs `n.run` on the loop thread during a later turn. Lock-free (a
+  /// multi-producer queue, and a wake only when the loop may be asleep); `n` must stay
+  /// alive until it has run.
+  void post_remote(detail::remote_node& n) noexcept;
+  /// Drops the remote work still queued (calls each node's `drop`). Only while no
+  /// thread posts and the loop does not run (a runtime being destroyed).
+  void drop_remote() noexcept;
   /// Takes one unit of this turn's budget; false once it is spent.
   bool consume_budget() noexcept {
     if (budget_ == 0) return false;
@@ -188,6 +206,8 @@ private:
   bool has_work() const noexcept;
 
   void turn(const bool* done);
+  bool take_remote() noexcept; // moves remote work to the ready list; true if any
+  bool remote_empty() const noexcept;
   void expire_waiting_deadlines() noexcept;
 
   options options_;
@@ -201,6 +221,13 @@ private:
   std::vector<detail::accept_queue*> free_accept_queues_;
 
   std::unique_ptr<detail::remote_queue> remote_;
+  // The lock-free queue of remote work (Vyukov's intrusive MPSC queue): producers
+  // exchange the tail, the loop pops from the head.
+  detail::remote_node remote_stub_;
+  std::atomic<detail::remote_node*> remote_tail_{&remote_stub_};
+  detail::remote_node* remote_head_ = &remote_stub_;
+  // Set while the loop may block in the backend: a producer that sees it wakes it.
+  std::atomic<bool> sleeping_{false};
   detail::ready_node ready_;   ///< sentinel of the circular ready list
   detail::ready_node running_; ///< the part of it this turn runs
   detail::operation* inflight_ = nullptr;

@@ -55,12 +55,30 @@ struct detached {
     spawn_link group_link; ///< in the group's list, if any
     root_group* group = nullptr;
     resume_node start; ///< the first resumption, queued by spawn()
+    // A root that finishes on another loop (it moved there with switch_to) is freed by
+    // its own loop: this node takes its frame home.
+    struct home_node : remote_node {
+      std::coroutine_handle<promise_type> frame;
+      static void destroy_frame(ready_node& n) noexcept {
+        static_cast<home_node&>(n).frame.destroy();
+      }
+      static void drop_frame(remote_node& n) noexcept { destroy_frame(n); }
+    } home;
 
     detached get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
     }
     std::suspend_always initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
+    struct final_awaiter {
+      promise_type& p;
+      // On its own loop (or none): the frame goes now, as with suspend_never.
+      bool await_ready() const noexcept { return p.io == nullptr || io_context::current() == p.io; }
+      void await_suspend(std::coroutine_handle<promise_type>) const noexcept {
+        p.io->post_remote(p.home);
+      }
+      void await_resume() const noexcept {}
+    };
+    final_awaiter final_suspend() noexcept { return {*this}; }
     void return_void() noexcept {}
     void unhandled_exception() noexcept { report_spawn_failure(std::current_exception()); }
     const stop_token& get_stop_token() const noexcept { return token; }
@@ -90,6 +108,9 @@ inline void spawn_root(io_context& io, task<void> t, stop_token token, root_grou
   p.group = group;
   if (group != nullptr) group->adopt(p.group_link);
   p.start.handle = d.h;
+  p.home.frame = d.h;
+  p.home.run = &detached::promise_type::home_node::destroy_frame;
+  p.home.drop = &detached::promise_type::home_node::drop_frame;
   io.on_spawn(p.link);
   p.io = &io;
   io.post(p.start);

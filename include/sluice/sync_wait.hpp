@@ -22,14 +22,34 @@ namespace detail {
 struct sync_waiter {
   struct promise_type : pooled_frame {
     bool* done = nullptr;
+    io_context* io = nullptr;
     stop_token token;
     resume_node start;
+    // A body that finishes on another loop (switch_to) says so on its own loop.
+    struct home_node : remote_node {
+      bool* done = nullptr;
+      static void mark(ready_node& n) noexcept { *static_cast<home_node&>(n).done = true; }
+    } home;
     sync_waiter get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
     }
     std::suspend_always initial_suspend() noexcept { return {}; }
-    std::suspend_always final_suspend() noexcept { return {}; }
-    void return_void() noexcept { *done = true; }
+    struct final_awaiter {
+      promise_type& p;
+      bool await_ready() const noexcept { return false; }
+      void await_suspend(std::coroutine_handle<>) const noexcept {
+        if (io_context::current() == p.io) {
+          *p.done = true;
+        } else {
+          p.home.done = p.done;
+          p.home.run = &home_node::mark;
+          p.io->post_remote(p.home);
+        }
+      }
+      void await_resume() const noexcept {}
+    };
+    final_awaiter final_suspend() noexcept { return {*this}; }
+    void return_void() noexcept {}
     void unhandled_exception() noexcept { std::terminate(); } // the body catches
     const stop_token& get_stop_token() const noexcept { return token; }
     ~promise_type() { start.unlink(); }
@@ -65,6 +85,7 @@ template <class T> T sync_wait(io_context& io, task<T> t, stop_token token = {})
   {
     auto w = detail::sync_body(std::move(t), value, error);
     w.h.promise().done = &done;
+    w.h.promise().io = &io;
     w.h.promise().token = token;
     w.h.promise().start.handle = w.h;
     io.post(w.h.promise().start);

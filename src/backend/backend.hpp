@@ -77,6 +77,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice::detail {
 
@@ -103,6 +104,11 @@ public:
   virtual void wake() noexcept = 0;
   virtual void shutdown() noexcept = 0;
 };
+
+// The CPUs this process may run on (its affinity mask), in order; empty if unknown.
+std::vector<int> allowed_cpus();
+// Pins the calling thread to `cpu` (best effort: a CPU it may not use is ignored).
+void pin_thread(int cpu) noexcept;
 
 // Creates the backend named `name` ("" = the best available one). Fails with
 // unsupported_backend for a name not built in, backend_unavailable when it cannot

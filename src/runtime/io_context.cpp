@@ -16,9 +16,9 @@
 
 #include <sluice/spawn.hpp>
 
+#include <array>
 #include <sluice/timer.hpp>
 #include <sluice/yield.hpp>
-#include <unordered_set>
 #include <vector>
 
 #ifndef SLUICE_CHECKS
@@ -87,15 +87,31 @@ struct {
   std::atomic<std::size_t> queued{0}, not_submitted{0}, in_flight{0}, completed{0};
 } abandon_counts;
 
+// The live contexts, for io_context::alive(): a table of slots, each holding the id of
+// the context that lives in it (0: free). alive() — called on every close and
+// recv_disconnect, from every loop — is one atomic load; only creating and destroying
+// a context takes the mutex.
+constexpr std::size_t registry_slots = 4096;
+std::array<std::atomic<std::uint64_t>, registry_slots> registry{};
 std::mutex registry_mutex;
-std::unordered_set<std::uint64_t> live_contexts;
 std::uint64_t next_id = 1;
 
 std::uint64_t register_context() {
   std::lock_guard lock(registry_mutex);
-  const std::uint64_t id = next_id++;
-  live_contexts.insert(id);
-  return id;
+  for (std::size_t tries = 0; tries < registry_slots; ++tries) {
+    const std::uint64_t id = next_id++;
+    auto& slot = registry[id % registry_slots];
+    if (slot.load(std::memory_order_relaxed) == 0) {
+      slot.store(id, std::memory_order_release);
+      return id;
+    }
+  }
+  throw std::runtime_error(
+      fmt::format("io_context: more than {} contexts alive at once", registry_slots));
+}
+
+void unregister_context(std::uint64_t id) noexcept {
+  registry[id % registry_slots].store(0, std::memory_order_release);
 }
 
 std::string_view env_backend() {
@@ -153,20 +169,14 @@ io_context::io_context(const options& o, bool read_environment)
   const std::string_view name = options_.backend;
   auto b = detail::make_backend(*this, name);
   if (!b) {
-    {
-      std::lock_guard lock(registry_mutex);
-      live_contexts.erase(id_);
-    }
+    unregister_context(id_);
     throw std::system_error(b.error().code(), b.error().context());
   }
   backend_ = std::move(*b);
 }
 
 io_context::~io_context() {
-  {
-    std::lock_guard lock(registry_mutex);
-    live_contexts.erase(id_);
-  }
+  unregister_context(id_);
   shutting_down_ = true;
   // 1. Nothing stays in flight: every operation is cancelled and its completion
   //    reaped (not resumed), accepted handles closed.
@@ -175,9 +185,11 @@ io_context::~io_context() {
   //    awaiters find their operations idle, or withdraw them from queues and lists.
   while (spawn_head_ != nullptr)
     spawn_head_->frame.destroy();
-  // 3. Whatever is still queued to run belongs to nobody now.
+  // 3. Whatever is still queued to run belongs to nobody now; remote work that never
+  //    ran releases what it holds.
   clear(running_);
   clear(ready_);
+  drop_remote();
   waiting_deadlines_.clear();
 }
 
@@ -276,11 +288,15 @@ void io_context::on_spawn_done(detail::spawn_link& l) noexcept {
 }
 
 bool io_context::alive(std::uint64_t id) noexcept {
-  std::lock_guard lock(registry_mutex);
-  return live_contexts.count(id) != 0;
+  return registry[id % registry_slots].load(std::memory_order_acquire) == id;
 }
 
 std::string_view io_context::backend_name() const noexcept { return backend_->name(); }
+
+io_context::stats_t io_context::stats() const noexcept {
+  const detail::recv_pool& pool = backend_->buffers();
+  return {in_flight_, spawned_, pool.count() - pool.free_count(), pool.count()};
+}
 
 std::string io_context::backend_description() const { return backend_->description(); }
 
@@ -293,6 +309,59 @@ void io_context::post(detail::ready_node& n) noexcept {
   n.next = &ready_;
   ready_.prev->next = &n;
   ready_.prev = &n;
+}
+
+void io_context::post_remote(detail::remote_node& n) noexcept {
+  n.remote_next.store(nullptr, std::memory_order_relaxed);
+  detail::remote_node* prev = remote_tail_.exchange(&n, std::memory_order_acq_rel);
+  prev->remote_next.store(&n, std::memory_order_release);
+  // Either the loop sees this node before it blocks, or this sees the loop asleep (the
+  // two fences order each side's store before its load): then one producer wakes it.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed) &&
+      sleeping_.exchange(false, std::memory_order_acq_rel))
+    backend_->wake();
+}
+
+bool io_context::take_remote() noexcept {
+  bool any = false;
+  for (;;) {
+    detail::remote_node* head = remote_head_;
+    detail::remote_node* next = head->remote_next.load(std::memory_order_acquire);
+    if (head == &remote_stub_) {
+      if (next == nullptr) return any; // empty
+      remote_head_ = head = next;
+      next = next->remote_next.load(std::memory_order_acquire);
+    }
+    if (next == nullptr) { // `head` is the last node, or a push after it is half done
+      if (remote_tail_.load(std::memory_order_acquire) != head) return any; // next turn
+      remote_stub_.remote_next.store(nullptr, std::memory_order_relaxed);
+      detail::remote_node* prev = remote_tail_.exchange(&remote_stub_, std::memory_order_acq_rel);
+      prev->remote_next.store(&remote_stub_, std::memory_order_release);
+      next = head->remote_next.load(std::memory_order_acquire);
+      if (next == nullptr) return any; // a producer is between its two steps
+    }
+    remote_head_ = next;
+    post(*head); // runs this turn (it is taken before the ready list is)
+    any = true;
+  }
+}
+
+void io_context::drop_remote() noexcept {
+  for (detail::remote_node* n = remote_head_; n != nullptr;) { // no producer is left
+    detail::remote_node* next = n->remote_next.load(std::memory_order_acquire);
+    if (n != &remote_stub_ && n->drop != nullptr) n->drop(*n); // may free n
+    n = next;
+  }
+  remote_stub_.remote_next.store(nullptr, std::memory_order_relaxed);
+  remote_tail_.store(&remote_stub_, std::memory_order_relaxed);
+  remote_head_ = &remote_stub_;
+}
+
+bool io_context::remote_empty() const noexcept {
+  return remote_head_ == &remote_stub_ &&
+         remote_stub_.remote_next.load(std::memory_order_acquire) == nullptr &&
+         remote_tail_.load(std::memory_order_acquire) == &remote_stub_;
 }
 
 void io_context::post_remote(std::function<void()> fn) {
@@ -487,6 +556,7 @@ void io_context::turn(const bool* done) {
   // the next turn, so that I/O completions are not starved.
   budget_ = turn_budget;
   expire_waiting_deadlines();
+  take_remote();
   splice(ready_, running_);
   while (running_.next != &running_) {
     detail::ready_node* n = running_.next;
@@ -498,8 +568,17 @@ void io_context::turn(const bool* done) {
   // Block only when nothing is ready: then the next event must come from the OS (or
   // from another thread through wake()). Completions get a budget of their own.
   budget_ = turn_budget;
-  backend_->poll(ready_.next == &ready_,
-                 waiting_deadlines_.empty() ? 0 : waiting_deadlines_.earliest());
+  bool block = ready_.next == &ready_;
+  if (block) {
+    sleeping_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst); // see post_remote(remote_node&)
+    if (!remote_empty()) {
+      sleeping_.store(false, std::memory_order_relaxed);
+      block = false;
+    }
+  }
+  backend_->poll(block, waiting_deadlines_.empty() ? 0 : waiting_deadlines_.earliest());
+  if (block) sleeping_.store(false, std::memory_order_relaxed);
 }
 
 void io_context::run() {

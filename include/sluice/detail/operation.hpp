@@ -16,6 +16,7 @@
 
 #include <sluice/export.hpp>
 
+#include <atomic>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -83,6 +84,16 @@ struct resume_node : ready_node {
   std::coroutine_handle<> handle;
   resume_node() noexcept { run = &resume; }
   static void resume(ready_node& n) noexcept { static_cast<resume_node&>(n).handle.resume(); }
+};
+
+// Work handed to a loop from any thread (io_context::post_remote): a ready_node that
+// also links into the loop's lock-free queue of remote work. When the loop takes it
+// from that queue, it runs as ready work (its `run`) during that same turn.
+struct remote_node : ready_node {
+  std::atomic<remote_node*> remote_next{nullptr};
+  // Called instead of `run` for a node still queued when its io_context is destroyed
+  // (it never ran): releases what the node owns. Optional.
+  void (*drop)(remote_node&) noexcept = nullptr;
 };
 
 class op_queue;

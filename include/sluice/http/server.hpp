@@ -53,6 +53,7 @@ struct server_options {
   std::chrono::milliseconds body_timeout{60'000};   ///< between two reads of a body
   std::size_t min_body_rate = 1024;                 ///< bytes/s, 0: no minimum
   std::chrono::milliseconds send_timeout{60'000};   ///< a client that stops reading
+
   /// With serve_until_idle (parking): how long an idle connection keeps its frame,
   /// waiting for the next request, before it is parked. A busy client's next request
   /// comes sooner and costs no wake-up; 0 parks at once.

@@ -1,7 +1,10 @@
 // echo_server: echoes every byte back, one coroutine per connection.
 //
-//   echo_server --host 127.0.0.1 --port 0
+//   echo_server --host 127.0.0.1 --port 0 [--threads N] [--share handoff|reuseport]
 //
+// With --threads N (N > 1) it runs a loop per thread (sluice::runtime) and shares the
+// port between them: loop 0 hands each connection to the least busy loop, or (with
+// --share reuseport) every loop accepts on its own SO_REUSEPORT socket.
 // Prints "listening on HOST:PORT" first (port 0 picks a free one), then runs until
 // SIGINT or SIGTERM: it stops accepting, closes idle connections gracefully and exits
 // 0 (connections still busy at --drain-ms are reset). A second signal aborts at once.
@@ -35,15 +38,31 @@ task<void> echo(tcp::stream& s, stop_token) {
 } // namespace
 
 int main(int argc, char** argv) {
-  examples::options opt(argc, argv, {"host", "port", "drain-ms"});
+  examples::options opt(argc, argv, {"host", "port", "drain-ms", "threads", "share"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 7000, 0, 65535));
   const std::chrono::milliseconds drain(opt.number("drain-ms", 5'000, 0, 3'600'000));
+  const auto threads = static_cast<unsigned>(opt.number("threads", 1, 1, 1024));
+  const port_sharing sharing = examples::sharing_option(opt);
 
   auto ep = endpoint::parse(host, port);
   if (!ep) {
     fmt::print(stderr, "echo_server: {}\n", ep.error().message());
     return 2;
+  }
+  if (threads > 1) { // a loop per thread, one port
+    auto rt = examples::start_runtime("echo_server", threads);
+    if (!rt) return 1;
+    auto srv = sharded_server::bind(*rt, *ep, {.sharing = sharing});
+    if (!srv) {
+      fmt::print(stderr, "echo_server: {}\n", srv.error().message());
+      return 1;
+    }
+    fmt::print("listening on {}\n", (*srv)->local_endpoint());
+    std::fflush(stdout);
+    fmt::print(stderr, "echo_server: backend {}, {} loops\n", rt->loop(0).backend_name(), threads);
+    std::fflush(stderr);
+    return serve_until_signalled(*rt, **srv, echo, drain, "echo_server");
   }
   auto io_owner = examples::start_io_context("echo_server");
   if (!io_owner) return 1;

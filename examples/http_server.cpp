@@ -3,10 +3,14 @@
 //   http_server --host 127.0.0.1 --port 0 [--max-body BYTES] [--drain-ms MS]
 //               [--header-timeout-ms MS] [--body-timeout-ms MS] [--min-body-rate B/S]
 //               [--send-timeout-ms MS] [--idle-timeout-ms MS] [--nodelay 0|1] [--park 0|1]
-//               [--park-after-ms MS]
+//               [--park-after-ms MS] [--threads N] [--share handoff|reuseport]
+//               [--work-us N]
 //   http_server --help          (every option with its default)
 //
-// GET / answers a short text; POST /echo answers with the request body. Prints
+// GET / answers a short text; POST /echo answers with the request body. --work-us N
+// makes every response first spend N microseconds of CPU (a stand-in for application
+// work, for scaling benchmarks). --threads N runs a loop per thread on one port (see
+// examples/echo_server.cpp for --share). Prints
 // "listening on HOST:PORT" first. The first SIGINT or SIGTERM drains: it stops
 // accepting, lets requests in flight finish (their responses carry "Connection:
 // close"), closes idle connections and exits 0 — or resets what is left at the drain
@@ -23,7 +27,19 @@ using namespace sluice;
 
 namespace {
 
+// CPU each response spends first (--work-us).
+std::chrono::microseconds work{0};
+
+void spend_cpu(std::chrono::microseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  volatile std::uint64_t spin = 0;
+  while (std::chrono::steady_clock::now() < until)
+    for (int i = 0; i < 64; ++i)
+      spin = spin + 1;
+}
+
 task<http::response> route(const http::request& req, std::string body) {
+  if (work.count() > 0) spend_cpu(work);
   http::response r;
   r.headers.add("Content-Type", "text/plain");
   if (req.target == "/") {
@@ -56,14 +72,15 @@ task<http::response> route(const http::request& req, std::string body) {
 int main(int argc, char** argv) {
   const http::server_options d; // the defaults, for --help
   auto ms = [](std::chrono::milliseconds v) { return std::to_string(v.count()); };
-  examples::options opt(
-      argc, argv,
-      {"host", "port", "max-body", "drain-ms", "idle-timeout-ms", "header-timeout-ms",
-       "body-timeout-ms", "min-body-rate", "send-timeout-ms", "nodelay", "park", "park-after-ms"},
-      {"127.0.0.1", "8080", std::to_string(8 << 20), "10000", ms(d.idle_timeout),
-       ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")", ms(d.body_timeout),
-       std::to_string(d.min_body_rate) + " bytes/s", ms(d.send_timeout), "1",
-       "1 (0: a coroutine per connection, idle or not)", ms(d.park_after)});
+  examples::options opt(argc, argv,
+                        {"host", "port", "max-body", "drain-ms", "idle-timeout-ms",
+                         "header-timeout-ms", "body-timeout-ms", "min-body-rate", "send-timeout-ms",
+                         "nodelay", "park", "park-after-ms", "threads", "share", "work-us"},
+                        {"127.0.0.1", "8080", std::to_string(8 << 20), "10000", ms(d.idle_timeout),
+                         ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")",
+                         ms(d.body_timeout), std::to_string(d.min_body_rate) + " bytes/s",
+                         ms(d.send_timeout), "1", "1 (0: a coroutine per connection, idle or not)",
+                         ms(d.park_after), "1", "handoff (or reuseport)", "0"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 8080, 0, 65535));
   constexpr long hour = 3'600'000;
@@ -81,6 +98,9 @@ int main(int argc, char** argv) {
       std::chrono::milliseconds(opt.number("send-timeout-ms", d.send_timeout.count(), 1, hour));
   o.tcp_nodelay = opt.number("nodelay", 1, 0, 1) != 0;
   const bool park = opt.number("park", 1, 0, 1) != 0;
+  const auto threads = static_cast<unsigned>(opt.number("threads", 1, 1, 1024));
+  const port_sharing sharing = examples::sharing_option(opt);
+  work = std::chrono::microseconds(opt.number("work-us", 0, 0, 1'000'000));
   o.park_after =
       std::chrono::milliseconds(opt.number("park-after-ms", d.park_after.count(), 0, hour));
   const std::chrono::milliseconds drain(opt.number("drain-ms", 10'000, 0, hour));
@@ -89,6 +109,29 @@ int main(int argc, char** argv) {
   if (!ep) {
     fmt::print(stderr, "http_server: {}\n", ep.error().message());
     return 2;
+  }
+  // --park 0: one coroutine serves each connection from accept to close.
+  auto per_connection = [&o](tcp::stream& s, stop_token) -> task<void> {
+    auto r = co_await http::serve_connection(s, route, o);
+    if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
+        r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)
+      fmt::print(stderr, "http_server: {}\n", r.error().message());
+  };
+  if (threads > 1) { // a loop per thread, one port
+    auto rt = examples::start_runtime("http_server", threads);
+    if (!rt) return 1;
+    auto srv = sharded_server::bind(*rt, *ep, {.sharing = sharing});
+    if (!srv) {
+      fmt::print(stderr, "http_server: {}\n", srv.error().message());
+      return 1;
+    }
+    fmt::print("listening on {}\n", (*srv)->local_endpoint());
+    std::fflush(stdout);
+    fmt::print(stderr, "http_server: backend {}, {} loops\n", rt->loop(0).backend_name(), threads);
+    if (park)
+      return serve_until_signalled(*rt, **srv, http::parking_handler(route, o), drain,
+                                   "http_server");
+    return serve_until_signalled(*rt, **srv, per_connection, drain, "http_server");
   }
   auto io_owner = examples::start_io_context("http_server");
   if (!io_owner) return 1;
@@ -108,12 +151,5 @@ int main(int argc, char** argv) {
   if (park)
     return sync_wait(io, serve_until_signalled(srv, http::parking_handler(route, o), sigs, drain,
                                                "http_server"));
-  // --park 0: one coroutine serves each connection from accept to close.
-  auto per_connection = [&o](tcp::stream& s, stop_token) -> task<void> {
-    auto r = co_await http::serve_connection(s, route, o);
-    if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
-        r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)
-      fmt::print(stderr, "http_server: {}\n", r.error().message());
-  };
   return sync_wait(io, serve_until_signalled(srv, per_connection, sigs, drain, "http_server"));
 }

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <memory>
 #include <sluice/io_context.hpp>
+#include <sluice/sharded_server.hpp>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -85,6 +86,25 @@ inline std::unique_ptr<sluice::io_context> start_io_context(const char* program)
     fmt::print(stderr, "{}: cannot start an io_context: {}\n", program, e.what());
     return nullptr;
   }
+}
+
+// A runtime of `threads` loops, or nullptr after printing why it cannot start.
+inline std::unique_ptr<sluice::runtime> start_runtime(const char* program, unsigned threads) {
+  try {
+    return std::make_unique<sluice::runtime>(threads);
+  } catch (const std::system_error& e) {
+    fmt::print(stderr, "{}: cannot start {} loops: {}\n", program, threads, e.what());
+    return nullptr;
+  }
+}
+
+// --share: "handoff" (loop 0 accepts and hands connections out) or "reuseport".
+inline sluice::port_sharing sharing_option(const options& opt) {
+  const std::string v = opt.get("share", "handoff");
+  if (v == "handoff") return sluice::port_sharing::hand_off;
+  if (v == "reuseport") return sluice::port_sharing::reuse_port;
+  std::fprintf(stderr, "--share: \"%s\" is neither handoff nor reuseport\n", v.c_str());
+  std::exit(2);
 }
 
 } // namespace examples

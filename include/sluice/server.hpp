@@ -29,11 +29,13 @@
 
 #include <sluice/export.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <sluice/net/tcp.hpp>
 #include <sluice/scope.hpp>
 #include <sluice/signal.hpp>
+#include <vector>
 
 namespace sluice {
 
@@ -73,13 +75,17 @@ public:
 
   /// Serves the connections `acceptor` accepts, on `io`.
   server(io_context& io, tcp::acceptor acceptor);
+  /// Serves only the connections handed to adopt() (another loop accepts them).
+  explicit server(io_context& io);
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
   /// Where it listens.
   const endpoint& local_endpoint() const noexcept { return local_; }
-  /// Connections open now (parked ones included).
-  std::size_t connections() const noexcept { return conns_.count; }
+  /// Connections open now (parked ones included). Any thread (a relaxed read).
+  std::size_t connections() const noexcept { return conns_.count.load(std::memory_order_relaxed); }
+  /// Connections served since it began (accepted or adopted). Any thread.
+  std::size_t served() const noexcept { return served_.load(std::memory_order_relaxed); }
   /// Of them, those parked (idle, no frame).
   std::size_t parked() const noexcept { return parked_; }
   /// True once shutdown() or abort() began.
@@ -98,6 +104,17 @@ public:
 
   /// Sends the server's messages to `sink` instead of standard error.
   void set_log(log_sink sink) { log_ = std::move(sink); }
+
+  /// Loop thread: serves `s` like a connection it accepted (a hand-off from another
+  /// loop); kept until serve() begins if it has not. Closed at once once the server
+  /// drains.
+  void adopt(tcp::stream s);
+
+  /// Decides, for each accepted connection, whether another loop serves it: returns
+  /// true if it took the stream (released it, to adopt it there). Loop thread.
+  using distributor = std::function<bool(tcp::stream&)>;
+  /// Installs `d` (before serve()).
+  void set_distributor(distributor d) { distributor_ = std::move(d); }
 
 private:
   /// One connection. As a ready_node it is the wake-up of a parked connection: its
@@ -118,7 +135,7 @@ private:
   /// Owns the records; declared before scope_, so destroyed after the children.
   struct connection_list {
     connection* head = nullptr;
-    std::size_t count = 0;
+    std::atomic<std::size_t> count{0}; // read by other loops (hand-off balancing)
     connection_list() = default;
     connection_list(const connection_list&) = delete;
     connection_list& operator=(const connection_list&) = delete;
@@ -126,6 +143,7 @@ private:
   };
 
   task<void> accept_loop();
+  void start(connection& c);
   task<void> run(connection& c, handler& h);
   task<void> run_parking(connection& c);
   connection& add(tcp::stream s);
@@ -145,6 +163,11 @@ private:
   async_scope scope_;
   stop_source stop_accepting_;
   log_sink log_;
+  distributor distributor_;
+  detail::wait_list stopped_; // a server without an acceptor waits here for its drain
+  std::atomic<std::size_t> served_{0};
+  std::vector<tcp::stream> early_; // adopted before serve() began
+  bool serving_ = false;
   /// Parked connections, earliest idle deadline first, and the task that closes them.
   connection* idle_head_ = nullptr;
   connection* idle_tail_ = nullptr;

@@ -16,6 +16,9 @@ result<native_handle> open_tcp(const endpoint& family_of);
 result<void> bind(native_handle h, const endpoint& ep);
 result<void> listen(native_handle h, int backlog);
 result<void> set_reuse_address(native_handle h, bool on);
+// SO_REUSEPORT: several sockets listen on one port, the kernel spreads connections
+// over them. Fails with errc::no_protocol_option where the OS has no such option.
+result<void> set_reuse_port(native_handle h, bool on);
 result<void> set_nodelay(native_handle h, bool on);
 result<bool> nodelay(native_handle h);
 

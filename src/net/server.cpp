@@ -3,6 +3,8 @@
 // Protocol-agnostic: the echo example and the HTTP driver use it alike.
 #include <sluice/server.hpp>
 
+#include "drain_control.hpp"
+
 #include <fmt/format.h>
 #include <sluice/timer.hpp>
 #include <sluice/when_all.hpp>
@@ -22,7 +24,10 @@ server::connection_list::~connection_list() {
 }
 
 server::server(io_context& io, tcp::acceptor acceptor)
-    : io_(io), acceptor_(std::move(acceptor)), local_(acceptor_.local_endpoint()), scope_(io) {}
+    : io_(io), acceptor_(std::move(acceptor)), local_(acceptor_.local_endpoint()), scope_(io),
+      stopped_(io) {}
+
+server::server(io_context& io) : io_(io), scope_(io), stopped_(io) {}
 
 void server::log(std::string_view message) const {
   if (log_)
@@ -36,7 +41,8 @@ server::connection& server::add(tcp::stream s) {
   c->next = conns_.head;
   if (conns_.head != nullptr) conns_.head->prev = c;
   conns_.head = c;
-  ++conns_.count;
+  conns_.count.fetch_add(1, std::memory_order_relaxed);
+  served_.fetch_add(1, std::memory_order_relaxed);
   return *c;
 }
 
@@ -47,7 +53,7 @@ void server::remove(connection& c) noexcept {
   else
     conns_.head = c.next;
   if (c.next != nullptr) c.next->prev = c.prev;
-  --conns_.count;
+  conns_.count.fetch_sub(1, std::memory_order_relaxed);
   delete &c; // closes the stream
 }
 
@@ -146,10 +152,30 @@ task<void> server::reap_idle() {
   reaping_ = false;
 }
 
+void server::start(connection& c) {
+  if (draining_) c.stop.request_stop(); // accepted as the drain began: drained too
+  if (parking_)
+    scope_.spawn(run_parking(c));
+  else
+    scope_.spawn(run(c, handler_));
+}
+
+void server::adopt(tcp::stream s) {
+  if (draining_) return; // s closes as it goes
+  if (!serving_) {
+    early_.push_back(std::move(s)); // serve() has not begun: it starts them
+    return;
+  }
+  start(add(std::move(s)));
+}
+
 task<void> server::accept_loop() {
   using std::chrono::milliseconds;
+  serving_ = true;
   milliseconds pause{0};
-  while (!draining_) {
+  for (auto& s : std::exchange(early_, {}))
+    start(add(std::move(s)));
+  while (!draining_ && acceptor_.is_open()) {
     auto s = co_await acceptor_.accept();
     if (!s) {
       if (s.error() == errc::operation_aborted || draining_) break;
@@ -166,14 +192,14 @@ task<void> server::accept_loop() {
       continue;
     }
     pause = milliseconds(0);
-    connection& c = add(std::move(*s));
-    if (draining_) c.stop.request_stop(); // accepted as the drain began: drained too
-    if (parking_)
-      scope_.spawn(run_parking(c));
-    else
-      scope_.spawn(run(c, handler_));
+    if (distributor_ && distributor_(*s)) continue; // another loop serves it
+    start(add(std::move(*s)));
   }
+  // No acceptor (connections are handed in): serve until the drain, or until serve()'s
+  // own stop token stops it (as it stops accepting).
+  if (!acceptor_.is_open() && !draining_) (void)co_await stopped_.wait(draining_);
   (void)co_await scope_.join(); // no connection outlives serve()
+  serving_ = false;
 }
 
 task<void> server::serve(handler h) {
@@ -190,7 +216,8 @@ task<drain_report> server::shutdown(std::chrono::milliseconds deadline) {
   draining_ = true;
   stop_accepting_.request_stop();
   acceptor_.close(); // stops accepting at once: the pending accept is cancelled
-  const std::size_t at_start = conns_.count;
+  stopped_.notify();
+  const std::size_t at_start = conns_.count.load(std::memory_order_relaxed);
   const std::size_t aborted_before = aborted_;
   for (connection* c = conns_.head; c != nullptr;) {
     connection* next = c->next;
@@ -212,6 +239,7 @@ std::size_t server::abort() noexcept {
   draining_ = true;
   stop_accepting_.request_stop();
   acceptor_.close();
+  stopped_.notify();
   std::size_t n = 0;
   for (connection* c = conns_.head; c != nullptr;) {
     connection* next = c->next;
@@ -230,49 +258,57 @@ std::size_t server::abort() noexcept {
 
 namespace {
 
-task<void> abort_on_second_signal(signal_set& sigs, server& srv, bool& forced, std::string name) {
+task<void> abort_on_second_signal(signal_set& sigs, detail::drain_controls& c, bool& forced,
+                                  std::string name) {
   auto sig = co_await sigs.wait();
   if (!sig) co_return; // the drain finished first and cancelled this wait
   fmt::print(stderr, "{}: second signal {}, aborting\n", name, *sig);
   forced = true;
-  srv.abort();
+  co_await c.abort();
 }
 
-task<drain_report> drain_then_release(server& srv, std::chrono::milliseconds deadline,
+task<drain_report> drain_then_release(detail::drain_controls& c, std::chrono::milliseconds deadline,
                                       stop_source& watcher) {
-  drain_report r = co_await srv.shutdown(deadline);
+  drain_report r = co_await c.drain(deadline);
   watcher.request_stop();
   co_return r;
 }
 
-// (Named coroutines with parameters, not lambdas invoked inside a co_await: GCC 12 may
-// destroy such a lambda's closure while its coroutine still reads the captures.)
-task<int> control(signal_set& sigs, server& srv, std::chrono::milliseconds deadline,
-                  std::string name) {
-  auto first = co_await sigs.wait();
-  if (!first) co_return 1;
-  fmt::print(stderr, "{}: signal {}, draining {} connections (deadline {} ms)\n", name, *first,
-             srv.connections(), deadline.count());
-  bool forced = false;
-  stop_source watcher;
-  auto [report, ignored] = co_await when_all(
-      drain_then_release(srv, deadline, watcher),
-      with_stop_token(abort_on_second_signal(sigs, srv, forced, name), watcher.get_token()));
-  (void)ignored;
-  fmt::print(stderr, "{}: drained {}, aborted {}\n", name, report.drained, report.aborted);
-  co_return forced ? 1 : 0;
+task<void> abort_now(server& srv) {
+  srv.abort();
+  co_return;
 }
 
 template <class Handler>
 task<int> serve_and_control(server& srv, Handler h, signal_set& sigs,
                             std::chrono::milliseconds drain_deadline, std::string name) {
-  auto [served, code] =
-      co_await when_all(srv.serve(std::move(h)), control(sigs, srv, drain_deadline, name));
+  detail::drain_controls c{[&srv](std::chrono::milliseconds d) { return srv.shutdown(d); },
+                           [&srv] { return abort_now(srv); }, [&srv] { return srv.connections(); }};
+  auto [served, code] = co_await when_all(
+      srv.serve(std::move(h)), detail::drain_on_signals(sigs, std::move(c), drain_deadline, name));
   (void)served;
   co_return code;
 }
 
 } // namespace
+
+// (Named coroutines with parameters, not lambdas invoked inside a co_await: GCC 12 may
+// destroy such a lambda's closure while its coroutine still reads the captures.)
+task<int> detail::drain_on_signals(signal_set& sigs, drain_controls c,
+                                   std::chrono::milliseconds deadline, std::string name) {
+  auto first = co_await sigs.wait();
+  if (!first) co_return 1;
+  fmt::print(stderr, "{}: signal {}, draining {} connections (deadline {} ms)\n", name, *first,
+             c.connections(), deadline.count());
+  bool forced = false;
+  stop_source watcher;
+  auto [report, ignored] = co_await when_all(
+      drain_then_release(c, deadline, watcher),
+      with_stop_token(abort_on_second_signal(sigs, c, forced, name), watcher.get_token()));
+  (void)ignored;
+  fmt::print(stderr, "{}: drained {}, aborted {}\n", name, report.drained, report.aborted);
+  co_return forced ? 1 : 0;
+}
 
 task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
                                 std::chrono::milliseconds drain_deadline, std::string_view name) {

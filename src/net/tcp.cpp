@@ -73,6 +73,24 @@ void stream::unwatch_receive() noexcept {
   if (rx_ != nullptr) rx_->unwatch();
 }
 
+result<stream> stream::adopt(io_context& io, native_handle_type h) {
+  auto peer = sys::remote_endpoint(h);
+  if (!peer)
+    return error(peer.error().code(),
+                 fmt::format("adopt socket {}: {}", h, peer.error().message()));
+  return stream(io, h, proto::stream_lifecycle::connected(), *peer);
+}
+
+stream::native_handle_type stream::release() noexcept {
+  if (!is_open()) return sluice::detail::invalid_handle;
+  unread_.clear();
+  if (io_ != nullptr && io_context::alive(io_id_)) close_receiver();
+  abort_waiting_senders();
+  const native_handle_type h = std::exchange(handle_, sluice::detail::invalid_handle);
+  life_.close();
+  return h;
+}
+
 void stream::abort_waiting_senders() noexcept {
   while (sluice::detail::operation* op = sendq_.first_waiting()) {
     sendq_.remove(*op);
@@ -652,6 +670,10 @@ void acceptor::close() noexcept {
 }
 
 result<acceptor> acceptor::bind(io_context& io, const endpoint& ep, int backlog) {
+  return bind(io, ep, listen_options{.backlog = backlog, .reuse_port = false});
+}
+
+result<acceptor> acceptor::bind(io_context& io, const endpoint& ep, const listen_options& o) {
   auto h = sys::open_tcp(ep);
   if (!h) return std::move(h).error();
   acceptor a;
@@ -659,8 +681,12 @@ result<acceptor> acceptor::bind(io_context& io, const endpoint& ep, int backlog)
   a.io_id_ = io.id();
   a.handle_ = *h;
   if (auto r = sys::set_reuse_address(a.handle_, true); !r) return std::move(r).error();
+  if (o.reuse_port) {
+    if (auto r = sys::set_reuse_port(a.handle_, true); !r)
+      return error(r.error().code(), fmt::format("listen on {}: {}", ep, r.error().context()));
+  }
   if (auto r = sys::bind(a.handle_, ep); !r) return std::move(r).error();
-  if (auto r = sys::listen(a.handle_, backlog); !r)
+  if (auto r = sys::listen(a.handle_, o.backlog); !r)
     return error(r.error().code(), fmt::format("listen on {}", ep));
   auto local = sys::local_endpoint(a.handle_);
   if (!local) return std::move(local).error();

@@ -29,6 +29,12 @@ namespace sluice::tcp {
 class stream;
 class acceptor;
 
+/// How acceptor::bind() listens.
+struct listen_options {
+  int backlog = 1024;      ///< the kernel's queue of connections not yet accepted
+  bool reuse_port = false; ///< SO_REUSEPORT: acceptors of several loops share the port
+};
+
 /// How stream::graceful_close() bounds itself.
 struct graceful_close_options {
   /// The whole close — waiting for accepted sends, then for the peer's FIN — ends by
@@ -243,6 +249,14 @@ public:
   static result<stream> open(io_context& io, endpoint::family f = endpoint::family::v4);
   /// Opens a socket and connects it to `ep`.
   static task<result<stream>> connect(io_context& io, endpoint ep);
+  /// Takes a connected socket (from release() on another loop, or from outside sluice)
+  /// onto `io`. Errors name the socket: not a connected TCP socket, say.
+  static result<stream> adopt(io_context& io, native_handle_type h);
+
+  /// Gives up the socket without closing it, to adopt() it on another loop (a
+  /// hand-off from an accepting loop, say). Precondition: no operation of this stream
+  /// is running (a freshly accepted stream). The stream is closed afterwards.
+  native_handle_type release() noexcept;
 
   /// Connects an open() socket to `ep`. Errors name the endpoint.
   detail::connect_awaiter connect(const endpoint& ep) { return {*this, ep}; }
@@ -381,6 +395,9 @@ public:
 
   /// Binds (SO_REUSEADDR) and listens. Port 0 picks a free port: see local_endpoint().
   static result<acceptor> bind(io_context& io, const endpoint& ep, int backlog = 1024);
+  /// The same, with listen_options (SO_REUSEPORT: one acceptor per loop on one port;
+  /// errc::no_protocol_option on Windows, which has no such option).
+  static result<acceptor> bind(io_context& io, const endpoint& ep, const listen_options& o);
 
   /// The next connection. Errors name the listening endpoint; running out of file
   /// descriptors is errc::too_many_open_files and leaves the acceptor usable.

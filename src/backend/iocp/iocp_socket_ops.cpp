@@ -77,6 +77,12 @@ result<void> set_reuse_address(native_handle h, bool on) {
   return set_opt(h, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, BOOL(TRUE), "setsockopt(SO_EXCLUSIVEADDRUSE)");
 }
 
+result<void> set_reuse_port(native_handle, bool) {
+  // Windows has no SO_REUSEPORT (its SO_REUSEADDR lets a socket steal a port instead of
+  // sharing it): a runtime shares a port by hand-off there.
+  return error(errc::no_protocol_option, "SO_REUSEPORT: not available on Windows");
+}
+
 result<void> set_nodelay(native_handle h, bool on) {
   return set_opt(h, IPPROTO_TCP, TCP_NODELAY, BOOL(on), "setsockopt(TCP_NODELAY)");
 }

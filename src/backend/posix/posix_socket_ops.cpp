@@ -60,6 +60,10 @@ result<void> set_reuse_address(native_handle h, bool on) {
   return set_opt(h, SOL_SOCKET, SO_REUSEADDR, int(on), "setsockopt(SO_REUSEADDR)");
 }
 
+result<void> set_reuse_port(native_handle h, bool on) {
+  return set_opt(h, SOL_SOCKET, SO_REUSEPORT, int(on), "setsockopt(SO_REUSEPORT)");
+}
+
 result<void> set_nodelay(native_handle h, bool on) {
   return set_opt(h, IPPROTO_TCP, TCP_NODELAY, int(on), "setsockopt(TCP_NODELAY)");
 }

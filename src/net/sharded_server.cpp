@@ -1,0 +1,191 @@
+// sharded_server: a server per loop on one port, hand-off or SO_REUSEPORT, one drain
+// (include/sluice/sharded_server.hpp).
+#include <sluice/sharded_server.hpp>
+
+#include "../backend/socket_ops.hpp"
+#include "drain_control.hpp"
+
+#include <csignal>
+#include <fmt/format.h>
+#include <sluice/signal.hpp>
+#include <sluice/when_all.hpp>
+
+namespace sluice {
+
+// A connection on its way from loop 0 to the loop that will serve it. Owns the socket
+// until that loop adopts it; closes it if that loop goes before.
+struct sharded_server::hand_off_node : detail::remote_node {
+  sharded_server* owner = nullptr;
+  std::size_t loop = 0;
+  detail::native_handle socket = detail::invalid_handle;
+
+  hand_off_node() noexcept {
+    run = &arrive;
+    drop = &lost;
+  }
+  static void arrive(detail::ready_node& n) noexcept {
+    auto* h = static_cast<hand_off_node*>(&n);
+    sharded_server& srv = *h->owner;
+    auto s = tcp::stream::adopt(srv.rt_.loop(h->loop), h->socket);
+    if (s) {
+      srv.shards_[h->loop]->adopt(std::move(*s));
+    } else { // it went away on the way (reset): nothing to serve
+      detail::sys::close(h->socket);
+    }
+    srv.arriving_[h->loop].fetch_sub(1, std::memory_order_relaxed);
+    delete h;
+  }
+  static void lost(detail::remote_node& n) noexcept {
+    auto* h = static_cast<hand_off_node*>(&n);
+    detail::sys::close(h->socket);
+    delete h;
+  }
+};
+
+result<std::unique_ptr<sharded_server>> sharded_server::bind(runtime& rt, const endpoint& ep,
+                                                             options o) {
+  std::unique_ptr<sharded_server> s(new sharded_server(rt, o.sharing));
+  s->arriving_ = std::make_unique<std::atomic<std::size_t>[]>(rt.size());
+  if (o.sharing == port_sharing::reuse_port) {
+    endpoint at = ep;
+    for (std::size_t i = 0; i < rt.size(); ++i) {
+      auto acc = tcp::acceptor::bind(rt.loop(i), at, {.backlog = o.backlog, .reuse_port = true});
+      if (!acc) return std::move(acc).error();
+      if (i == 0) at = s->local_ = acc->local_endpoint(); // port 0: the others take its port
+      s->shards_.push_back(std::make_unique<server>(rt.loop(i), std::move(*acc)));
+    }
+  } else {
+    auto acc = tcp::acceptor::bind(rt.loop(0), ep, {.backlog = o.backlog, .reuse_port = false});
+    if (!acc) return std::move(acc).error();
+    s->local_ = acc->local_endpoint();
+    s->shards_.push_back(std::make_unique<server>(rt.loop(0), std::move(*acc)));
+    for (std::size_t i = 1; i < rt.size(); ++i)
+      s->shards_.push_back(std::make_unique<server>(rt.loop(i)));
+    if (rt.size() > 1)
+      s->shards_[0]->set_distributor([p = s.get()](tcp::stream& st) { return p->hand_off(st); });
+  }
+  return s;
+}
+
+result<std::unique_ptr<sharded_server>> sharded_server::bind(runtime& rt, const endpoint& ep) {
+  return bind(rt, ep, options());
+}
+
+sharded_server::~sharded_server() = default;
+
+bool sharded_server::hand_off(tcp::stream& s) {
+  // The least busy loop: its connections and those on their way to it.
+  std::size_t best = 0, best_load = static_cast<std::size_t>(-1);
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    const std::size_t load =
+        shards_[i]->connections() + arriving_[i].load(std::memory_order_relaxed);
+    if (load < best_load) {
+      best = i;
+      best_load = load;
+    }
+  }
+  if (best == 0) return false; // served here
+  auto* node = new hand_off_node();
+  node->owner = this;
+  node->loop = best;
+  node->socket = s.release();
+  arriving_[best].fetch_add(1, std::memory_order_relaxed);
+  rt_.loop(best).post_remote(*node);
+  return true;
+}
+
+task<void> sharded_server::serve(std::size_t i, server::handler h) {
+  return shards_[i]->serve(std::move(h));
+}
+
+task<void> sharded_server::serve(std::size_t i, server::parking_handler h) {
+  return shards_[i]->serve(std::move(h));
+}
+
+task<drain_report> sharded_server::shutdown_shard(server& s, std::chrono::milliseconds deadline) {
+  co_return co_await s.shutdown(deadline);
+}
+
+task<void> sharded_server::abort_shard(server& s) {
+  s.abort();
+  co_return;
+}
+
+task<drain_report> sharded_server::shutdown(std::chrono::milliseconds deadline) {
+  // Each loop drains its own connections, all at once; loop 0 first stops accepting.
+  std::vector<join_handle<drain_report>> drains;
+  drains.reserve(shards_.size());
+  for (std::size_t i = 0; i < shards_.size(); ++i)
+    drains.push_back(spawn_on(rt_.loop(i), shutdown_shard(*shards_[i], deadline)));
+  drain_report total;
+  for (auto& d : drains) {
+    const drain_report r = co_await d;
+    total.drained += r.drained;
+    total.aborted += r.aborted;
+  }
+  co_return total;
+}
+
+task<void> sharded_server::abort() {
+  std::vector<join_handle<void>> aborts;
+  aborts.reserve(shards_.size());
+  for (std::size_t i = 0; i < shards_.size(); ++i)
+    aborts.push_back(spawn_on(rt_.loop(i), abort_shard(*shards_[i])));
+  for (auto& a : aborts)
+    co_await a;
+}
+
+namespace {
+
+std::size_t open_connections(const sharded_server& srv, std::size_t loops) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < loops; ++i)
+    n += srv.connections(i);
+  return n;
+}
+
+// One loop's task: loop 0 also watches the signals and drives the drain.
+template <class Handler>
+task<void> loop_part(io_context& loop, std::size_t i, std::size_t loops, sharded_server& srv,
+                     Handler h, std::chrono::milliseconds deadline, std::string name, int& code) {
+  if (i != 0) {
+    co_await srv.serve(i, std::move(h));
+    co_return;
+  }
+  signal_set sigs(loop, {SIGINT, SIGTERM});
+  detail::drain_controls c{[&srv](std::chrono::milliseconds d) { return srv.shutdown(d); },
+                           [&srv] { return srv.abort(); },
+                           [&srv, loops] { return open_connections(srv, loops); }};
+  auto [served, rc] = co_await when_all(
+      srv.serve(0, std::move(h)), detail::drain_on_signals(sigs, std::move(c), deadline, name));
+  (void)served;
+  code = rc;
+}
+
+template <class Handler>
+int serve_all(runtime& rt, sharded_server& srv, Handler h, std::chrono::milliseconds deadline,
+              std::string name) {
+  int code = 1;
+  rt.run([&](io_context& loop, std::size_t i) {
+    return loop_part(loop, i, rt.size(), srv, h, deadline, name, code);
+  });
+  std::string per_loop;
+  for (std::size_t i = 0; i < rt.size(); ++i)
+    per_loop += fmt::format("{}{}", i == 0 ? "" : " ", srv.served(i));
+  fmt::print(stderr, "{}: connections served per loop: {}\n", name, per_loop);
+  return code;
+}
+
+} // namespace
+
+int serve_until_signalled(runtime& rt, sharded_server& srv, server::handler h,
+                          std::chrono::milliseconds drain_deadline, std::string_view name) {
+  return serve_all(rt, srv, std::move(h), drain_deadline, std::string(name));
+}
+
+int serve_until_signalled(runtime& rt, sharded_server& srv, server::parking_handler h,
+                          std::chrono::milliseconds drain_deadline, std::string_view name) {
+  return serve_all(rt, srv, std::move(h), drain_deadline, std::string(name));
+}
+
+} // namespace sluice

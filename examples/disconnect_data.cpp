@@ -22,7 +22,7 @@ std::string_view text(std::span<const std::byte> b) {
 }
 
 // The server: answers each message, and when the client closes, reads its reason.
-task<result<void>> server(tcp::acceptor& acc) {
+task<result<void>> serve_one(tcp::acceptor& acc) {
   auto s = co_await acc.accept();
   if (!s) co_return std::move(s).error();
   framed_stream f(std::move(*s));
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     fmt::print(" {} ({})", t.name,
                t.carries_disconnect_data ? "disconnect data" : "no disconnect data");
   fmt::print("\n");
-  auto [s, c] = sync_wait(io, when_all(server(*acc), client(io, acc->local_endpoint(), reason)));
+  auto [s, c] = sync_wait(io, when_all(serve_one(*acc), client(io, acc->local_endpoint(), reason)));
   for (auto* r : {&s, &c})
     if (!*r) {
       fmt::print(stderr, "disconnect_data: {}\n", r->error().message());

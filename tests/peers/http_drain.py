@@ -9,7 +9,7 @@
    server exits 0.
 3. A second SIGTERM during the drain aborts at once (exit 1).
 
-usage: http_drain.py HTTP_SERVER
+usage: http_drain.py HTTP_SERVER [SERVER ARGS...]
 """
 import asyncio
 import re
@@ -22,10 +22,11 @@ import servers
 
 TIMEOUT = 30
 server_bin = sys.argv[1]
+server_args = sys.argv[2:]  # given to every server started (--threads 2, say)
 
 
 def start(*extra):
-    return servers.start(server_bin, *extra)
+    return servers.start(server_bin, *server_args, *extra)
 
 
 def read_all(sock):

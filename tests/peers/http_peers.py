@@ -2,7 +2,7 @@
 """Real HTTP clients no one here wrote against examples/http_server: curl, and Debian's
 python3-h11 driving a raw socket (keep-alive, pipelining, rejected requests).
 
-usage: http_peers.py HTTP_SERVER
+usage: http_peers.py HTTP_SERVER [SERVER ARGS...]
 """
 import os
 import signal
@@ -16,10 +16,11 @@ import servers
 
 TIMEOUT = 20
 server_bin = sys.argv[1]
+server_args = sys.argv[2:]  # given to every server started (--threads 2, say)
 
 
 def start(*extra):
-    return servers.start(server_bin, *extra)
+    return servers.start(server_bin, *server_args, *extra)
 
 
 stop = servers.stop

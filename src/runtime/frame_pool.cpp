@@ -16,6 +16,7 @@
 
 namespace sluice::detail {
 
+#if SLUICE_FRAME_POOL
 namespace {
 
 constexpr std::size_t classes = frame_pool_largest / frame_pool_class;
@@ -60,6 +61,7 @@ std::size_t class_of(std::size_t size) noexcept {
 }
 
 } // namespace
+#endif
 
 void* allocate_frame(std::size_t size) {
 #if SLUICE_FRAME_POOL

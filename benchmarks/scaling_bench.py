@@ -24,7 +24,7 @@ import idle_memory  # noqa: E402  (port helpers)
 def run(exe, threads, share, work_us, seconds, conns):
     proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", "0", "--threads",
                              str(threads), "--share", share, "--work-us", str(work_us)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         port = idle_memory.wait_listening(proc)
         out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
@@ -36,6 +36,7 @@ def run(exe, threads, share, work_us, seconds, conns):
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
+        err = err.decode()
     per_loop = re.search(r"connections served per loop: ([\d ]+)", err)
     counts = [int(x) for x in per_loop.group(1).split()] if per_loop else []
     return rate, counts

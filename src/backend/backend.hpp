@@ -53,6 +53,8 @@
 //   buffers()     the context's receive buffer pool.
 //   wake()        any thread: make a blocking poll() return soon; the backend then
 //                 calls io_context::run_remote() on the loop thread.
+//   wake_other(b) this loop's thread: wake another loop's backend `b` through this
+//                 backend's own submissions (io_uring MSG_RING), or return false.
 //   shutdown()    cancel every operation in flight and reap their completions (the
 //                 io_context does not resume their coroutines then, and discards their
 //                 results), so that no operation still refers to memory when its
@@ -102,6 +104,13 @@ public:
   virtual recv_pool& buffers() noexcept = 0;
 
   virtual void wake() noexcept = 0;
+  // Called on this backend's loop thread: wakes `target` (another loop's backend)
+  // through this backend's own submissions, if it can (io_uring's MSG_RING, submitted
+  // with this loop's next batch: no syscall of its own). False: use target.wake().
+  virtual bool wake_other(backend& target) noexcept {
+    (void)target;
+    return false;
+  }
   virtual void shutdown() noexcept = 0;
 };
 

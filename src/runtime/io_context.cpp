@@ -319,8 +319,11 @@ void io_context::post_remote(detail::remote_node& n) noexcept {
   // two fences order each side's store before its load): then one producer wakes it.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (sleeping_.load(std::memory_order_relaxed) &&
-      sleeping_.exchange(false, std::memory_order_acq_rel))
-    backend_->wake();
+      sleeping_.exchange(false, std::memory_order_acq_rel)) {
+    // From another loop: through that loop's own ring where it can (MSG_RING).
+    io_context* from = current_context;
+    if (from == nullptr || from == this || !from->backend_->wake_other(*backend_)) backend_->wake();
+  }
 }
 
 bool io_context::take_remote() noexcept {

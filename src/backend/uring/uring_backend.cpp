@@ -18,6 +18,7 @@
 #include "../backend.hpp"
 #include "../recv_pool.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -46,7 +47,10 @@ constexpr unsigned reap_batch = 64;
 
 // user_data of internal SQEs (never the address of an operation).
 constexpr std::uint64_t tag_none = 0, tag_cancel = 1, tag_cancel_fd = 2, tag_cancel_any = 3,
-                        tag_wake = 4;
+                        tag_wake = 4,
+                        tag_message = 5, // a MSG_RING from another loop: remote work
+    tag_message_sent = 6,                // our MSG_RING to another loop went out
+    tag_last = 6;                        // user_data above this names an operation
 
 static_assert(sizeof(io_buffer) == sizeof(iovec) &&
               offsetof(io_buffer, data) == offsetof(iovec, iov_base) &&
@@ -157,6 +161,9 @@ struct features {
   // io_uring_enter by registered index (IORING_REGISTER_RING_FDS, Linux 5.18): no file
   // lookup per call. Per thread, so only with SINGLE_ISSUER (one thread enters).
   bool ring_fd = true;
+  // IORING_OP_MSG_RING (Linux 5.18): a loop wakes another uring loop with an SQE of its
+  // own ring, submitted with its next batch, instead of an eventfd write.
+  bool msg_ring = true;
 };
 
 // What io_uring_get_probe cannot show (flags, not opcodes) is tried on a scratch ring,
@@ -254,8 +261,8 @@ kernel_probe probe_kernel() {
 }
 
 // SLUICE_URING_DISABLE=op_shutdown,cancel_fd,cancel_any,single_issuer,buf_ring,
-// recv_multishot,accept_multishot,ring_fd turns features off, to exercise the fallbacks
-// on a kernel that has them.
+// recv_multishot,accept_multishot,ring_fd,msg_ring turns features off, to exercise the
+// fallbacks on a kernel that has them.
 
 bool disabled_by_env(std::string_view feature) {
   const char* v = std::getenv("SLUICE_URING_DISABLE");
@@ -309,7 +316,10 @@ public:
     pool_.start();
     // A ring set up disabled belongs to the thread that enables it: register the
     // buffer ring there (enable_if_needed), before anything is submitted.
-    if (!disabled_) attach_buffer_ring();
+    if (!disabled_) {
+      attach_buffer_ring();
+      accepts_messages_.store(true, std::memory_order_release);
+    }
     // Blocking on purpose: io_uring completes a read on an O_NONBLOCK file with
     // -EAGAIN instead of waiting for it.
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
@@ -339,6 +349,7 @@ public:
     else if (!feat_.recv_multishot)
       add("receive: one recv per buffer, no multishot");
     if (!feat_.accept_multishot) add("accept: one per connection, no multishot");
+    if (!feat_.msg_ring) add("cross-loop wake: eventfd");
     if (!feat_.ring_fd && !disabled_) add("ring fd not registered");
     if (!f.empty()) d += " (" + f + ")";
 
@@ -499,7 +510,7 @@ public:
     };
     // 2. Its completions may be in the batch being dispatched.
     for (unsigned i = batch_next_; i < batch_size_ && d.cqes_left != 0; ++i)
-      if ((batch_[i].user_data & ~link_bit) == me && batch_[i].user_data > tag_wake) {
+      if ((batch_[i].user_data & ~link_bit) == me && batch_[i].user_data > tag_last) {
         take(batch_[i].user_data, batch_[i].res);
         batch_[i].user_data = tag_none;
       }
@@ -518,7 +529,7 @@ public:
       const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, reap_batch);
       for (unsigned i = 0; i < n; ++i) {
         const std::uint64_t ud = cqes[i]->user_data;
-        if (ud > tag_wake && (ud & ~link_bit) == me)
+        if (ud > tag_last && (ud & ~link_bit) == me)
           take(ud, cqes[i]->res);
         else
           set_aside(ud, cqes[i]->res, cqes[i]->flags);
@@ -563,6 +574,20 @@ public:
   void wake() noexcept override {
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+
+  bool wake_other(backend& target) noexcept override {
+    auto* other = dynamic_cast<uring_backend*>(&target);
+    // (The other ring must be enabled: its own thread says so, once, when it enables it.)
+    if (!feat_.msg_ring || other == nullptr || disabled_ ||
+        !other->accepts_messages_.load(std::memory_order_acquire))
+      return false;
+    if (!on_issuer_thread()) return false;
+    io_uring_sqe* sqe = get_sqe();
+    // A CQE in the other ring (user_data tag_message) wakes it; ours says it went out.
+    io_uring_prep_msg_ring(sqe, other->ring_.ring_fd, 0, tag_message, 0);
+    io_uring_sqe_set_data64(sqe, tag_message_sent);
+    return true;
   }
 
   void shutdown() noexcept override {
@@ -668,6 +693,7 @@ private:
       }
     }
     const bool kernel_shutdown = io_uring_opcode_supported(pr, IORING_OP_SHUTDOWN);
+    const bool kernel_msg_ring = io_uring_opcode_supported(pr, IORING_OP_MSG_RING);
     io_uring_free_probe(pr);
     const kernel_probe k = probe_kernel();
     feat_.op_shutdown = kernel_shutdown && !disabled_by_env("op_shutdown");
@@ -676,6 +702,7 @@ private:
     feat_.buf_ring = k.buf_ring && !disabled_by_env("buf_ring");
     feat_.recv_multishot = feat_.buf_ring && k.recv_multishot && !disabled_by_env("recv_multishot");
     feat_.accept_multishot = k.accept_multishot && !disabled_by_env("accept_multishot");
+    feat_.msg_ring = kernel_msg_ring && !disabled_by_env("msg_ring");
     if (!k.accept_multishot)
       log_fallback("no multishot accept (kernel < 5.19): one accept per connection");
 
@@ -707,6 +734,7 @@ private:
     issuer_ = std::this_thread::get_id();
     attach_buffer_ring();
     register_ring_fd();
+    accepts_messages_.store(true, std::memory_order_release);
   }
 
   // On the loop thread, which is the only one that enters the ring from now on. The
@@ -787,7 +815,7 @@ private:
   // An internal completion, or one for an operation other than the one being
   // abandoned: never resumes anything from here.
   void set_aside(std::uint64_t ud, int res, unsigned flags) {
-    if (ud <= tag_wake) return internal(ud, res, false);
+    if (ud <= tag_last) return internal(ud, res, false);
     auto* op = reinterpret_cast<operation*>(ud & ~link_bit);
     if (op->code == op_code::recv_lent || op->multishot) { // it may have more to come
       backlog_.push_back({ud, res, flags});
@@ -891,7 +919,7 @@ private:
 
   // One CQE from the batch being dispatched.
   void dispatch(const reaped& c, bool budgeted) {
-    if (c.user_data <= tag_wake) return internal(c.user_data, c.res, true);
+    if (c.user_data <= tag_last) return internal(c.user_data, c.res, true);
     operation* op = take_cqe(c.user_data, c.res, c.flags);
     if (op == nullptr) return; // its other CQE is still to come
     // A multishot's completion is delivered at once: the operation stays pending, so it
@@ -911,6 +939,15 @@ private:
         io_.run_remote();
       else
         remote_pending_ = true;
+      return;
+    case tag_message: return; // it woke the loop; the turn takes the remote work
+    case tag_message_sent:
+      if (res < 0) {
+        fmt::print(stderr, "sluice: io_uring MSG_RING to another loop failed: {}\n",
+                   std::strerror(-res));
+        std::fflush(stderr);
+        std::abort(); // a loop would sleep on remote work: never silently
+      }
       return;
     case tag_cancel:
     case tag_cancel_fd:
@@ -964,6 +1001,8 @@ private:
 
   bool ring_ok_ = false;
   bool disabled_ = false;
+  // Another loop may MSG_RING this ring (it is enabled); set once, by this loop.
+  std::atomic<bool> accepts_messages_{false};
   std::thread::id issuer_;
   int wake_fd_ = -1;
   bool wake_armed_ = false;

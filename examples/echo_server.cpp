@@ -50,20 +50,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "echo_server: {}\n", ep.error().message());
     return 2;
   }
-  if (threads > 1) { // a loop per thread, one port
-    auto rt = examples::start_runtime("echo_server", threads);
-    if (!rt) return 1;
-    auto srv = sharded_server::bind(*rt, *ep, {.sharing = sharing});
-    if (!srv) {
-      fmt::print(stderr, "echo_server: {}\n", srv.error().message());
-      return 1;
-    }
-    fmt::print("listening on {}\n", (*srv)->local_endpoint());
-    std::fflush(stdout);
-    fmt::print(stderr, "echo_server: backend {}, {} loops\n", rt->loop(0).backend_name(), threads);
-    std::fflush(stderr);
-    return serve_until_signalled(*rt, **srv, echo, drain, "echo_server");
-  }
+  if (threads > 1) // a loop per thread, one port
+    return examples::serve_on_threads("echo_server", threads, *ep, sharing, echo, drain);
   auto io_owner = examples::start_io_context("echo_server");
   if (!io_owner) return 1;
   io_context& io = *io_owner;

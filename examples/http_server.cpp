@@ -117,22 +117,12 @@ int main(int argc, char** argv) {
         r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)
       fmt::print(stderr, "http_server: {}\n", r.error().message());
   };
-  if (threads > 1) { // a loop per thread, one port
-    auto rt = examples::start_runtime("http_server", threads);
-    if (!rt) return 1;
-    auto srv = sharded_server::bind(*rt, *ep, {.sharing = sharing});
-    if (!srv) {
-      fmt::print(stderr, "http_server: {}\n", srv.error().message());
-      return 1;
-    }
-    fmt::print("listening on {}\n", (*srv)->local_endpoint());
-    std::fflush(stdout);
-    fmt::print(stderr, "http_server: backend {}, {} loops\n", rt->loop(0).backend_name(), threads);
-    if (park)
-      return serve_until_signalled(*rt, **srv, http::parking_handler(route, o), drain,
-                                   "http_server");
-    return serve_until_signalled(*rt, **srv, per_connection, drain, "http_server");
-  }
+  if (threads > 1 && park) // a loop per thread, one port
+    return examples::serve_on_threads("http_server", threads, *ep, sharing,
+                                      http::parking_handler(route, o), drain);
+  if (threads > 1)
+    return examples::serve_on_threads("http_server", threads, *ep, sharing,
+                                      server::handler(per_connection), drain);
   auto io_owner = examples::start_io_context("http_server");
   if (!io_owner) return 1;
   io_context& io = *io_owner;

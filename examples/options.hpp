@@ -2,6 +2,7 @@
 #pragma once
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fmt/format.h>
@@ -88,14 +89,29 @@ inline std::unique_ptr<sluice::io_context> start_io_context(const char* program)
   }
 }
 
-// A runtime of `threads` loops, or nullptr after printing why it cannot start.
-inline std::unique_ptr<sluice::runtime> start_runtime(const char* program, unsigned threads) {
+// Serves `h` on `threads` loops sharing one port (sluice::runtime and
+// sluice::sharded_server), printing "listening on HOST:PORT" first, until SIGINT or
+// SIGTERM; returns the exit status.
+template <class Handler>
+int serve_on_threads(const char* program, unsigned threads, const sluice::endpoint& ep,
+                     sluice::port_sharing sharing, Handler h, std::chrono::milliseconds drain) {
+  std::unique_ptr<sluice::runtime> rt;
   try {
-    return std::make_unique<sluice::runtime>(threads);
+    rt = std::make_unique<sluice::runtime>(threads);
   } catch (const std::system_error& e) {
     fmt::print(stderr, "{}: cannot start {} loops: {}\n", program, threads, e.what());
-    return nullptr;
+    return 1;
   }
+  auto srv = sluice::sharded_server::bind(*rt, ep, {.sharing = sharing});
+  if (!srv) {
+    fmt::print(stderr, "{}: {}\n", program, srv.error().message());
+    return 1;
+  }
+  fmt::print("listening on {}\n", (*srv)->local_endpoint());
+  std::fflush(stdout);
+  fmt::print(stderr, "{}: backend {}, {} loops\n", program, rt->loop(0).backend_name(), threads);
+  std::fflush(stderr); // not line-buffered everywhere (mingw, redirected)
+  return sluice::serve_until_signalled(*rt, **srv, std::move(h), drain, program);
 }
 
 // --share: "handoff" (loop 0 accepts and hands connections out) or "reuseport".

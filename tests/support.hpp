@@ -44,6 +44,13 @@ struct pair {
   sluice::tcp::stream server;
 };
 
+// An acceptor on 127.0.0.1 and a free port.
+inline sluice::tcp::acceptor loopback_acceptor(sluice::io_context& io) {
+  auto acc = sluice::tcp::acceptor::bind(io, sluice::endpoint::loopback_v4(0));
+  REQUIRE(acc);
+  return std::move(*acc);
+}
+
 // A connected loopback pair: accept and connect run concurrently.
 inline sluice::task<pair> connected_pair(sluice::io_context& io) {
   auto acc = sluice::tcp::acceptor::bind(io, sluice::endpoint::loopback_v4(0));

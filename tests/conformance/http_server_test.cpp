@@ -377,6 +377,13 @@ task<std::string> read_responses(tcp::stream& c, std::size_t n) {
   co_return raw;
 }
 
+// What the next read sees: "eof", "more bytes", or the error (bounded).
+task<std::string> next_read(tcp::stream& c) {
+  std::array<std::byte, 64> buf;
+  auto n = co_await with_timeout(c.recv(buf), std::chrono::seconds(10));
+  co_return !n ? n.error().message() : *n == 0 ? "eof" : "more bytes";
+}
+
 task<bool> parked_soon(sluice::server& srv, std::size_t n) {
   for (int i = 0; i < 10'000 && srv.parked() != n; ++i)
     (void)co_await sleep_for(std::chrono::milliseconds(1));
@@ -387,9 +394,7 @@ task<bool> parked_soon(sluice::server& srv, std::size_t n) {
 TEST_CASE("parking_handler parks a keep-alive connection between requests, pipelined or "
           "not, and a drain closes it") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  sluice::server srv(io, std::move(*acc));
+  sluice::server srv(io, loopback_acceptor(io));
   std::string first, pipelined, end = "open";
   bool parked_after_first = false, parked_after_pipelined = false;
   auto client = [&]() -> task<void> {
@@ -404,9 +409,7 @@ TEST_CASE("parking_handler parks a keep-alive connection between requests, pipel
     pipelined = co_await read_responses(*c, 3);
     parked_after_pipelined = co_await parked_soon(srv, 1);
     (void)co_await srv.shutdown(std::chrono::seconds(5));
-    std::array<std::byte, 64> buf;
-    auto n = co_await with_timeout(c->recv(buf), std::chrono::seconds(10));
-    end = !n ? n.error().message() : *n == 0 ? "eof" : "more bytes";
+    end = co_await next_read(*c);
   };
   http::server_options o;
   o.park_after = std::chrono::milliseconds(0); // parks as soon as it is idle
@@ -421,9 +424,7 @@ TEST_CASE("parking_handler parks a keep-alive connection between requests, pipel
 
 TEST_CASE("parking_handler closes a parked connection at its idle_timeout") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  sluice::server srv(io, std::move(*acc));
+  sluice::server srv(io, loopback_acceptor(io));
   http::server_options o;
   o.idle_timeout = std::chrono::milliseconds(30);
   std::string first, end = "open";
@@ -434,9 +435,7 @@ TEST_CASE("parking_handler closes a parked connection at its idle_timeout") {
     auto w = co_await c->send_all(bytes(gets(0, 1)));
     REQUIRE(w);
     first = co_await read_responses(*c, 1);
-    std::array<std::byte, 64> buf;
-    auto n = co_await with_timeout(c->recv(buf), std::chrono::seconds(10));
-    end = !n ? n.error().message() : *n == 0 ? "eof" : "more bytes";
+    end = co_await next_read(*c);
     for (int i = 0; i < 10'000 && srv.connections() != 0; ++i)
       (void)co_await sleep_for(std::chrono::milliseconds(1));
     open_after = srv.connections();
@@ -450,9 +449,7 @@ TEST_CASE("parking_handler closes a parked connection at its idle_timeout") {
 
 TEST_CASE("parking_handler keeps an idle connection's frame for park_after before it parks") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  sluice::server srv(io, std::move(*acc));
+  sluice::server srv(io, loopback_acceptor(io));
   http::server_options o;
   o.park_after = std::chrono::seconds(60); // longer than this test
   o.idle_timeout = std::chrono::seconds(120);

@@ -82,9 +82,7 @@ task<std::string> wait_end(tcp::stream& c) {
 TEST_CASE("A parked connection holds no handler frame; its next bytes call the handler "
           "again, in order") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  server srv(io, std::move(*acc));
+  server srv(io, loopback_acceptor(io));
   frames f;
   bool all_parked = false, none_live = false;
   std::vector<std::string> got;
@@ -127,9 +125,7 @@ TEST_CASE("A parked connection holds no handler frame; its next bytes call the h
 
 TEST_CASE("A parked connection is closed with a FIN when its idle timeout passes") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  server srv(io, std::move(*acc));
+  server srv(io, loopback_acceptor(io));
   frames f;
   std::string end;
   std::size_t open_after = 99;
@@ -153,9 +149,7 @@ TEST_CASE("A parked connection is closed with a FIN when its idle timeout passes
 
 TEST_CASE("An earlier idle deadline than the one the reaper sleeps until is kept") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  server srv(io, std::move(*acc));
+  server srv(io, loopback_acceptor(io));
   frames f;
   std::string short_end, long_end = "open";
   std::size_t open_when_short_closed = 0;
@@ -186,9 +180,7 @@ TEST_CASE("An earlier idle deadline than the one the reaper sleeps until is kept
 
 TEST_CASE("A drain closes parked connections at once and lets a busy one finish") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  server srv(io, std::move(*acc));
+  server srv(io, loopback_acceptor(io));
   int parked_again_while_draining = 0;
   bool busy_waiting = false;
   // 'B' (busy) waits for a second byte, shielded from the drain, then answers 'B'.
@@ -248,9 +240,7 @@ TEST_CASE("A drain closes parked connections at once and lets a busy one finish"
 
 TEST_CASE("abort() closes parked connections at once") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  server srv(io, std::move(*acc));
+  server srv(io, loopback_acceptor(io));
   frames f;
   std::size_t aborted = 0;
   std::string end;
@@ -275,9 +265,7 @@ TEST_CASE("abort() closes parked connections at once") {
 
 TEST_CASE("The end of the stream and a reset wake a parked connection's handler") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  server srv(io, std::move(*acc));
+  server srv(io, loopback_acceptor(io));
   frames f;
   std::vector<std::string> ends;
   bool both_parked = false; // once seen: the first to go unparks its connection
@@ -311,9 +299,7 @@ TEST_CASE("The end of the stream and a reset wake a parked connection's handler"
 
 TEST_CASE("Bytes that arrive while the handler runs are not lost when it parks") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  server srv(io, std::move(*acc));
+  server srv(io, loopback_acceptor(io));
   int calls = 0;
   // Parks after each message without looking whether more is there.
   auto handler = [&](tcp::stream& s, stop_token) -> task<server::after> {
@@ -348,9 +334,7 @@ TEST_CASE("Bytes that arrive while the handler runs are not lost when it parks")
 
 TEST_CASE("A connection whose receive side is shut cannot park: it is closed") {
   io_context io;
-  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
-  REQUIRE(acc);
-  server srv(io, std::move(*acc));
+  server srv(io, loopback_acceptor(io));
   auto handler = [&](tcp::stream& s, stop_token) -> task<server::after> {
     std::array<std::byte, 8> buf;
     auto n = co_await s.recv(buf);

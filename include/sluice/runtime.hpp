@@ -275,11 +275,13 @@ public:
   /// Any thread: stops every loop; run() returns.
   void stop() noexcept;
 
-  /// The CPUs this process may run on, in order (the ones `pin` uses).
+  /// The CPUs the calling thread may run on, in order (on the thread that builds the
+  /// runtime: the ones `pin` uses).
   static std::vector<int> allowed_cpus();
 
 private:
   options options_;
+  std::vector<int> cpus_; // where the loops are pinned, read once at construction
   std::vector<std::unique_ptr<io_context>> loops_;
 };
 

@@ -114,7 +114,7 @@ public:
   virtual void shutdown() noexcept = 0;
 };
 
-// The CPUs this process may run on (its affinity mask), in order; empty if unknown.
+// The CPUs the calling thread may run on (its affinity mask), in order; empty if unknown.
 std::vector<int> allowed_cpus();
 // Pins the calling thread to `cpu` (best effort: a CPU it may not use is ignored).
 void pin_thread(int cpu) noexcept;

@@ -73,9 +73,9 @@ runtime::options with_threads(unsigned threads) {
 
 runtime::runtime(unsigned threads) : runtime(with_threads(threads)) {}
 
-runtime::runtime(const options& o) : options_(o) {
+runtime::runtime(const options& o) : options_(o), cpus_(allowed_cpus()) {
   if (options_.threads == 0)
-    options_.threads = static_cast<unsigned>(std::max<std::size_t>(allowed_cpus().size(), 1));
+    options_.threads = static_cast<unsigned>(std::max<std::size_t>(cpus_.size(), 1));
   loops_.reserve(options_.threads);
   for (unsigned i = 0; i < options_.threads; ++i)
     loops_.push_back(std::make_unique<io_context>(options_.loop));
@@ -112,9 +112,8 @@ void runtime::run(std::function<task<void>(io_context&, std::size_t)> fn) {
   const std::size_t n = loops_.size();
   std::vector<std::exception_ptr> errors(n);
   std::atomic<std::size_t> left{n};
-  const std::vector<int> cpus = options_.pin ? allowed_cpus() : std::vector<int>();
   auto drive = [&](std::size_t i) {
-    if (options_.pin && !cpus.empty()) detail::pin_thread(cpus[i % cpus.size()]);
+    if (options_.pin && !cpus_.empty()) detail::pin_thread(cpus_[i % cpus_.size()]);
     io_context& io = *loops_[i];
     try {
       spawn(io, guarded(fn(io, i), errors[i], left, *this));

@@ -10,8 +10,15 @@ std::vector<int> allowed_cpus() {
   std::vector<int> cpus;
   DWORD_PTR process = 0, system = 0;
   if (!GetProcessAffinityMask(GetCurrentProcess(), &process, &system)) return cpus;
+  // The calling thread's own mask: Windows only tells it by setting another one, so set
+  // the process's (a superset) and put the old one back at once.
+  DWORD_PTR mask = process;
+  if (const DWORD_PTR old = SetThreadAffinityMask(GetCurrentThread(), process); old != 0) {
+    SetThreadAffinityMask(GetCurrentThread(), old);
+    mask = old;
+  }
   for (int c = 0; c < static_cast<int>(sizeof(DWORD_PTR) * 8); ++c)
-    if ((process >> c) & 1) cpus.push_back(c);
+    if ((mask >> c) & 1) cpus.push_back(c);
   return cpus;
 }
 

@@ -7,7 +7,8 @@
 //               [--work-us N]
 //   http_server --help          (every option with its default)
 //
-// GET / answers a short text; POST /echo answers with the request body. --work-us N
+// GET / answers a short text; POST /echo answers with the request body; GET
+// /hello/NAME?greeting=G answers JSON (an http::router). --work-us N
 // makes every response first spend N microseconds of CPU (a stand-in for application
 // work, for scaling benchmarks). --threads N runs a loop per thread on one port (see
 // examples/echo_server.cpp for --share). Prints
@@ -19,6 +20,7 @@
 
 #include <csignal>
 #include <fmt/format.h>
+#include <sluice/http/router.hpp>
 #include <sluice/http/server.hpp>
 #include <sluice/server.hpp>
 #include <sluice/sluice.hpp>
@@ -31,6 +33,7 @@ namespace {
 std::chrono::microseconds work{0};
 
 void spend_cpu(std::chrono::microseconds d) {
+  if (d.count() <= 0) return;
   const auto until = std::chrono::steady_clock::now() + d;
   volatile std::uint64_t spin = 0;
   while (std::chrono::steady_clock::now() < until)
@@ -38,33 +41,27 @@ void spend_cpu(std::chrono::microseconds d) {
       spin = spin + 1;
 }
 
-task<http::response> route(const http::request& req, std::string body) {
-  if (work.count() > 0) spend_cpu(work);
-  http::response r;
-  r.headers.add("Content-Type", "text/plain");
-  if (req.target == "/") {
-    if (req.method != "GET" && req.method != "HEAD") {
-      r.status = 405;
-      r.headers.add("Allow", "GET, HEAD");
-      r.body = "method not allowed\n";
-    } else {
-      r.body = "hello from sluice\n";
-    }
-  } else if (req.target == "/echo") {
-    if (req.method != "POST") {
-      r.status = 405;
-      r.headers.add("Allow", "POST");
-      r.body = "method not allowed\n";
-    } else {
-      r.body = std::move(body);
-      r.headers = {};
-      r.headers.add("Content-Type", "application/octet-stream");
-    }
-  } else {
-    r.status = 404;
-    r.body = "not found\n";
-  }
-  co_return r;
+// The routes: GET / (and HEAD), POST /echo, and GET /hello/{name}?greeting=... which
+// answers JSON. A router answers 404 and 405 (with Allow) by itself.
+http::router routes() {
+  http::router r;
+  r.get("/", [](http::routed&) {
+    spend_cpu(work);
+    return http::text("hello from sluice\n");
+  });
+  r.post("/echo", [](http::routed& q) {
+    spend_cpu(work);
+    http::response out;
+    out.headers.add("Content-Type", "application/octet-stream");
+    out.body = std::move(q.body);
+    return out;
+  });
+  r.get("/hello/{name}", [](http::routed& q) {
+    return http::json(fmt::format("{{\"greeting\":\"{}\",\"name\":\"{}\"}}\n",
+                                  http::json_escape(q.query_value("greeting", "hello")),
+                                  http::json_escape(q.param("name"))));
+  });
+  return r;
 }
 
 } // namespace
@@ -110,8 +107,9 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "http_server: {}\n", ep.error().message());
     return 2;
   }
+  const http::handler route = routes().to_handler();
   // --park 0: one coroutine serves each connection from accept to close.
-  auto per_connection = [&o](tcp::stream& s, stop_token) -> task<void> {
+  auto per_connection = [&o, &route](tcp::stream& s, stop_token) -> task<void> {
     auto r = co_await http::serve_connection(s, route, o);
     if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
         r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)

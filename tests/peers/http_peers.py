@@ -4,6 +4,7 @@ python3-h11 driving a raw socket (keep-alive, pipelining, rejected requests).
 
 usage: http_peers.py HTTP_SERVER [SERVER ARGS...]
 """
+import json
 import os
 import signal
 import socket
@@ -89,6 +90,15 @@ def main():
         assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 18" in head, head
         assert curl("-o", "/dev/null", "-w", "%{http_code}", f"{base}/nope") == b"404"
 
+        # The router: path parameters and the query, decoded; JSON that Python's own
+        # parser reads back, whatever bytes the name carried (an invalid UTF-8 byte
+        # becomes U+FFFD); 405 with Allow; 400 for a broken escape.
+        got = json.loads(curl(f"{base}/hello/%22q%5C%01%FF%C3%A9?greeting=good+day"))
+        assert got == {"greeting": "good day", "name": "\"q\\\x01\ufffd\u00e9"}, got
+        wrong = curl("-i", "-X", "DELETE", f"{base}/hello/x")
+        assert wrong.startswith(b"HTTP/1.1 405") and b"Allow: GET, HEAD" in wrong, wrong
+        assert curl("-o", "/dev/null", "-w", "%{http_code}", f"{base}/hello/%zz") == b"400"
+
         # h11, keep-alive: several requests one after another on one connection.
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
             for i in range(5):
@@ -163,7 +173,7 @@ def main():
         assert resp.startswith(b"HTTP/1.1 408 "), resp[:100]
     finally:
         stop(proc)
-    print("http peers: curl and h11 (keep-alive, pipelining, 100-continue, 400/413/414/431, "
+    print("http peers: curl and h11 (keep-alive, pipelining, 100-continue, the router and its JSON, 400/413/414/431, "
           "408 for a trickled head): ok")
 
 

@@ -1,0 +1,108 @@
+// http::router and the text/JSON response helpers: include/sluice/http/router.hpp.
+#include <sluice/http/router.hpp>
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <stdexcept>
+
+namespace sluice::http {
+
+namespace h1 = proto::http1;
+
+const std::string& routed::param(std::string_view name) const noexcept {
+  static const std::string none;
+  for (const auto& [n, v] : params)
+    if (n == name) return v;
+  return none;
+}
+
+std::string routed::query_value(std::string_view name, std::string fallback) const {
+  for (const auto& q : query)
+    if (q.name == name) return q.value;
+  return fallback;
+}
+
+response text(std::string body, int status) {
+  response r;
+  r.status = status;
+  r.headers.add("Content-Type", "text/plain; charset=utf-8");
+  r.body = std::move(body);
+  return r;
+}
+
+response json(std::string body, int status) {
+  response r;
+  r.status = status;
+  r.headers.add("Content-Type", "application/json");
+  r.body = std::move(body);
+  return r;
+}
+
+router& router::add_route(std::string method, std::string_view pattern, route_handler h,
+                          sync_route_handler s) {
+  auto p = h1::route_pattern::parse(pattern);
+  if (!p)
+    throw std::invalid_argument(
+        fmt::format("http::router: malformed route pattern \"{}\" (it must start with '/'; a "
+                    "parameter is \"{{name}}\", a last one may be \"{{name*}}\"; names are unique)",
+                    pattern));
+  routes_.push_back({std::move(method), std::move(*p), std::move(h), std::move(s)});
+  return *this;
+}
+
+router& router::add(std::string method, std::string_view pattern, route_handler h) {
+  return add_route(std::move(method), pattern, std::move(h), {});
+}
+
+router& router::add(std::string method, std::string_view pattern, sync_route_handler h) {
+  return add_route(std::move(method), pattern, {}, std::move(h));
+}
+
+task<response> router::answer(const route& r, routed& q) {
+  if (r.s) co_return r.s(q);
+  co_return co_await r.h(q);
+}
+
+task<response> router::operator()(const request& req, std::string body) const {
+  const h1::target_parts parts = h1::split_target(req.target);
+  auto path = h1::percent_decode(parts.path);
+  auto query = h1::parse_query(parts.query);
+  if (!path || !query)
+    co_return text(fmt::format("malformed %-escape in the request target {:.200}\n", req.target),
+                   400);
+  const route* head_by_get = nullptr;
+  std::vector<std::pair<std::string, std::string>> head_params;
+  std::vector<std::string_view> allowed;
+  for (const route& r : routes_) {
+    auto params = r.pattern.match(parts.path);
+    if (!params) continue;
+    if (r.method == req.method) {
+      routed q{req, std::move(body), std::move(*path), std::move(*params), std::move(*query)};
+      co_return co_await answer(r, q);
+    }
+    if (req.method == "HEAD" && r.method == "GET" && head_by_get == nullptr) {
+      head_by_get = &r; // unless a HEAD route comes later
+      head_params = std::move(*params);
+    }
+    if (std::find(allowed.begin(), allowed.end(), r.method) == allowed.end())
+      allowed.push_back(r.method);
+  }
+  if (head_by_get != nullptr) { // the driver sends the head without the body
+    routed q{req, std::move(body), std::move(*path), std::move(head_params), std::move(*query)};
+    co_return co_await answer(*head_by_get, q);
+  }
+  if (allowed.empty()) co_return text("not found\n", 404);
+  if (std::find(allowed.begin(), allowed.end(), "GET") != allowed.end() &&
+      std::find(allowed.begin(), allowed.end(), "HEAD") == allowed.end())
+    allowed.push_back("HEAD");
+  response r = text("method not allowed\n", 405);
+  r.headers.add("Allow", fmt::format("{}", fmt::join(allowed, ", ")));
+  co_return r;
+}
+
+handler router::to_handler() const {
+  auto shared = std::make_shared<const router>(*this);
+  return [shared](const request& req, std::string body) { return (*shared)(req, std::move(body)); };
+}
+
+} // namespace sluice::http

@@ -354,7 +354,8 @@ task<sluice::server::after> serve_until_idle(tcp::stream& s, const handler& h,
   auto r = co_await serve(s, h, o, report, true);
   // It waited park_after of its idle time already.
   if (r && *r == ended::idle)
-    co_return sluice::server::after::park(o.idle_timeout - std::max(o.park_after, std::chrono::milliseconds(0)));
+    co_return sluice::server::after::park(o.idle_timeout -
+                                          std::max(o.park_after, std::chrono::milliseconds(0)));
   // The client going away, or the drain, is not worth a line.
   if (!r && r.error() != errc::operation_aborted && r.error() != errc::connection_reset &&
       r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)

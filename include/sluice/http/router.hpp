@@ -31,7 +31,7 @@ namespace sluice::http {
 using proto::http1::json_escape;
 
 /// A request as a route sees it: the head, the body, the path parameters and the query.
-struct routed {
+struct SLUICE_HTTP_API routed {
   const request& head;                                     ///< the request head
   std::string body;                                        ///< the whole body
   std::string path;                                        ///< the decoded path ("/users/7")

@@ -1,13 +1,15 @@
 // http_server: a small HTTP/1.1 server on sluice.
 //
-//   http_server --host 127.0.0.1 --port 0 [--max-body BYTES] [--drain-ms MS]
+//   http_server --host 127.0.0.1 --port 0 [--max-body BYTES] [--max-streamed-body BYTES]
+//               [--drain-ms MS]
 //               [--header-timeout-ms MS] [--body-timeout-ms MS] [--min-body-rate B/S]
 //               [--send-timeout-ms MS] [--idle-timeout-ms MS] [--nodelay 0|1] [--park 0|1]
 //               [--park-after-ms MS] [--threads N] [--share handoff|reuseport]
 //               [--work-us N]
 //   http_server --help          (every option with its default)
 //
-// GET / answers a short text; POST /echo answers with the request body; GET
+// GET / answers a short text; POST /echo streams the request body back as it arrives
+// (chunked, in bounded memory); GET /bytes/N streams N bytes; GET
 // /hello/NAME?greeting=G answers JSON (an http::router). --work-us N
 // makes every response first spend N microseconds of CPU (a stand-in for application
 // work, for scaling benchmarks). --threads N runs a loop per thread on one port (see
@@ -49,13 +51,42 @@ http::router routes() {
     spend_cpu(work);
     return http::text("hello from sluice\n");
   });
-  r.post("/echo", [](http::routed& q) {
-    spend_cpu(work);
-    http::response out;
-    out.headers.add("Content-Type", "application/octet-stream");
-    out.body = std::move(q.body);
-    return out;
-  });
+  // Streams: the body goes back as it arrives, in bounded memory whatever its size
+  // (with the request's Content-Length, or chunked when the request was).
+  r.stream("POST", "/echo",
+           [](http::routed& q, http::body_reader& body, http::response_writer& out) -> task<void> {
+             spend_cpu(work);
+             proto::http1::fields h;
+             h.add("Content-Type", "application/octet-stream");
+             std::optional<std::uint64_t> length;
+             if (!q.head.chunked) length = q.head.content_length;
+             if (!co_await out.start(200, std::move(h), length)) co_return;
+             for (;;) {
+               auto piece = co_await body.next();
+               if (!piece || piece->empty()) co_return; // the server finishes the response
+               if (!co_await out.write(*piece)) co_return;
+             }
+           });
+  // N bytes of 'x', streamed with a Content-Length (GET /bytes/1048576).
+  r.stream("GET", "/bytes/{n}",
+           [](http::routed& q, http::body_reader&, http::response_writer& out) -> task<void> {
+             std::uint64_t n = 0;
+             for (char c : q.param("n")) {
+               if (c < '0' || c > '9' || n > (std::uint64_t(1) << 40)) {
+                 (void)co_await out.send(http::text("/bytes/N takes a number up to 2^40\n", 400));
+                 co_return;
+               }
+               n = n * 10 + static_cast<std::uint64_t>(c - '0');
+             }
+             if (!co_await out.start(200, {}, n)) co_return;
+             const std::string block(64 * 1024, 'x');
+             for (std::uint64_t left = n; left != 0;) {
+               const auto k = static_cast<std::size_t>(std::min<std::uint64_t>(left, block.size()));
+               if (!co_await out.write(std::string_view(block).substr(0, k))) co_return;
+               left -= k;
+             }
+             (void)co_await out.finish();
+           });
   r.get("/hello/{name}", [](http::routed& q) {
     return http::json(fmt::format("{{\"greeting\":\"{}\",\"name\":\"{}\"}}\n",
                                   http::json_escape(q.query_value("greeting", "hello")),
@@ -70,10 +101,12 @@ int main(int argc, char** argv) {
   const http::server_options d; // the defaults, for --help
   auto ms = [](std::chrono::milliseconds v) { return std::to_string(v.count()); };
   examples::options opt(argc, argv,
-                        {"host", "port", "max-body", "drain-ms", "idle-timeout-ms",
-                         "header-timeout-ms", "body-timeout-ms", "min-body-rate", "send-timeout-ms",
-                         "nodelay", "park", "park-after-ms", "threads", "share", "work-us"},
-                        {"127.0.0.1", "8080", std::to_string(8 << 20), "10000", ms(d.idle_timeout),
+                        {"host", "port", "max-body", "max-streamed-body", "drain-ms",
+                         "idle-timeout-ms", "header-timeout-ms", "body-timeout-ms", "min-body-rate",
+                         "send-timeout-ms", "nodelay", "park", "park-after-ms", "threads", "share",
+                         "work-us"},
+                        {"127.0.0.1", "8080", std::to_string(8 << 20) + " (bodies read whole)",
+                         "none (POST /echo streams)", "10000", ms(d.idle_timeout),
                          ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")",
                          ms(d.body_timeout), std::to_string(d.min_body_rate) + " bytes/s",
                          ms(d.send_timeout), "1", "1 (0: a coroutine per connection, idle or not)",
@@ -83,6 +116,9 @@ int main(int argc, char** argv) {
   constexpr long hour = 3'600'000;
   http::server_options o;
   o.limits.max_body = static_cast<std::size_t>(opt.number("max-body", 8 << 20, 0, 1L << 30));
+  if (opt.has("max-streamed-body"))
+    o.max_streamed_body =
+        static_cast<std::uint64_t>(opt.number("max-streamed-body", 0, 0, 1L << 62));
   o.idle_timeout =
       std::chrono::milliseconds(opt.number("idle-timeout-ms", d.idle_timeout.count(), 1, hour));
   o.header_timeout = std::chrono::milliseconds(opt.number(
@@ -107,7 +143,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "http_server: {}\n", ep.error().message());
     return 2;
   }
-  const http::handler route = routes().to_handler();
+  const http::service route = routes().to_service();
   // --park 0: one coroutine serves each connection from accept to close.
   auto per_connection = [&o, &route](tcp::stream& s, stop_token) -> task<void> {
     auto r = co_await http::serve_connection(s, route, o);

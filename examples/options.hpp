@@ -42,6 +42,12 @@ public:
     return def;
   }
 
+  bool has(std::string_view name) const {
+    for (auto& kv : values_)
+      if (kv.first == name) return true;
+    return false;
+  }
+
   long number(std::string_view name, long def, long lo, long hi) const {
     std::string text = get(name, std::to_string(def));
     long v = 0;

@@ -46,8 +46,56 @@ router& router::add_route(std::string method, std::string_view pattern, route_ha
         fmt::format("http::router: malformed route pattern \"{}\" (it must start with '/'; a "
                     "parameter is \"{{name}}\", a last one may be \"{{name*}}\"; names are unique)",
                     pattern));
-  routes_.push_back({std::move(method), std::move(*p), std::move(h), std::move(s)});
+  routes_.push_back({std::move(method), std::move(*p), std::move(h), std::move(s), {}});
   return *this;
+}
+
+router& router::stream(std::string method, std::string_view pattern, stream_route_handler h) {
+  add_route(std::move(method), pattern, {}, {});
+  routes_.back().st = std::move(h);
+  return *this;
+}
+
+const router::route* router::find(const request& req, std::string_view path,
+                                  std::vector<std::pair<std::string, std::string>>& params) const {
+  const route* head_by_get = nullptr;
+  for (const route& r : routes_) {
+    if (r.method != req.method && !(req.method == "HEAD" && r.method == "GET" && !head_by_get))
+      continue;
+    auto p = r.pattern.match(path);
+    if (!p) continue;
+    if (r.method == req.method) {
+      params = std::move(*p);
+      return &r;
+    }
+    head_by_get = &r; // unless a HEAD route comes later
+    params = std::move(*p);
+  }
+  return head_by_get;
+}
+
+bool router::streams(const request& req) const {
+  bool any = false;
+  for (const route& r : routes_)
+    any = any || static_cast<bool>(r.st);
+  if (!any) return false;
+  std::vector<std::pair<std::string, std::string>> params;
+  const route* r = find(req, h1::split_target(req.target).path, params);
+  return r != nullptr && r->st;
+}
+
+task<void> router::stream(const request& req, body_reader& body, response_writer& out) const {
+  const h1::target_parts parts = h1::split_target(req.target);
+  auto path = h1::percent_decode(parts.path);
+  auto query = h1::parse_query(parts.query);
+  std::vector<std::pair<std::string, std::string>> params;
+  const route* r = find(req, parts.path, params);
+  if (!path || !query || r == nullptr || !r->st) { // streams() said otherwise
+    (void)co_await out.send(text("no streaming route for this request\n", 500));
+    co_return;
+  }
+  routed q{req, std::string(), std::move(*path), std::move(params), std::move(*query)};
+  co_await r->st(q, body, out);
 }
 
 router& router::add(std::string method, std::string_view pattern, route_handler h) {
@@ -59,6 +107,11 @@ router& router::add(std::string method, std::string_view pattern, sync_route_han
 }
 
 task<response> router::answer(const route& r, routed& q) {
+  if (r.st)
+    co_return text(fmt::format("the route for {} {:.200} streams: serve the router with "
+                               "to_service()\n",
+                               q.head.method, q.head.target),
+                   500);
   if (r.s) co_return r.s(q);
   co_return co_await r.h(q);
 }
@@ -98,6 +151,21 @@ task<response> router::operator()(const request& req, std::string body) const {
   response r = text("method not allowed\n", 405);
   r.headers.add("Allow", fmt::format("{}", fmt::join(allowed, ", ")));
   co_return r;
+}
+
+service router::to_service() const {
+  auto shared = std::make_shared<const router>(*this);
+  service svc;
+  svc.buffered = [shared](const request& req, std::string body) {
+    return (*shared)(req, std::move(body));
+  };
+  if (std::any_of(routes_.begin(), routes_.end(), [](const route& r) { return bool(r.st); })) {
+    svc.streaming = [shared](const request& req, body_reader& body, response_writer& out) {
+      return shared->stream(req, body, out);
+    };
+    svc.streams = [shared](const request& req) { return shared->streams(req); };
+  }
+  return svc;
 }
 
 handler router::to_handler() const {

@@ -637,8 +637,8 @@ void put_status_line(const response& head, std::string& out) {
 
 } // namespace
 
-void serialize(const response& head, std::string_view body, std::string& out,
-               std::string_view date) {
+void serialize_head(const response& head, std::optional<std::uint64_t> content_length,
+                    std::string& out, std::string_view date) {
   put_status_line(head, out);
   put_fields(head.headers, out, true);
   if (!date.empty() && !head.headers.find("date")) {
@@ -647,15 +647,23 @@ void serialize(const response& head, std::string_view body, std::string& out,
     out += "\r\n";
   }
   const bool no_body = head.status / 100 == 1 || head.status == 204 || head.status == 304;
-  if (!no_body) {
+  if (!no_body && content_length) {
     out += "Content-Length: ";
     char digits[24];
-    const auto end = fmt::format_to(digits, "{}", body.size());
+    const auto end = fmt::format_to(digits, "{}", *content_length);
     out.append(digits, end);
     out += "\r\n";
+  } else if (!no_body) {
+    out += "Transfer-Encoding: chunked\r\n";
   }
   if (!head.keep_alive && !head.headers.find("connection")) out += "Connection: close\r\n";
   out += "\r\n";
+}
+
+void serialize(const response& head, std::string_view body, std::string& out,
+               std::string_view date) {
+  serialize_head(head, body.size(), out, date);
+  const bool no_body = head.status / 100 == 1 || head.status == 204 || head.status == 304;
   if (!no_body) out += body;
 }
 
@@ -671,17 +679,19 @@ void serialize(const request& head, std::string_view body, std::string& out) {
   out += body;
 }
 
-void serialize_chunked_head(const response& head, std::string& out) {
-  put_status_line(head, out);
-  put_fields(head.headers, out, true);
-  out += "Transfer-Encoding: chunked\r\n";
-  if (!head.keep_alive && !head.headers.find("connection")) out += "Connection: close\r\n";
-  out += "\r\n";
+void serialize_chunked_head(const response& head, std::string& out, std::string_view date) {
+  serialize_head(head, std::nullopt, out, date);
+}
+
+void serialize_chunk_size(std::size_t size, std::string& out) {
+  char digits[24];
+  const auto end = fmt::format_to(digits, "{:x}\r\n", size);
+  out.append(digits, end);
 }
 
 void serialize_chunk(std::string_view data, std::string& out) {
   if (data.empty()) return; // an empty chunk would end the body
-  out += fmt::format("{:x}\r\n", data.size());
+  serialize_chunk_size(data.size(), out);
   out += data;
   out += "\r\n";
 }

@@ -48,6 +48,10 @@ struct SLUICE_HTTP_API routed {
 using route_handler = std::function<task<response>(routed&)>;
 /// A plain route handler: returns its response at once.
 using sync_route_handler = std::function<response(routed&)>;
+/// A streaming route handler (see http::stream_handler): `q.body` is empty, the body
+/// is read from `body` as it arrives and the response written to `out`.
+using stream_route_handler =
+    std::function<task<void>(routed& q, body_reader& body, response_writer& out)>;
 
 /// A text/plain response (UTF-8).
 SLUICE_HTTP_API response text(std::string body, int status = 200);
@@ -64,6 +68,9 @@ public:
   router& add(std::string method, std::string_view pattern, route_handler h);
   /// The same with a plain handler.
   router& add(std::string method, std::string_view pattern, sync_route_handler h);
+
+  /// Adds a streaming route (served only through to_service()).
+  router& stream(std::string method, std::string_view pattern, stream_route_handler h);
 
   /// add("GET", ...), with either kind of handler.
   template <class H> router& get(std::string_view pattern, H h) {
@@ -86,16 +93,31 @@ public:
   task<response> operator()(const request& req, std::string body) const;
 
   /// An http::handler that shares this router's routes (copy it freely; later add()s
-  /// to this router are not seen by it).
+  /// to this router are not seen by it). A streaming route is answered 500 through it:
+  /// serve the router with to_service().
   handler to_handler() const;
+  /// An http::service with every route: streaming routes get the body and the response
+  /// as they go, the others the whole body (and their responses to pipelined requests
+  /// leave together). Shares the routes as to_handler() does.
+  service to_service() const;
+
+  /// True if `req` goes to a streaming route.
+  bool streams(const request& req) const;
+  /// Serves `req` with its streaming route (the http::stream_handler signature).
+  task<void> stream(const request& req, body_reader& body, response_writer& out) const;
 
 private:
   struct route {
     std::string method;
     proto::http1::route_pattern pattern;
-    route_handler h; // one of the two
+    route_handler h; // one of the three
     sync_route_handler s;
+    stream_route_handler st;
   };
+  /// The route for `req` by method (a GET route for HEAD when no HEAD route matches)
+  /// and decoded path, with its parameters; nullptr when none.
+  const route* find(const request& req, std::string_view path,
+                    std::vector<std::pair<std::string, std::string>>& params) const;
   router& add_route(std::string method, std::string_view pattern, route_handler h,
                     sync_route_handler s);
   template <class H> static auto wrap(H h) {

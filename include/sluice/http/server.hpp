@@ -19,9 +19,11 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <sluice/net/tcp.hpp>
 #include <sluice/proto/http1.hpp>
 #include <sluice/server.hpp>
+#include <span>
 #include <string>
 
 namespace sluice::http {
@@ -36,6 +38,158 @@ struct response {
 };
 
 using handler = std::function<task<response>(const request&, std::string body)>;
+
+namespace detail {
+struct connection;
+} // namespace detail
+
+/// The body of a request being served by a stream_handler, read as it arrives. Nothing
+/// is read from the connection until next() asks (backpressure: a handler that does not
+/// read holds the client back by TCP flow control). The request's deadlines apply
+/// (body_timeout and min_body_rate of server_options).
+class SLUICE_HTTP_API body_reader {
+public:
+  /// The next piece of the body, decoded (chunk framing removed), valid until the next
+  /// call; empty once the body is complete. Errors: errc::timed_out (the body came too
+  /// slowly), errc::protocol_error or errc::message_too_large (the client broke HTTP/1.1
+  /// or limits.max_body: the server answers it with its status if no response was
+  /// started), or the connection's error. After an error, every call returns it again.
+  task<result<std::span<const std::byte>>> next();
+  /// The rest of the body as one string, at most `max` bytes (errc::message_too_large
+  /// past it, and the bytes read are dropped).
+  task<result<std::string>> read_all(std::size_t max);
+  /// True once the whole body has been read (at once for a request without one).
+  bool complete() const noexcept { return complete_; }
+  /// Body bytes handed out so far.
+  std::uint64_t received() const noexcept { return received_; }
+  /// The trailer fields of a chunked body, once complete.
+  const proto::http1::fields& trailers() const noexcept { return trailers_; }
+
+  /// \cond INTERNAL
+  body_reader(detail::connection& c, const request& req, std::string& out) noexcept;
+  body_reader(const body_reader&) = delete;
+  body_reader& operator=(const body_reader&) = delete;
+  bool failed() const noexcept { return failed_; }
+  int failed_status() const noexcept { return failed_status_; }
+  const error& failure() const noexcept { return failure_; }
+  /// The client expects a 100 Continue that was not sent (and may not send the body).
+  bool awaiting_continue() const noexcept { return continue_pending_ || continue_declined_; }
+  /// \endcond
+
+private:
+  result<std::span<const std::byte>> fail(int status, error e);
+  detail::connection& c_;
+  std::string& out_; // responses not sent yet: a 100 Continue goes after them
+  bool complete_ = false;
+  bool continue_pending_ = false;  ///< to send before reading the body
+  bool continue_declined_ = false; ///< a final response went first: never sent
+  std::uint64_t received_ = 0;
+  proto::http1::fields trailers_;
+  error failure_;
+  int failed_status_ = 0; ///< what to answer when failure_ is the client's fault
+  bool failed_ = false;
+  friend class response_writer; // a response started answers or drops the 100 Continue
+};
+
+/// The response to a request served by a stream_handler, written as it is produced:
+/// start() it, write() pieces, finish(). A client that sent "Expect: 100-continue" and
+/// waits for it is sent "100 Continue" when the body is first read, or just before the
+/// head when start() is called with a 2xx status before that (the body is wanted);
+/// a response started with another status, or by send(), goes without it (the client
+/// may then not send the body, and the connection closes after the response). Every write() is sent
+/// before it returns, so memory stays bounded by what one write holds; a client that takes nothing
+/// for send_timeout is reset (errc::timed_out). For HEAD, the head is sent and the body bytes are
+/// counted but not sent. send() answers with a whole response instead (it may wait to leave
+/// together with the responses to pipelined requests).
+class SLUICE_HTTP_API response_writer {
+public:
+  /// Starts the response: Content-Length `length`, or chunked when there is none. The
+  /// server adds Date and Connection. Throws proto::http1::local_error for a head the
+  /// serializer refuses (nothing is sent then), std::logic_error if already started.
+  task<result<void>> start(int status, proto::http1::fields headers = {},
+                           std::optional<std::uint64_t> length = std::nullopt);
+  /// Sends a piece of the body (a chunk, when chunked). Throws std::logic_error before
+  /// start(), after finish(), or past the Content-Length.
+  task<result<void>> write(std::span<const std::byte> data);
+  /// write() of text.
+  task<result<void>> write(std::string_view data) {
+    return write(std::as_bytes(std::span(data.data(), data.size())));
+  }
+  /// Ends the body: the last chunk and `trailers` when chunked. Throws std::logic_error
+  /// when fewer bytes than the Content-Length were written.
+  task<result<void>> finish(proto::http1::fields trailers = {});
+  /// The whole response at once (start, write, finish).
+  task<result<void>> send(response r);
+
+  /// True once start() (or send()) was called.
+  bool started() const noexcept { return started_; }
+  /// True once finish() (or send()) was called.
+  bool finished() const noexcept { return finished_; }
+
+  /// \cond INTERNAL
+  response_writer(detail::connection& c, const request& req, body_reader& body, std::string& out,
+                  bool keep_alive) noexcept
+      : c_(c), req_(req), body_(body), out_(out), keep_alive_(keep_alive) {}
+  response_writer(const response_writer&) = delete;
+  response_writer& operator=(const response_writer&) = delete;
+  bool keep_alive() const noexcept { return keep_alive_; }
+  void close_after() noexcept { keep_alive_ = false; }
+  const error& failure() const noexcept { return failure_; }
+  bool failed() const noexcept { return failed_; }
+  /// finish() would end the body properly: chunked, or the whole Content-Length written.
+  bool can_finish() const noexcept { return chunked_ || (length_ && written_ == *length_); }
+  /// Sends what start() / send() / finish() left in the batch.
+  task<result<void>> flush();
+  /// \endcond
+
+private:
+  result<void> fail(error e);
+  detail::connection& c_;
+  const request& req_;
+  body_reader& body_;
+  std::string& out_; // responses serialized, not yet sent (pipelined ones before this)
+  bool keep_alive_;
+  bool started_ = false;
+  bool finished_ = false;
+  bool chunked_ = false;
+  bool head_only_ = false; // HEAD, or a status without a body
+  std::optional<std::uint64_t> length_;
+  std::uint64_t written_ = 0;
+  bool failed_ = false;
+  error failure_;
+};
+
+/// A handler that reads the request body and writes the response as they go (large
+/// uploads and downloads in bounded memory):
+///
+///   task<void> echo(const http::request& req, http::body_reader& body,
+///                   http::response_writer& out) {
+///     (void)co_await out.start(200, {}, std::nullopt); // chunked
+///     for (;;) {
+///       auto piece = co_await body.next();
+///       if (!piece || piece->empty()) break;
+///       if (!co_await out.write(*piece)) break;
+///     }
+///     (void)co_await out.finish();
+///   }
+///
+/// A handler that throws before it started its response is answered 500; after, the
+/// connection is reset (the client sees a truncated response, never a wrong one). A
+/// handler that returns without finishing: a chunked response, or one whose whole
+/// Content-Length was written, is finished for it; one short of it is reset. A body the handler
+/// left unread is read and discarded, up to server_options::max_unread_body; past it the connection
+/// closes after the response.
+using stream_handler =
+    std::function<task<void>(const request&, body_reader& body, response_writer& out)>;
+
+/// Both kinds of handler on one connection: requests for which `streams` says true (all
+/// of them when it is empty) go to `streaming`; the others are read whole and answered
+/// by `buffered`, whose responses to pipelined requests leave together.
+struct service {
+  handler buffered;                            ///< may be empty when `streaming` takes all
+  stream_handler streaming;                    ///< may be empty
+  std::function<bool(const request&)> streams; ///< which requests `streaming` takes
+};
 
 /// Deadlines, with nginx's defaults: a request's head must arrive whole within
 /// header_timeout of its first byte (at most max_header_timeout); its body may pause at
@@ -65,6 +219,14 @@ struct server_options {
   /// these bounds per send.
   std::size_t max_batch_responses = 64;
   std::size_t max_batch_bytes = 256 * 1024; ///< (see max_batch_responses)
+  /// A stream_handler's request body it left unread is read and discarded up to this
+  /// many bytes, to keep the connection; past it the connection closes after the
+  /// response.
+  std::size_t max_unread_body = 256 * 1024;
+  /// The largest body a stream_handler may read (limits.max_body bounds the bodies of
+  /// buffered handlers, which are held whole); past it, 413. No bound by default: a
+  /// streamed body is never held whole.
+  std::uint64_t max_streamed_body = ~std::uint64_t(0);
   /// TCP_NODELAY on the connection: responses are not held back by Nagle's algorithm
   /// waiting for the client's ACK (they are already batched).
   bool tcp_nodelay = true;
@@ -96,6 +258,12 @@ struct connection_report {
 /// stream (a sluice::server, say); it is closed on return.
 SLUICE_HTTP_API task<result<connection_report>> serve_connection(tcp::stream& s, handler h,
                                                                  server_options options = {});
+/// The same with a handler that streams (see stream_handler).
+SLUICE_HTTP_API task<result<connection_report>> serve_connection(tcp::stream& s, stream_handler h,
+                                                                 server_options options = {});
+/// The same with both kinds (see service).
+SLUICE_HTTP_API task<result<connection_report>> serve_connection(tcp::stream& s, service h,
+                                                                 server_options options = {});
 
 /// For a sluice::server that parks idle connections: serves requests like
 /// serve_connection() until the connection has been idle between two requests (nothing
@@ -105,7 +273,7 @@ SLUICE_HTTP_API task<result<connection_report>> serve_connection(tcp::stream& s,
 /// again — or closes as serve_connection() would and returns server::after::close().
 /// Errors other than the client going away are logged through options.log. `h` and
 /// `options` must outlive the call (the server's handler owns them).
-SLUICE_HTTP_API task<sluice::server::after> serve_until_idle(tcp::stream& s, const handler& h,
+SLUICE_HTTP_API task<sluice::server::after> serve_until_idle(tcp::stream& s, const service& h,
                                                              const server_options& options);
 
 /// A handler for sluice::server::serve() that serves HTTP/1.1 with serve_until_idle(),
@@ -114,6 +282,12 @@ SLUICE_HTTP_API task<sluice::server::after> serve_until_idle(tcp::stream& s, con
 ///   server srv(io, std::move(acceptor));
 ///   co_await srv.serve(http::parking_handler(hello, options));
 SLUICE_HTTP_API sluice::server::parking_handler parking_handler(handler h,
+                                                                server_options options = {});
+/// The same with a handler that streams.
+SLUICE_HTTP_API sluice::server::parking_handler parking_handler(stream_handler h,
+                                                                server_options options = {});
+/// The same with both kinds.
+SLUICE_HTTP_API sluice::server::parking_handler parking_handler(service h,
                                                                 server_options options = {});
 
 } // namespace sluice::http

@@ -217,6 +217,15 @@ private:
 /// The standard reason phrase ("Not Found"), or "Unknown".
 SLUICE_PROTO_API std::string_view reason_phrase(int status) noexcept;
 
+/// Appends a response's head: its status line and fields, then "Content-Length:
+/// <content_length>", or "Transfer-Encoding: chunked" when there is none (no framing
+/// field at all for 1xx/204/304), "Date: <date>" when `date` is given and the head has
+/// no Date, and "Connection: close" unless keep_alive. The fields' own Content-Length
+/// and Transfer-Encoding are left out. Throws local_error as serialize() does.
+SLUICE_PROTO_API void serialize_head(const response& head,
+                                     std::optional<std::uint64_t> content_length, std::string& out,
+                                     std::string_view date = {});
+
 /// Appends a response with a Content-Length body (or none, for 1xx/204/304). Adds
 /// Content-Length, "Date: <date>" when `date` is given and the head has no Date, and,
 /// unless keep_alive, "Connection: close". Throws local_error for a field name or value
@@ -228,8 +237,14 @@ SLUICE_PROTO_API void serialize(const response& head, std::string_view body, std
 /// Appends a request with a Content-Length body when non-empty.
 SLUICE_PROTO_API void serialize(const request& head, std::string_view body, std::string& out);
 /// Chunked bodies: the head with "Transfer-Encoding: chunked", then chunks, then the end.
-SLUICE_PROTO_API void serialize_chunked_head(const response& head, std::string& out);
+SLUICE_PROTO_API void serialize_chunked_head(const response& head, std::string& out,
+                                             std::string_view date = {});
+/// One chunk (nothing for empty data: an empty chunk would end the body).
 SLUICE_PROTO_API void serialize_chunk(std::string_view data, std::string& out);
+/// The line that opens a chunk of `size` bytes ("1a\r\n"): the caller sends the data and
+/// "\r\n" after it (to send a large chunk without copying it). `size` must not be 0.
+SLUICE_PROTO_API void serialize_chunk_size(std::size_t size, std::string& out);
+/// The last chunk and the trailer fields.
 SLUICE_PROTO_API void serialize_last_chunk(const fields& trailers, std::string& out);
 
 } // namespace sluice::proto::http1

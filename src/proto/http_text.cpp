@@ -188,4 +188,63 @@ std::string json_escape(std::string_view text) {
   return out;
 }
 
+std::optional<url_parts> parse_url(std::string_view url, std::string* why) {
+  auto fail = [&](std::string reason) -> std::optional<url_parts> {
+    if (why) *why = std::move(reason);
+    return std::nullopt;
+  };
+  constexpr std::string_view scheme = "http://";
+  if (url.size() < scheme.size() ||
+      !std::equal(scheme.begin(), scheme.end(), url.begin(), [](char a, char b) {
+        return a == (b >= 'A' && b <= 'Z' ? static_cast<char>(b - 'A' + 'a') : b);
+      })) {
+    if (url.substr(0, 8) == "https://" || url.substr(0, 8) == "HTTPS://")
+      return fail("https is not supported (plain http:// only)");
+    return fail("not an http:// URL");
+  }
+  std::string_view rest = url.substr(scheme.size());
+  if (const auto hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);
+  const auto path_at = rest.find_first_of("/?");
+  const std::string_view authority = rest.substr(0, path_at);
+  std::string_view target = path_at == std::string_view::npos ? "" : rest.substr(path_at);
+  if (authority.find('@') != std::string_view::npos)
+    return fail("userinfo (user@host) is not supported");
+  url_parts out;
+  out.authority = std::string(authority);
+  std::string_view host = authority;
+  std::string_view port;
+  if (!host.empty() && host.front() == '[') {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) return fail("an IPv6 host without its ']'");
+    port = host.substr(close + 1);
+    host = host.substr(1, close - 1);
+    if (!port.empty() && port.front() != ':') return fail("text after the IPv6 host");
+    if (!port.empty()) port.remove_prefix(1);
+  } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    port = host.substr(colon + 1);
+    host = host.substr(0, colon);
+  }
+  if (host.empty()) return fail("no host");
+  for (unsigned char c : host)
+    if (c <= 0x20 || c == 0x7f || c == '/' || c == '?' || c == '#' || c == '[' || c == ']')
+      return fail("an invalid character in the host");
+  if (!port.empty() || authority.ends_with(":")) {
+    unsigned value = 0;
+    if (port.empty() || port.size() > 5) return fail("an invalid port");
+    for (char c : port) {
+      if (c < '0' || c > '9') return fail("an invalid port");
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value == 0 || value > 65535) return fail("a port outside 1-65535");
+    out.port = static_cast<std::uint16_t>(value);
+  }
+  for (unsigned char c : target)
+    if (c <= 0x20 || c == 0x7f) return fail("a space or control character in the path");
+  out.host = std::string(host);
+  out.target = target.empty()
+                   ? "/"
+                   : (target.front() == '?' ? "/" + std::string(target) : std::string(target));
+  return out;
+}
+
 } // namespace sluice::proto::http1

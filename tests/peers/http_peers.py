@@ -136,13 +136,20 @@ def streaming():
         # A first 64 MiB warms the loop's receive-buffer pool (1 MiB at first: the kernel
         # fills its buffers in turn, so its pages come in as they are first used); the
         # 1 GiB after it must not move the peak.
+        # Under a sanitizer (whose quarantine keeps freed memory) and with several
+        # loops, 64 MiB shows the path works; the memory bound is checked on one loop,
+        # unsanitized.
+        sanitized = os.environ.get("SLUICE_PEER_SANITIZED", "OFF") not in ("", "OFF", "0")
+        one_loop = "--threads" not in server_args
+        total = 1 << 30 if one_loop and not sanitized else 64 << 20
         echo_through(port, 64 << 20)
         before = peak_rss_kib(proc.pid)
-        echo_through(port, 1 << 30)
+        echo_through(port, total)
         after = peak_rss_kib(proc.pid)
-        # Nothing close to the body is ever held: the peak grows by far less than 1 MiB.
-        assert after - before < 512, f"peak RSS grew {after - before} KiB echoing 1 GiB"
-        print(f"http peers: 1 GiB echoed through /echo; peak RSS {before} -> {after} KiB")
+        if one_loop and not sanitized:
+            # Nothing close to the body is ever held: the peak grows by far less than 1 MiB.
+            assert after - before < 512, f"peak RSS grew {after - before} KiB echoing 1 GiB"
+        print(f"http peers: {total >> 20} MiB echoed through /echo; peak RSS {before} -> {after} KiB")
 
         # GET /bytes/N: a streamed response with a Content-Length, and HEAD of it.
         body = curl(f"http://127.0.0.1:{port}/bytes/3000000")

@@ -111,3 +111,49 @@ TEST_CASE("json_escape keeps valid UTF-8 and replaces each byte of an invalid se
   CHECK(json_escape("ok\xE2\x82") == "ok" + fffd + fffd); // cut short at the end
   CHECK(json_escape("\xE2\x82x") == fffd + fffd + "x");
 }
+
+TEST_CASE("parse_url takes an http:// URL apart") {
+  auto u = parse_url("http://example.com:8080/a/b?x=1#frag");
+  REQUIRE(u);
+  CHECK(u->host == "example.com");
+  CHECK(u->port == 8080);
+  CHECK(u->target == "/a/b?x=1");
+  CHECK(u->authority == "example.com:8080");
+  auto bare = parse_url("HTTP://127.0.0.1");
+  REQUIRE(bare);
+  CHECK(bare->port == 80);
+  CHECK(bare->target == "/");
+  CHECK(bare->authority == "127.0.0.1");
+  auto query_only = parse_url("http://h?q=1");
+  REQUIRE(query_only);
+  CHECK(query_only->target == "/?q=1");
+  auto v6 = parse_url("http://[::1]:9/x");
+  REQUIRE(v6);
+  CHECK(v6->host == "::1");
+  CHECK(v6->port == 9);
+  CHECK(v6->authority == "[::1]:9");
+}
+
+TEST_CASE("parse_url refuses what it cannot connect to, and says why") {
+  const std::pair<const char*, const char*> bad[] = {
+      {"https://h/", "https is not supported"},
+      {"ftp://h/", "not an http:// URL"},
+      {"http://", "no host"},
+      {"http:///a", "no host"},
+      {"http://h:/", "an invalid port"},
+      {"http://h:0/", "a port outside 1-65535"},
+      {"http://h:65536/", "a port outside 1-65535"},
+      {"http://h:8x/", "an invalid port"},
+      {"http://u:p@h/", "userinfo"},
+      {"http://[::1/", "without its ']'"},
+      {"http://[::1]x/", "text after the IPv6 host"},
+      {"http://h/a b", "a space or control character"},
+      {"http://h\x01/", "an invalid character in the host"},
+  };
+  for (const auto& [url, why] : bad) {
+    CAPTURE(url);
+    std::string reason;
+    CHECK(!parse_url(url, &reason));
+    CHECK(reason.find(why) != std::string::npos);
+  }
+}

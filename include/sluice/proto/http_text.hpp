@@ -5,6 +5,7 @@
 
 #include <sluice/export.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -61,6 +62,20 @@ private:
   std::string text_;
   std::vector<segment> segments_;
 };
+
+/// An absolute http:// URL taken apart (what a client connects to and asks for).
+struct url_parts {
+  std::string host;        ///< "example.com", "127.0.0.1" or "::1" (no brackets)
+  std::uint16_t port = 80; ///< the given port, or 80
+  std::string target;      ///< "/path?query" ("/" when the URL has no path)
+  std::string authority;   ///< the Host header's value: "host" or "host:port" as given
+};
+/// Parses "http://host[:port][/path][?query]" (IPv6 hosts in brackets; the scheme
+/// case-insensitive; a '#' fragment dropped). std::nullopt, with `why` set when given,
+/// for another scheme (https is not spoken here), userinfo, an empty host, a port
+/// outside 1-65535, or characters that cannot be in a request target.
+SLUICE_PROTO_API std::optional<url_parts> parse_url(std::string_view url,
+                                                    std::string* why = nullptr);
 
 /// The contents of a JSON string for `text` (RFC 8259), without the quotes: '"', '\\'
 /// and control characters escaped; valid UTF-8 kept as it is, and each byte of an

@@ -22,6 +22,7 @@
 
 #include <csignal>
 #include <fmt/format.h>
+#include <limits>
 #include <sluice/http/router.hpp>
 #include <sluice/http/server.hpp>
 #include <sluice/server.hpp>
@@ -117,8 +118,8 @@ int main(int argc, char** argv) {
   http::server_options o;
   o.limits.max_body = static_cast<std::size_t>(opt.number("max-body", 8 << 20, 0, 1L << 30));
   if (opt.has("max-streamed-body"))
-    o.max_streamed_body =
-        static_cast<std::uint64_t>(opt.number("max-streamed-body", 0, 0, 1L << 62));
+    o.max_streamed_body = static_cast<std::uint64_t>(
+        opt.number("max-streamed-body", 0, 0, std::numeric_limits<long>::max()));
   o.idle_timeout =
       std::chrono::milliseconds(opt.number("idle-timeout-ms", d.idle_timeout.count(), 1, hour));
   o.header_timeout = std::chrono::milliseconds(opt.number(

@@ -39,12 +39,12 @@ namespace sluice::http {
 
 /// How a client bounds and reuses its connections.
 struct client_options {
-  std::chrono::milliseconds connect_timeout{10'000}; ///< TCP connect
+  std::chrono::milliseconds connect_timeout{10000}; ///< TCP connect
   /// The whole response head, from the request sent (a server that trickles it, or
   /// takes long to answer).
-  std::chrono::milliseconds header_timeout{30'000};
-  std::chrono::milliseconds body_timeout{60'000}; ///< between two reads of a body
-  std::chrono::milliseconds send_timeout{60'000}; ///< a server that stops reading
+  std::chrono::milliseconds header_timeout{30000};
+  std::chrono::milliseconds body_timeout{60000}; ///< between two reads of a body
+  std::chrono::milliseconds send_timeout{60000}; ///< a server that stops reading
   /// Sizes the parser accepts; max_body bounds request() and pipeline() (bodies read
   /// whole), not open().
   proto::http1::limits limits;
@@ -83,8 +83,11 @@ struct client_connection;
 /// destroyed earlier, it is closed.
 class SLUICE_HTTP_API response_stream {
 public:
-  response_stream(response_stream&&) noexcept;
-  response_stream& operator=(response_stream&&) noexcept;
+  /// Takes over `o`'s connection and state.
+  response_stream(response_stream&& o) noexcept;
+  /// Closes its own connection (if the body was not read to its end), takes `o`'s.
+  response_stream& operator=(response_stream&& o) noexcept;
+  /// Closes the connection unless the body was read to its end.
   ~response_stream();
 
   int status = 0;               ///< 100 to 999

@@ -94,9 +94,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_nginx(workdir, conns):
+def start_nginx(workdir, conns, root=None):
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
+    # `return 200` by default; files under `root` (sendfile) when given.
+    content = f"root {root}; sendfile on;" if root else 'location / { return 200 "hello\\n"; }'
     with open(conf, "w") as f:
         f.write(f"""
 worker_processes 1;
@@ -114,7 +116,7 @@ http {{
   fastcgi_temp_path {workdir}/fastcgi;
   server {{
     listen 127.0.0.1:{port};
-    location / {{ return 200 "hello\\n"; }}
+    {content}
   }}
 }}
 """)

@@ -80,7 +80,7 @@ http::router routes() {
                n = n * 10 + static_cast<std::uint64_t>(c - '0');
              }
              if (!co_await out.start(200, {}, n)) co_return;
-             const std::string block(64 * 1024, 'x');
+             static const std::string block(64 * 1024, 'x'); // shared by every download
              for (std::uint64_t left = n; left != 0;) {
                const auto k = static_cast<std::size_t>(std::min<std::uint64_t>(left, block.size()));
                if (!co_await out.write(std::string_view(block).substr(0, k))) co_return;

@@ -41,7 +41,7 @@ void log_to(const server_options& o, std::string_view message) {
 // A 500 for a request the handler could not answer (it threw, or its response could
 // not be written); the connection goes on when `keep_alive`.
 void internal_error(std::string& out, bool keep_alive, std::string_view date) {
-  h1::response head;
+  h1::response_header head;
   head.status = 500;
   head.keep_alive = keep_alive;
   head.headers.add("Content-Type", "text/plain");
@@ -161,7 +161,7 @@ void append_response(connection& c, const h1::request& req, response& r, bool ke
                      std::string& out) {
   const std::string_view date = c.o.date_header ? http_date() : std::string_view();
   const std::size_t mark = out.size();
-  h1::response head;
+  h1::response_header head;
   head.status = r.status;
   head.headers = std::move(r.headers);
   head.keep_alive = keep_alive;
@@ -189,7 +189,7 @@ task<result<bool>> stream_one(connection& c, std::string& out);
 
 // A 413 for a buffered request whose body is over limits.max_body, then close.
 void too_large(connection& c, std::string& out, std::string message) {
-  h1::response head;
+  h1::response_header head;
   head.status = 413;
   head.keep_alive = false;
   head.headers.add("Content-Type", "text/plain");
@@ -297,7 +297,7 @@ task<result<next>> answer(connection& c) {
       flush = true;
     } else if (auto* err = std::get_if<h1::parse_error>(&ev)) {
       c.report.rejected_status = err->status;
-      h1::response head;
+      h1::response_header head;
       head.status = err->status;
       head.keep_alive = false;
       head.headers.add("Content-Type", "text/plain");
@@ -357,7 +357,7 @@ task<result<bool>> stream_one(connection& c, std::string& out) {
 
   if (!w.started()) {
     const std::string_view date = c.o.date_header ? http_date() : std::string_view();
-    h1::response head;
+    h1::response_header head;
     head.headers.add("Content-Type", "text/plain");
     if (body.failed_status() != 0) { // the client's fault: its status, and close
       c.report.rejected_status = body.failed_status();
@@ -494,7 +494,7 @@ task<result<void>> response_writer::flush() {
 task<result<void>> response_writer::start(int status, proto::http1::fields headers,
                                           std::optional<std::uint64_t> length) {
   if (started_) throw std::logic_error("http::response_writer::start: the response was started");
-  h1::response head;
+  h1::response_header head;
   head.status = status;
   head.headers = std::move(headers);
   head.keep_alive = keep_alive_;
@@ -584,7 +584,7 @@ namespace {
 // closes. Its own frame: an idle connection does not carry this send's.
 task<void> request_timeout(connection& c, std::string what) {
   c.report.rejected_status = 408;
-  h1::response head;
+  h1::response_header head;
   head.status = 408;
   head.keep_alive = false;
   head.headers.add("Content-Type", "text/plain");

@@ -396,7 +396,7 @@ event parser::parse_head() {
     return request_head{std::move(r)};
   }
 
-  response r;
+  response_header r;
   // status-line = HTTP-version SP status-code SP [reason-phrase]
   const auto sp1 = start.find(' ');
   if (sp1 == npos) return fail(400, "malformed status line");
@@ -610,7 +610,7 @@ bool framing_field(const field& f) {
   return iequals(f.name, "content-length") || iequals(f.name, "transfer-encoding");
 }
 
-void put_status_line(const response& head, std::string& out) {
+void put_status_line(const response_header& head, std::string& out) {
   if (head.status < 100 || head.status > 999) throw local_error("http1: status code out of range");
   const std::string_view reason = head.reason.empty() ? reason_phrase(head.status) : head.reason;
   for (unsigned char c : reason)
@@ -637,7 +637,7 @@ void put_status_line(const response& head, std::string& out) {
 
 } // namespace
 
-void serialize_head(const response& head, std::optional<std::uint64_t> content_length,
+void serialize_head(const response_header& head, std::optional<std::uint64_t> content_length,
                     std::string& out, std::string_view date) {
   put_status_line(head, out);
   put_fields(head.headers, out, true);
@@ -660,7 +660,7 @@ void serialize_head(const response& head, std::optional<std::uint64_t> content_l
   out += "\r\n";
 }
 
-void serialize(const response& head, std::string_view body, std::string& out,
+void serialize(const response_header& head, std::string_view body, std::string& out,
                std::string_view date) {
   serialize_head(head, body.size(), out, date);
   const bool no_body = head.status / 100 == 1 || head.status == 204 || head.status == 304;
@@ -679,7 +679,7 @@ void serialize(const request& head, std::string_view body, std::string& out) {
   out += body;
 }
 
-void serialize_chunked_head(const response& head, std::string& out, std::string_view date) {
+void serialize_chunked_head(const response_header& head, std::string& out, std::string_view date) {
   serialize_head(head, std::nullopt, out, date);
 }
 

@@ -363,7 +363,7 @@ TEST_CASE("Responses: Content-Length, chunked, until close, and bodiless ones") 
 // --- serializer ----------------------------------------------------------------------
 
 TEST_CASE("A serialized response parses back to the same message") {
-  response r;
+  response_header r;
   r.status = 404;
   r.headers.add("Content-Type", "text/plain");
   r.keep_alive = false;
@@ -375,7 +375,7 @@ TEST_CASE("A serialized response parses back to the same message") {
 }
 
 TEST_CASE("A serialized chunked response parses back, trailers included") {
-  response r;
+  response_header r;
   std::string out;
   serialize_chunked_head(r, out);
   serialize_chunk("hello ", out);
@@ -399,11 +399,11 @@ TEST_CASE("A serialized request parses back") {
 }
 
 TEST_CASE("Header values that would split the message are a local error") {
-  response r;
+  response_header r;
   r.headers.add("X-Evil", "a\r\nSet-Cookie: b");
   std::string out;
   CHECK_THROWS_AS(serialize(r, "", out), local_error);
-  response n;
+  response_header n;
   n.headers.add("Bad Name", "v");
   CHECK_THROWS_AS(serialize(n, "", out), local_error);
 }

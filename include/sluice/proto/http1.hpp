@@ -81,8 +81,9 @@ struct request {
   std::uint64_t content_length = 0; ///< when !chunked
 };
 
-/// A response head, as parsed (or as a server writes it).
-struct response {
+/// A response's status line and header section, as parsed (or as a server writes
+/// it). (http::response is a whole response, body included.)
+struct response_header {
   int status = 200;       ///< 100 to 999
   std::string reason;     ///< empty: the standard phrase
   int minor_version = 1;  ///< HTTP/1.x: 0 or 1
@@ -104,7 +105,7 @@ struct request_head {
 };
 /// Event: a response head (client role).
 struct response_head {
-  response head; ///< the head
+  response_header head; ///< the head
 };
 /// Event: a piece of the body, decoded (chunk framing removed).
 struct body_data {
@@ -222,7 +223,7 @@ SLUICE_PROTO_API std::string_view reason_phrase(int status) noexcept;
 /// field at all for 1xx/204/304), "Date: <date>" when `date` is given and the head has
 /// no Date, and "Connection: close" unless keep_alive. The fields' own Content-Length
 /// and Transfer-Encoding are left out. Throws local_error as serialize() does.
-SLUICE_PROTO_API void serialize_head(const response& head,
+SLUICE_PROTO_API void serialize_head(const response_header& head,
                                      std::optional<std::uint64_t> content_length, std::string& out,
                                      std::string_view date = {});
 
@@ -231,13 +232,13 @@ SLUICE_PROTO_API void serialize_head(const response& head,
 /// unless keep_alive, "Connection: close". Throws local_error for a field name or value
 /// that could split the message (CR, LF, NUL, bad name), a status outside 100–999 or a
 /// version other than 1.0/1.1; `out` may then hold part of the response (cut it back).
-SLUICE_PROTO_API void serialize(const response& head, std::string_view body, std::string& out,
-                                std::string_view date = {});
+SLUICE_PROTO_API void serialize(const response_header& head, std::string_view body,
+                                std::string& out, std::string_view date = {});
 
 /// Appends a request with a Content-Length body when non-empty.
 SLUICE_PROTO_API void serialize(const request& head, std::string_view body, std::string& out);
 /// Chunked bodies: the head with "Transfer-Encoding: chunked", then chunks, then the end.
-SLUICE_PROTO_API void serialize_chunked_head(const response& head, std::string& out,
+SLUICE_PROTO_API void serialize_chunked_head(const response_header& head, std::string& out,
                                              std::string_view date = {});
 /// One chunk (nothing for empty data: an empty chunk would end the body).
 SLUICE_PROTO_API void serialize_chunk(std::string_view data, std::string& out);

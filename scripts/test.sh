@@ -89,13 +89,14 @@ bash tests/peers/wine_echo.sh build/windows/examples/echo_server.exe \
 wineserver -k || true
 [ "$wine_rc" -eq 0 ] || exit 1
 
-# libFuzzer on the HTTP parser and the framing decoder, a fixed time each; any crash
+# libFuzzer on the HTTP parser, the framing decoder and the HTTP text helpers (URLs,
+# targets, queries, routes, JSON escaping), a fixed time each; any crash
 # or sanitizer report fails the run.
 fuzz_seconds=${SLUICE_FUZZ_SECONDS:-60}
 echo "=== fuzz: ${fuzz_seconds} s per target"
 CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/fuzz -j "$jobs"
-for target in http1_fuzz framing_fuzz; do
+for target in http1_fuzz framing_fuzz http_text_fuzz; do
   corpus="build/fuzz/corpus-$target"
   mkdir -p "$corpus"
   cp tests/fuzz/seeds/"${target%_fuzz}"-* "$corpus"/ 2>/dev/null || true

@@ -46,7 +46,9 @@ router& router::add_route(std::string method, std::string_view pattern, route_ha
         fmt::format("http::router: malformed route pattern \"{}\" (it must start with '/'; a "
                     "parameter is \"{{name}}\", a last one may be \"{{name*}}\"; names are unique)",
                     pattern));
-  routes_.push_back({std::move(method), std::move(*p), std::move(h), std::move(s), {}});
+  std::string prefix(pattern.substr(0, pattern.find('{')));
+  routes_.push_back(
+      {std::move(method), std::move(*p), std::move(h), std::move(s), {}, std::move(prefix)});
   return *this;
 }
 
@@ -75,12 +77,24 @@ const router::route* router::find(const request& req, std::string_view path,
 }
 
 bool router::streams(const request& req) const {
-  bool any = false;
-  for (const route& r : routes_)
-    any = any || static_cast<bool>(r.st);
-  if (!any) return false;
+  // Most requests match no streaming route at all: only those are tried first, and
+  // the full search (which route comes first) runs only when one matches.
+  const std::string_view path = h1::split_target(req.target).path;
+  const bool escaped = path.find('%') != std::string_view::npos;
+  bool candidate = false;
+  for (const route& r : routes_) {
+    if (!r.st || (r.method != req.method && !(req.method == "HEAD" && r.method == "GET"))) continue;
+    // A path without escapes that does not begin with the route's literal text cannot
+    // match it (an escape may decode into that text: then the pattern decides).
+    if (!escaped && !path.starts_with(r.prefix)) continue;
+    if (r.pattern.match(path)) {
+      candidate = true;
+      break;
+    }
+  }
+  if (!candidate) return false;
   std::vector<std::pair<std::string, std::string>> params;
-  const route* r = find(req, h1::split_target(req.target).path, params);
+  const route* r = find(req, path, params);
   return r != nullptr && r->st;
 }
 

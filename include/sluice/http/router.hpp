@@ -113,6 +113,7 @@ private:
     route_handler h; // one of the three
     sync_route_handler s;
     stream_route_handler st;
+    std::string prefix; // the pattern's text before its first parameter
   };
   /// The route for `req` by method (a GET route for HEAD when no HEAD route matches)
   /// and decoded path, with its parameters; nullptr when none.

@@ -38,16 +38,6 @@ void log_to(const server_options& o, std::string_view message) {
     fmt::print(stderr, "sluice::http: {}\n", message);
 }
 
-// A 500 for a request the handler could not answer (it threw, or its response could
-// not be written); the connection goes on when `keep_alive`.
-void internal_error(std::string& out, bool keep_alive, std::string_view date) {
-  h1::response_header head;
-  head.status = 500;
-  head.keep_alive = keep_alive;
-  head.headers.add("Content-Type", "text/plain");
-  h1::serialize(head, "internal server error\n", out, date);
-}
-
 // Awaits `a` (kept by reference: one awaiter in the frame, not a chain of moved
 // copies) ignoring the coroutine's stop token when `on`, as shield() would.
 template <class A> class shield_if {
@@ -155,18 +145,46 @@ task<result<void>> send_out(connection& c, std::string& out) {
   co_return result<void>();
 }
 
+std::string_view date_for(const connection& c) {
+  return c.o.date_header ? http_date() : std::string_view();
+}
+
+// Appends a text/plain response the server writes itself (an error): `text` is the
+// body.
+void plain_response(const connection& c, std::string& out, int status, std::string_view text,
+                    bool keep_alive) {
+  h1::response_header head;
+  head.status = status;
+  head.keep_alive = keep_alive;
+  head.headers.add("Content-Type", "text/plain");
+  h1::serialize(head, text, out, date_for(c));
+}
+
+// A 500 for a request the handler could not answer (it threw, or its response could
+// not be written); the connection goes on when `keep_alive`.
+void internal_error(connection& c, std::string& out, bool keep_alive) {
+  ++c.report.internal_errors;
+  plain_response(c, out, 500, "internal server error\n", keep_alive);
+}
+
+// Answers a request the client got wrong (a parse error, a body over its limit or too
+// slow) with `status` and `message`; the connection closes after it.
+void reject(connection& c, std::string& out, int status, std::string_view message) {
+  c.report.rejected_status = status;
+  plain_response(c, out, status, fmt::format("{}\n", message), false);
+}
+
 // Appends the response `r` to request `req` to `out`: HEAD gets the head alone.
 // Throws local_error, with `out` cut back, for a response that must not be sent.
 void append_response(connection& c, const h1::request& req, response& r, bool keep_alive,
                      std::string& out) {
-  const std::string_view date = c.o.date_header ? http_date() : std::string_view();
   const std::size_t mark = out.size();
   h1::response_header head;
   head.status = r.status;
   head.headers = std::move(r.headers);
   head.keep_alive = keep_alive;
   try {
-    h1::serialize(head, r.body, out, date);
+    h1::serialize(head, r.body, out, date_for(c));
     // HEAD: the same head as GET (Content-Length included), without the body (which
     // the serializer left out anyway for 1xx, 204 and 304).
     const int s = r.status;
@@ -186,15 +204,6 @@ bool streams(const service& svc, const h1::request& req) {
 enum class next { need_data, close, finished };
 
 task<result<bool>> stream_one(connection& c, std::string& out);
-
-// A 413 for a buffered request whose body is over limits.max_body, then close.
-void too_large(connection& c, std::string& out, std::string message) {
-  h1::response_header head;
-  head.status = 413;
-  head.keep_alive = false;
-  head.headers.add("Content-Type", "text/plain");
-  h1::serialize(head, message + "\n", out, c.o.date_header ? http_date() : "");
-}
 
 // Turns the parser's events into answers until it needs more data, the connection is
 // to be closed, or the client finished. Responses to pipelined requests are batched:
@@ -230,10 +239,9 @@ task<result<next>> answer(connection& c) {
           flush = true;
         }
       } else if (c.svc.streaming && c.current.content_length > c.o.limits.max_body) {
-        c.report.rejected_status = 413;
-        too_large(c, out,
-                  fmt::format("Content-Length {} exceeds the limit of {}", c.current.content_length,
-                              c.o.limits.max_body));
+        reject(c, out, 413,
+               fmt::format("Content-Length {} exceeds the limit of {}", c.current.content_length,
+                           c.o.limits.max_body));
         then = next::close;
         flush = true;
       } else {
@@ -247,9 +255,8 @@ task<result<next>> answer(connection& c) {
       c.body.append(reinterpret_cast<const char*>(data->data.data()), data->data.size());
       c.body_received += data->data.size();
       if (c.body.size() > c.o.limits.max_body) { // (only with a streaming handler there too)
-        c.report.rejected_status = 413;
-        too_large(c, out,
-                  fmt::format("chunked body exceeds the limit of {} bytes", c.o.limits.max_body));
+        reject(c, out, 413,
+               fmt::format("chunked body exceeds the limit of {} bytes", c.o.limits.max_body));
         then = next::close;
         flush = true;
       }
@@ -279,8 +286,7 @@ task<result<next>> answer(connection& c) {
         }
       }
       if (!r) {
-        ++c.report.internal_errors;
-        internal_error(out, keep_alive, c.o.date_header ? http_date() : std::string_view());
+        internal_error(c, out, keep_alive);
       }
       ++batched;
 
@@ -296,12 +302,7 @@ task<result<next>> answer(connection& c) {
       then = next::finished;
       flush = true;
     } else if (auto* err = std::get_if<h1::parse_error>(&ev)) {
-      c.report.rejected_status = err->status;
-      h1::response_header head;
-      head.status = err->status;
-      head.keep_alive = false;
-      head.headers.add("Content-Type", "text/plain");
-      h1::serialize(head, err->message + "\n", out, c.o.date_header ? http_date() : "");
+      reject(c, out, err->status, err->message);
       then = next::close;
       flush = true;
     }
@@ -356,21 +357,14 @@ task<result<bool>> stream_one(connection& c, std::string& out) {
   if (!body.complete()) w.close_after();
 
   if (!w.started()) {
-    const std::string_view date = c.o.date_header ? http_date() : std::string_view();
-    h1::response_header head;
-    head.headers.add("Content-Type", "text/plain");
     if (body.failed_status() != 0) { // the client's fault: its status, and close
-      c.report.rejected_status = body.failed_status();
-      head.status = body.failed_status();
-      head.keep_alive = false;
-      h1::serialize(head, body.failure().context() + "\n", out, date);
+      reject(c, out, body.failed_status(), body.failure().context());
       co_return false;
     }
-    ++c.report.internal_errors;
     if (failure.empty())
       log_to(c.o, fmt::format("the handler of {} {:.200} returned without a response", req.method,
                               req.target));
-    internal_error(out, w.keep_alive(), date);
+    internal_error(c, out, w.keep_alive());
   } else if (!w.finished()) {
     if (!failure.empty() || !w.can_finish() || body.failed()) {
       // A response cut short: the client must not take it for a whole one.
@@ -504,7 +498,7 @@ task<result<void>> response_writer::start(int status, proto::http1::fields heade
   if (send_continue) out_ += "HTTP/1.1 100 Continue\r\n\r\n";
   try {
     h1::serialize_head(head, no_body ? std::optional<std::uint64_t>(0) : length, out_,
-                       c_.o.date_header ? http_date() : std::string_view());
+                       date_for(c_));
   } catch (...) {
     out_.resize(mark);
     throw;
@@ -582,14 +576,9 @@ namespace {
 
 // Answers 408 to a request whose head or body came too slowly, then the connection
 // closes. Its own frame: an idle connection does not carry this send's.
-task<void> request_timeout(connection& c, std::string what) {
-  c.report.rejected_status = 408;
-  h1::response_header head;
-  head.status = 408;
-  head.keep_alive = false;
-  head.headers.add("Content-Type", "text/plain");
+task<void> request_timeout(connection& c, std::string_view what) {
   std::string out;
-  h1::serialize(head, what + "\n", out, c.o.date_header ? http_date() : "");
+  reject(c, out, 408, what);
   auto w = c.s.send_all(as_bytes(out));
   w.set_deadline(std::chrono::steady_clock::now() + c.o.send_timeout, c.o.send_timeout);
   (void)co_await shield_if(w, true);

@@ -11,6 +11,7 @@ else
     g++ cmake ninja-build pkg-config          # toolchain
     liburing-dev libasio-dev libfmt-dev catch2 # the libraries sluice builds on
     python3 python3-h11 curl nginx-light      # real peers used by the tests
+    netbase                                   # /etc/services: resolve() of "http"
     util-linux procps                         # taskset, /proc readers for benchmarks
     libseccomp-dev                            # the io_uring-denied fallback test
     clang libclang-rt-14-dev                  # libFuzzer targets

@@ -46,6 +46,9 @@ enum class errc {
   too_many_open_files, ///< EMFILE / ENFILE / WSAEMFILE
   protocol_error,      ///< the peer broke the protocol (framing, HTTP); context says how
   message_too_large,   ///< a message above the configured limit
+  end_of_stream,       ///< the peer ended its side before what was asked for arrived
+  host_not_found,      ///< name resolution found no address; context names the host
+  channel_closed,      ///< sending on a closed channel, or receiving from a closed, empty one
 };
 
 } // namespace sluice

@@ -5,12 +5,15 @@
 #include <sluice/io_context.hpp>
 #include <sluice/net/endpoint.hpp>
 #include <sluice/net/framed.hpp>
+#include <sluice/net/resolve.hpp>
+#include <sluice/net/stream_utils.hpp>
 #include <sluice/net/tcp.hpp>
 #include <sluice/net/transports.hpp>
 #include <sluice/scope.hpp>
 #include <sluice/signal.hpp>
 #include <sluice/spawn.hpp>
 #include <sluice/stop_token.hpp>
+#include <sluice/sync.hpp>
 #include <sluice/sync_wait.hpp>
 #include <sluice/task.hpp>
 #include <sluice/timer.hpp>

@@ -7,7 +7,9 @@
 #include <sluice/detail/operation.hpp>
 #include <sluice/error.hpp>
 #include <sluice/net/endpoint.hpp>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice::detail::sys {
 
@@ -37,6 +39,11 @@ endpoint from_storage(const address_storage& in) noexcept;
 bool parse_ipv4(std::string_view text, unsigned char out[4]) noexcept;
 bool parse_ipv6(std::string_view text, unsigned char out[16]) noexcept;
 std::string format_ip(const endpoint& ep);
+
+// getaddrinfo (blocks): the distinct addresses of `host` with the port of `service`,
+// in the system's order. family: 0 any, 4 IPv4 only, 6 IPv6 only. Errors name both.
+result<std::vector<endpoint>> lookup(const std::string& host, const std::string& service,
+                                     int family);
 
 // Starts the platform socket library where one must be started (Winsock); idempotent.
 void ensure_socket_library() noexcept;

@@ -3,6 +3,7 @@
 
 #include <charconv>
 #include <fmt/format.h>
+#include <sluice/net/resolve.hpp>
 #include <sluice/timer.hpp>
 #include <system_error>
 
@@ -210,20 +211,31 @@ client::connection_to(const h1::url_parts& u, const std::string& what, bool fres
       if (!c->s.available()) co_return std::move(c);
     }
   }
-  auto ep = u.host == "localhost" ? result<endpoint>(endpoint::loopback_v4(u.port))
-                                  : endpoint::parse(u.host, u.port);
-  if (!ep)
-    co_return error(errc::invalid_endpoint,
-                    fmt::format("{}: cannot resolve \"{:.100}\": give an IP address or "
-                                "localhost (sluice has no name resolution yet)",
-                                what, u.host));
-  auto s = co_await with_timeout(tcp::connect(io_, *ep), options_.connect_timeout);
+  // The connect deadline covers the lookup and every address tried, in the order the
+  // resolver gives them (IPv6 then IPv4 for localhost on many systems).
+  const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
+  auto eps = co_await with_timeout(resolve(io_, u.host, std::to_string(u.port)), options_.connect_timeout);
+  if (!eps) co_return because(what, eps.error());
+  std::optional<sluice::error> last;
+  std::optional<tcp::stream> s;
+  for (const endpoint& ep : *eps) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    auto c = co_await with_timeout(tcp::connect(io_, ep), left);
+    if (c) {
+      s.emplace(std::move(*c));
+      break;
+    }
+    last = c.error() == errc::timed_out
+               ? sluice::error(errc::timed_out, fmt::format("connect to {} did not complete within {} ms", ep,
+                                                            options_.connect_timeout.count()))
+               : std::move(c).error();
+  }
   if (!s) {
-    if (s.error() == errc::timed_out)
-      co_return error(errc::timed_out,
-                      fmt::format("{}: connect to {} did not complete within {} ms", what, *ep,
-                                  options_.connect_timeout.count()));
-    co_return because(what, s.error());
+    if (!last)
+      last = sluice::error(errc::timed_out, fmt::format("connect to {} did not complete within {} ms", u.host,
+                                                        options_.connect_timeout.count()));
+    co_return because(what, *last);
   }
   (void)s->set_nodelay(true);
   ++opened_;

@@ -77,6 +77,9 @@ public:
     case errc::too_many_open_files: return "too many open files";
     case errc::protocol_error: return "protocol error";
     case errc::message_too_large: return "message too large";
+    case errc::end_of_stream: return "end of stream";
+    case errc::host_not_found: return "host not found";
+    case errc::channel_closed: return "channel closed";
     }
     return "unknown sluice error " + std::to_string(v);
   }

@@ -13,8 +13,8 @@
 // or as they arrive (open()). Every wait is bounded: connect, the response head (a
 // total deadline from the request sent), the body (between two reads), and sends.
 //
-// Hosts are IP addresses or "localhost" (sluice has no name resolution yet: another
-// name is an error that says so). Only http:// (no TLS).
+// Hosts are names (looked up with resolve(), each address tried in turn within the
+// connect deadline) or IP addresses. Only http:// (no TLS).
 //
 // Preconditions: a client is used from its io_context's thread, outlives the
 // coroutines using it, and every response_stream it opened.

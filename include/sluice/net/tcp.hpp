@@ -22,6 +22,7 @@
 #include <sluice/proto/lifecycle.hpp>
 #include <sluice/task.hpp>
 #include <span>
+#include <string_view>
 #include <vector>
 
 namespace sluice::tcp {
@@ -267,10 +268,20 @@ public:
   /// buffer ring). Give the lent_buffer back soon. recv() and recv_some() may be mixed:
   /// bytes come out in order either way.
   detail::recv_some_awaiter recv_some() { return detail::recv_some_awaiter(*this); }
+  /// Receives text into `buf` (a std::string or char array, say); as recv(bytes).
+  detail::recv_awaiter recv(std::span<char> buf) { return {*this, std::as_writable_bytes(buf)}; }
   /// Sends some of `buf` (one send): the bytes sent, maybe fewer than asked.
   detail::send_awaiter send(std::span<const std::byte> buf) { return {*this, buf}; }
   /// Sends all of `buf` (several sends if needed): buf.size(), or the first error.
   detail::send_all_awaiter send_all(std::span<const std::byte> buf) { return {*this, buf}; }
+  /// Sends all of the text `text` (a string literal or std::string, say).
+  detail::send_all_awaiter send_all(std::string_view text) {
+    return {*this, std::as_bytes(std::span(text.data(), text.size()))};
+  }
+  /// Sends some of `text` (one send).
+  detail::send_awaiter send(std::string_view text) {
+    return {*this, std::as_bytes(std::span(text.data(), text.size()))};
+  }
   /// Gather: sends every buffer, in order, as one operation (sendmsg / WSASend).
   /// `bufs` must outlive the co_await:
   ///   std::array<std::span<const std::byte>, 2> parts{header, body};

@@ -8,7 +8,9 @@
 #include <windows.h>
 // clang-format on
 
+#include <algorithm>
 #include <cstring>
+#include <fmt/format.h>
 #include <mutex>
 #include <string>
 

@@ -1,11 +1,14 @@
 // socket_ops for POSIX systems (the uring and asio backends on Linux).
 #include "../socket_ops.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
 #include <string>
 #include <sys/socket.h>

@@ -52,8 +52,8 @@ task<void> forward(io_context& io, const upstream_target& up, tcp::stream& clien
   // deadline, when the server resets what is still open).
   auto counts = co_await shield(copy_bidirectional(client, *server));
   if (counts)
-    fmt::print(stderr, "tcp_proxy: {}: {} bytes to {}, {} bytes back\n", who, counts->a_to_b, up.name,
-               counts->b_to_a);
+    fmt::print(stderr, "tcp_proxy: {}: {} bytes to {}, {} bytes back\n", who, counts->a_to_b,
+               up.name, counts->b_to_a);
   else
     fmt::print(stderr, "tcp_proxy: {}: {}\n", who, counts.error().message());
   if (!counts) {
@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
   const std::chrono::milliseconds drain(opt.number("drain-ms", 5'000, 0, 3'600'000));
   upstream_target up;
   up.name = upstream;
-  up.connect_timeout = std::chrono::milliseconds(opt.number("connect-timeout-ms", 5'000, 1, 600'000));
+  up.connect_timeout =
+      std::chrono::milliseconds(opt.number("connect-timeout-ms", 5'000, 1, 600'000));
   const auto colon = upstream.rfind(':');
   if (upstream.empty() || colon == std::string::npos || colon == 0) {
     fmt::print(stderr, "tcp_proxy: --upstream HOST:PORT is required (got \"{}\")\n", upstream);
@@ -108,8 +109,8 @@ int main(int argc, char** argv) {
   server srv(io, std::move(*acc));
   fmt::print("listening on {}\n", srv.local_endpoint());
   std::fflush(stdout);
-  fmt::print(stderr, "tcp_proxy: backend {}, upstream {} ({} addresses)\n", io.backend_name(), up.name,
-             up.addresses.size());
+  fmt::print(stderr, "tcp_proxy: backend {}, upstream {} ({} addresses)\n", io.backend_name(),
+             up.name, up.addresses.size());
   std::fflush(stderr);
   auto handler = [&](tcp::stream& s, stop_token) -> task<void> { return forward(io, up, s); };
   return sync_wait(io, serve_until_signalled(srv, handler, sigs, drain, "tcp_proxy"));

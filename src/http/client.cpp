@@ -214,12 +214,14 @@ client::connection_to(const h1::url_parts& u, const std::string& what, bool fres
   // The connect deadline covers the lookup and every address tried, in the order the
   // resolver gives them (IPv6 then IPv4 for localhost on many systems).
   const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
-  auto eps = co_await with_timeout(resolve(io_, u.host, std::to_string(u.port)), options_.connect_timeout);
+  auto eps =
+      co_await with_timeout(resolve(io_, u.host, std::to_string(u.port)), options_.connect_timeout);
   if (!eps) co_return because(what, eps.error());
   std::optional<sluice::error> last;
   std::optional<tcp::stream> s;
   for (const endpoint& ep : *eps) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     auto c = co_await with_timeout(tcp::connect(io_, ep), left);
     if (c) {
@@ -227,14 +229,16 @@ client::connection_to(const h1::url_parts& u, const std::string& what, bool fres
       break;
     }
     last = c.error() == errc::timed_out
-               ? sluice::error(errc::timed_out, fmt::format("connect to {} did not complete within {} ms", ep,
-                                                            options_.connect_timeout.count()))
+               ? sluice::error(errc::timed_out,
+                               fmt::format("connect to {} did not complete within {} ms", ep,
+                                           options_.connect_timeout.count()))
                : std::move(c).error();
   }
   if (!s) {
     if (!last)
-      last = sluice::error(errc::timed_out, fmt::format("connect to {} did not complete within {} ms", u.host,
-                                                        options_.connect_timeout.count()));
+      last =
+          sluice::error(errc::timed_out, fmt::format("connect to {} did not complete within {} ms",
+                                                     u.host, options_.connect_timeout.count()));
     co_return because(what, *last);
   }
   (void)s->set_nodelay(true);

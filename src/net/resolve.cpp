@@ -34,8 +34,8 @@ struct job {
   int family = 0;
 
   std::mutex mutex;
-  io_context* io = nullptr;         // where to post the answer; null once nobody waits
-  std::shared_ptr<job> posted;      // the reference the posted node holds
+  io_context* io = nullptr;    // where to post the answer; null once nobody waits
+  std::shared_ptr<job> posted; // the reference the posted node holds
   result<std::vector<endpoint>> answer{errc::operation_aborted, "resolve: no answer"};
   job_node node;
 
@@ -111,8 +111,9 @@ private:
       wanted = j.io != nullptr;
     }
     // Nobody waits any more (cancelled while queued): skip the lookup.
-    auto answer = wanted ? detail::sys::lookup(j.host, j.service, j.family)
-                         : result<std::vector<endpoint>>(errc::operation_aborted, "resolve: abandoned");
+    auto answer =
+        wanted ? detail::sys::lookup(j.host, j.service, j.family)
+               : result<std::vector<endpoint>>(errc::operation_aborted, "resolve: abandoned");
     std::lock_guard lock(j.mutex);
     if (j.io == nullptr) return;
     j.answer = std::move(answer);
@@ -149,7 +150,8 @@ private:
 std::optional<std::uint16_t> numeric_port(std::string_view s) {
   unsigned v = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v > 65535) return std::nullopt;
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v > 65535)
+    return std::nullopt;
   return static_cast<std::uint16_t>(v);
 }
 

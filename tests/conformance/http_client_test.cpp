@@ -199,7 +199,8 @@ TEST_CASE("http::client errors name the URL and the cause") {
     auto name = sync_wait(io, web.get("http://" + host + "/"));
     REQUIRE(!name);
     CHECK(name.error() == errc::host_not_found);
-    CHECK(name.error().message().find(fmt::format("GET http://{}/: resolve {}:80: ", host, host)) == 0);
+    CHECK(name.error().message().find(fmt::format("GET http://{}/: resolve {}:80: ", host, host)) ==
+          0);
   }
   SECTION("nothing listening") {
     endpoint gone;

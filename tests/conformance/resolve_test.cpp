@@ -14,7 +14,7 @@ bool contains(const std::vector<endpoint>& v, const endpoint& e) {
 }
 } // namespace
 
-TEST_CASE("resolve: localhost with a port number and with a service name") {
+TEST_CASE("resolve: localhost with a port number and with a service name", "[threads]") {
   io_context io;
   auto r = sync_wait(io, resolve(io, "localhost", "8080"));
   REQUIRE(r);
@@ -28,7 +28,8 @@ TEST_CASE("resolve: localhost with a port number and with a service name") {
   auto http = sync_wait(io, resolve(io, "localhost", "http"));
   REQUIRE(http);
   CHECK(contains(*http, endpoint::loopback_v4(80)));
-  auto v4 = sync_wait(io, resolve(io, "localhost", "80", {.family = resolve_options::family_filter::v4}));
+  auto v4 =
+      sync_wait(io, resolve(io, "localhost", "80", {.family = resolve_options::family_filter::v4}));
   REQUIRE(v4);
   for (const auto& ep : *v4)
     CHECK(ep.is_v4());
@@ -49,7 +50,8 @@ TEST_CASE("resolve: IP literals answer at once, in either family") {
 }
 
 TEST_CASE("resolve: an unknown host, an unknown service and an empty name are clear errors "
-          "naming them") {
+          "naming them",
+          "[threads]") {
   io_context io;
   // A 64-byte label is not a valid DNS name: the resolver refuses it without asking
   // any server (there is no network here).
@@ -69,7 +71,8 @@ TEST_CASE("resolve: an unknown host, an unknown service and an empty name are cl
 }
 
 TEST_CASE("resolve: stopped while it waits it ends with operation_aborted; the late answer "
-          "is dropped") {
+          "is dropped",
+          "[threads]") {
   io_context io;
   std::stop_source src;
   src.request_stop(); // stopped before the wait: the lookup runs, nobody takes its answer
@@ -86,16 +89,20 @@ TEST_CASE("resolve: stopped while it waits it ends with operation_aborted; the l
       co_await yield();
       stop.request_stop();
     };
-    auto [res, ignored] = sync_wait(io, when_all(boxed(with_stop_token(resolve(io, "localhost", "80"), stop.get_token())),
-                                                 stopper()));
-    if (res.value) ++answered;
-    else if (res.value.error() == errc::operation_aborted) ++cancelled;
-    else FAIL(res.value.error().message());
+    auto [res, ignored] = sync_wait(
+        io, when_all(boxed(with_stop_token(resolve(io, "localhost", "80"), stop.get_token())),
+                     stopper()));
+    if (res.value)
+      ++answered;
+    else if (res.value.error() == errc::operation_aborted)
+      ++cancelled;
+    else
+      FAIL(res.value.error().message());
   }
   CHECK(answered + cancelled == 50);
 }
 
-TEST_CASE("resolve: the io_context destroyed while lookups are in flight") {
+TEST_CASE("resolve: the io_context destroyed while lookups are in flight", "[threads]") {
   for (int i = 0; i < 20; ++i) {
     auto io = std::make_unique<io_context>();
     int done = 0;

@@ -45,8 +45,7 @@ struct resolve_options {
 /// duplicates. Errors name the host and the service: host_not_found (no such name,
 /// or no address of the family asked for), invalid_endpoint (an unknown service), or
 /// operation_aborted / timed_out when the waiting task was stopped.
-SLUICE_API task<result<std::vector<endpoint>>> resolve(io_context& io, std::string host,
-                                                       std::string service,
-                                                       resolve_options options = {});
+SLUICE_API task<result<std::vector<endpoint>>>
+resolve(io_context& io, std::string host, std::string service, resolve_options options = {});
 
 } // namespace sluice

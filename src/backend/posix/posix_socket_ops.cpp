@@ -7,8 +7,8 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <netinet/in.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string>
 #include <sys/socket.h>

@@ -96,7 +96,9 @@ public:
   /// Awaitable of send(): result<void>.
   class [[nodiscard]] send_awaiter : public awaiter_base {
   public:
+    /// Sends `v` on `c` when awaited.
     send_awaiter(channel& c, T&& v) : awaiter_base(c), value_(std::move(v)) {}
+    /// Moved before it is awaited.
     send_awaiter(send_awaiter&&) = default;
     bool await_ready() {
       if (this->c_->closed_) {
@@ -125,7 +127,9 @@ public:
   /// Awaitable of recv(): result<T>.
   class [[nodiscard]] recv_awaiter : public awaiter_base {
   public:
+    /// Receives from `c` when awaited.
     explicit recv_awaiter(channel& c) noexcept : awaiter_base(c) {}
+    /// Moved before it is awaited.
     recv_awaiter(recv_awaiter&&) = default;
     bool await_ready() {
       if (this->c_->take(slot_)) return true;

@@ -41,7 +41,8 @@ bool parse_ipv6(std::string_view text, unsigned char out[16]) noexcept;
 std::string format_ip(const endpoint& ep);
 
 // getaddrinfo (blocks): the distinct addresses of `host` with the port of `service`,
-// in the system's order. family: 0 any, 4 IPv4 only, 6 IPv6 only. Errors name both.
+// in the system's order. family: 0 any, 4 IPv4 only, 6 IPv6 only. An error's context
+// is the resolver's reason (the caller names the host and service).
 result<std::vector<endpoint>> lookup(const std::string& host, const std::string& service,
                                      int family);
 

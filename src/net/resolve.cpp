@@ -11,7 +11,6 @@
 
 #include "../backend/socket_ops.hpp"
 
-#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -147,14 +146,6 @@ private:
   job* j_;
 };
 
-std::optional<std::uint16_t> numeric_port(std::string_view s) {
-  unsigned v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v > 65535)
-    return std::nullopt;
-  return static_cast<std::uint16_t>(v);
-}
-
 bool family_matches(const endpoint& ep, resolve_options::family_filter f) {
   return f == resolve_options::family_filter::any ||
          (f == resolve_options::family_filter::v4) == ep.is_v4();
@@ -168,16 +159,13 @@ task<result<std::vector<endpoint>>> resolve(io_context& io, std::string host, st
   if (host.empty()) co_return error(errc::host_not_found, what + ": the host name is empty");
   if (host.find('\0') != std::string::npos || service.find('\0') != std::string::npos)
     co_return error(errc::invalid_endpoint, what + ": a NUL character in the name");
-  // An IP literal and a port number: nothing to look up.
-  if (const auto port = numeric_port(service)) {
-    std::string_view literal = host;
-    if (literal.size() > 2 && literal.front() == '[' && literal.back() == ']')
-      literal = literal.substr(1, literal.size() - 2);
-    if (auto ep = endpoint::parse(literal, *port)) {
-      if (!family_matches(*ep, options.family))
-        co_return error(errc::host_not_found, what + ": an address of the other family");
-      co_return std::vector<endpoint>{*ep};
-    }
+  // An IP literal and a port number: nothing to look up (endpoint's own parser decides).
+  const bool bare_v6 = host.find(':') != std::string::npos && host.front() != '[';
+  if (auto ep = endpoint::parse(bare_v6 ? fmt::format("[{}]:{}", host, service)
+                                        : fmt::format("{}:{}", host, service))) {
+    if (!family_matches(*ep, options.family))
+      co_return error(errc::host_not_found, what + ": an address of the other family");
+    co_return std::vector<endpoint>{*ep};
   }
 
   auto j = std::make_shared<job>();
@@ -202,6 +190,8 @@ task<result<std::vector<endpoint>>> resolve(io_context& io, std::string host, st
   if (const std::error_code ec = co_await answer_awaiter(*j))
     co_return error(ec, ec == errc::timed_out ? what + ": no answer before the deadline"
                                               : what + ": cancelled while waiting for the answer");
+  if (!j->answer)
+    co_return error(j->answer.error().code(), what + ": " + j->answer.error().context());
   co_return std::move(j->answer);
 }
 

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fmt/format.h>
 #include <mutex>
 #include <string>
 

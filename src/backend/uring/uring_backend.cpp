@@ -39,8 +39,33 @@
 #include <thread>
 #include <unistd.h>
 
+// ThreadSanitizer does not see a ring's memory come and go: liburing maps and unmaps it
+// with raw system calls. A ring mapped where another thread's destroyed ring was then
+// looks like a race with that thread. The kernel orders the unmap before the new map;
+// these tell TSan so (one release at every teardown, one acquire at every setup).
+#if defined(__SANITIZE_THREAD__)
+#define SLUICE_TSAN_RINGS 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SLUICE_TSAN_RINGS 1
+#endif
+#endif
+#ifdef SLUICE_TSAN_RINGS
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
 namespace sluice::detail {
 namespace {
+
+#ifdef SLUICE_TSAN_RINGS
+char ring_memory_handover;
+void ring_mapped() noexcept { __tsan_acquire(&ring_memory_handover); }
+void ring_unmapping() noexcept { __tsan_release(&ring_memory_handover); }
+#else
+void ring_mapped() noexcept {}
+void ring_unmapping() noexcept {}
+#endif
 
 constexpr unsigned queue_depth = 1024;
 constexpr unsigned reap_batch = 64;
@@ -178,6 +203,7 @@ kernel_probe probe_kernel() {
   std::call_once(once, [] {
     io_uring ring{};
     if (io_uring_queue_init(8, &ring, 0) < 0) return;
+    ring_mapped();
     auto run = [&](auto prep, unsigned* flags = nullptr) {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring);
       prep(sqe);
@@ -251,10 +277,12 @@ kernel_probe probe_kernel() {
           ::close(sv[1]);
         }
       }
+      ring_unmapping();
       io_uring_queue_exit(&ring); // before the ring memory goes
       ::munmap(mem, 4096);
       return;
     }
+    ring_unmapping();
     io_uring_queue_exit(&ring);
   });
   return result;
@@ -311,6 +339,7 @@ public:
       disabled_ = true;
     }
     if (r < 0) return {-r, std::system_category()};
+    ring_mapped();
     ring_ok_ = true;
     if (auto ec = probe(why)) return ec;
     pool_.start();
@@ -329,7 +358,10 @@ public:
 
   ~uring_backend() override {
     if (wake_fd_ >= 0) ::close(wake_fd_);
-    if (ring_ok_) io_uring_queue_exit(&ring_);
+    if (ring_ok_) {
+      ring_unmapping();
+      io_uring_queue_exit(&ring_);
+    }
   }
 
   std::string_view name() const noexcept override { return "uring"; }

@@ -1,16 +1,20 @@
 // echo_server: echoes every byte back, one coroutine per connection.
 //
 //   echo_server --host 127.0.0.1 --port 0 [--threads N] [--share handoff|reuseport]
+//   echo_server --unix PATH        (a Unix-domain socket; "@name" for an abstract name)
 //
 // With --threads N (N > 1) it runs a loop per thread (sluice::runtime) and shares the
 // port between them: loop 0 hands each connection to the least busy loop, or (with
 // --share reuseport) every loop accepts on its own SO_REUSEPORT socket.
-// Prints "listening on HOST:PORT" first (port 0 picks a free one), then runs until
-// SIGINT or SIGTERM: it stops accepting, closes idle connections gracefully and exits
-// 0 (connections still busy at --drain-ms are reset). A second signal aborts at once.
+// With --unix it listens on a Unix-domain socket instead (one loop), removing a stale
+// socket file left by a crashed server, and removes its own file when it exits.
+// Prints "listening on HOST:PORT" (or "listening on unix:PATH") first (port 0 picks a free one),
+// then runs until SIGINT or SIGTERM: it stops accepting, closes idle connections gracefully and
+// exits 0 (connections still busy at --drain-ms are reset). A second signal aborts at once.
 #include "options.hpp"
 
 #include <csignal>
+#include <cstdio>
 #include <fmt/format.h>
 #include <sluice/server.hpp>
 #include <sluice/sluice.hpp>
@@ -38,16 +42,21 @@ task<void> echo(tcp::stream& s, stop_token) {
 } // namespace
 
 int main(int argc, char** argv) {
-  examples::options opt(argc, argv, {"host", "port", "drain-ms", "threads", "share"});
+  examples::options opt(argc, argv, {"host", "port", "drain-ms", "threads", "share", "unix"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 7000, 0, 65535));
   const std::chrono::milliseconds drain(opt.number("drain-ms", 5'000, 0, 3'600'000));
   const auto threads = static_cast<unsigned>(opt.number("threads", 1, 1, 1024));
   const port_sharing sharing = examples::sharing_option(opt);
 
-  auto ep = endpoint::parse(host, port);
+  const std::string unix_path = opt.get("unix", "");
+  auto ep = unix_path.empty() ? endpoint::parse(host, port) : endpoint::local(unix_path);
   if (!ep) {
     fmt::print(stderr, "echo_server: {}\n", ep.error().message());
+    return 2;
+  }
+  if (threads > 1 && ep->is_local()) {
+    fmt::print(stderr, "echo_server: --unix serves on one loop (drop --threads)\n");
     return 2;
   }
   if (threads > 1) // a loop per thread, one port
@@ -66,5 +75,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   fmt::print(stderr, "echo_server: backend {}\n", io.backend_name());
   std::fflush(stderr); // not line-buffered everywhere (mingw, redirected)
-  return sync_wait(io, serve_until_signalled(srv, echo, sigs, drain, "echo_server"));
+  const int rc = sync_wait(io, serve_until_signalled(srv, echo, sigs, drain, "echo_server"));
+  if (ep->is_local() && !ep->is_abstract()) std::remove(ep->path().c_str()); // ours: gone with us
+  return rc;
 }

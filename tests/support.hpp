@@ -89,6 +89,12 @@ inline long open_descriptors() {
 #endif
 }
 
+// Lets the loop turn `n` times (operations started before reach the OS, complete...).
+inline sluice::task<void> yield_turns(sluice::io_context& io, int n) {
+  for (int i = 0; i < n; ++i)
+    co_await sluice::yield(io);
+}
+
 // Receives until the peer closes; returns everything.
 inline sluice::task<std::string> recv_to_end(sluice::tcp::stream& s) {
   std::string out;

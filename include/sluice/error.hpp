@@ -45,7 +45,7 @@ enum class errc {
   unsupported_backend, ///< SLUICE_BACKEND names no backend
   too_many_open_files, ///< EMFILE / ENFILE / WSAEMFILE
   protocol_error,      ///< the peer broke the protocol (framing, HTTP); context says how
-  message_too_large,   ///< a message above the configured limit
+  message_too_large,   ///< a message above the configured limit, or a datagram too big (EMSGSIZE)
   end_of_stream,       ///< the peer ended its side before what was asked for arrived
   host_not_found,      ///< name resolution found no address; context names the host
   channel_closed,      ///< sending on a closed channel, or receiving from a closed, empty one

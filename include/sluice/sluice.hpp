@@ -5,10 +5,12 @@
 #include <sluice/io_context.hpp>
 #include <sluice/net/endpoint.hpp>
 #include <sluice/net/framed.hpp>
+#include <sluice/net/local.hpp>
 #include <sluice/net/resolve.hpp>
 #include <sluice/net/stream_utils.hpp>
 #include <sluice/net/tcp.hpp>
 #include <sluice/net/transports.hpp>
+#include <sluice/net/udp.hpp>
 #include <sluice/scope.hpp>
 #include <sluice/signal.hpp>
 #include <sluice/spawn.hpp>

@@ -9,12 +9,35 @@
 #include <sluice/net/endpoint.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sluice::detail::sys {
 
-// A close-on-exec TCP socket of the endpoint's family.
-result<native_handle> open_tcp(const endpoint& family_of);
+// A close-on-exec stream socket of the endpoint's family: TCP for IP, AF_UNIX for local.
+result<native_handle> open_stream(const endpoint& family_of);
+// A close-on-exec UDP socket of the endpoint's family (Windows: ICMP port-unreachable
+// reports, SIO_UDP_CONNRESET, turned off so that one unreachable peer cannot fail the
+// receives of a socket serving many).
+result<native_handle> open_datagram(const endpoint& family_of);
+// connect(2) for a datagram socket: sets its peer at once. Errors name the endpoint.
+result<void> connect_now(native_handle h, const endpoint& ep);
+// A connected pair of AF_UNIX stream sockets (socketpair; not on Windows).
+result<std::pair<native_handle, native_handle>> socket_pair();
+// bind() found `ep` (a Unix-domain path) in use: removes the file if it is a socket
+// nobody accepts on (a crashed server's leftover). Errors say why it was kept: a server
+// is accepting on it, or it is not a socket.
+result<void> remove_stale_socket(const endpoint& ep);
+
+// SCM_RIGHTS descriptor passing over AF_UNIX (POSIX only; Windows fails with
+// operation_not_supported). The control buffer's size for `n` descriptors:
+std::size_t control_space(std::size_t n) noexcept;
+// Writes an SCM_RIGHTS message carrying `fds` into `control`; returns the bytes used.
+std::size_t pack_fds(const native_handle* fds, std::size_t n, void* control) noexcept;
+// Appends the descriptors of every SCM_RIGHTS message in `control` to `out`.
+void unpack_fds(const void* control, std::size_t length, std::vector<native_handle>& out);
+// Closes the descriptors of a received control buffer nobody will take.
+void close_fds(const void* control, std::size_t length) noexcept;
 result<void> bind(native_handle h, const endpoint& ep);
 result<void> listen(native_handle h, int backlog);
 result<void> set_reuse_address(native_handle h, bool on);
@@ -26,6 +49,8 @@ result<bool> nodelay(native_handle h);
 
 result<void> set_linger(native_handle h, bool on, int seconds);
 result<endpoint> local_endpoint(native_handle h);
+// SO_ACCEPTCONN: whether `h` is a listening socket.
+result<bool> is_listening(native_handle h);
 result<endpoint> remote_endpoint(native_handle h);
 // Closes a handle without touching any event loop.
 void close(native_handle h) noexcept;

@@ -70,8 +70,32 @@ result<endpoint> endpoint::parse(std::string_view host, std::uint16_t port) {
   return v4(a, port);
 }
 
+result<endpoint> endpoint::local(std::string_view path) {
+  if (path.size() > max_local_path)
+    return error(errc::invalid_endpoint,
+                 fmt::format("unix socket path \"{}\" is {} bytes; the limit is {}", path,
+                             path.size(), max_local_path));
+  if (path.find('\0') != std::string_view::npos)
+    return error(errc::invalid_endpoint,
+                 fmt::format("unix socket path \"{}\" contains a NUL byte (write an abstract "
+                             "name with a leading '@')",
+                             path));
+  if (path == "@")
+    return error(errc::invalid_endpoint, "unix socket path \"@\": an abstract name is empty");
+  endpoint e;
+  e.family_ = family::local;
+  e.path_ = std::string(path);
+  return e;
+}
+
 result<endpoint> endpoint::parse(std::string_view text) {
   if (text.empty()) return error(errc::invalid_endpoint, "endpoint: empty text");
+  if (text.starts_with("unix:")) {
+    if (text.size() == 5)
+      return error(errc::invalid_endpoint,
+                   fmt::format("endpoint \"{}\": missing the path after 'unix:'", text));
+    return local(text.substr(5));
+  }
   std::string_view host, port;
   if (text.front() == '[') {
     const auto close = text.find(']');
@@ -106,9 +130,13 @@ result<endpoint> endpoint::parse(std::string_view text) {
   return ep;
 }
 
-std::string endpoint::address_string() const { return detail::sys::format_ip(*this); }
+std::string endpoint::address_string() const {
+  if (is_local()) return path_;
+  return detail::sys::format_ip(*this);
+}
 
 std::string endpoint::to_string() const {
+  if (is_local()) return path_.empty() ? "unix:(unnamed)" : "unix:" + path_;
   if (is_v6()) return fmt::format("[{}]:{}", address_string(), port_);
   return fmt::format("{}:{}", address_string(), port_);
 }

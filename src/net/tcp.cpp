@@ -176,8 +176,10 @@ task<close_report> stream::graceful_close(graceful_close_options o) {
 }
 
 result<stream> stream::open(io_context& io, endpoint::family f) {
-  endpoint family_of = f == endpoint::family::v6 ? endpoint::loopback_v6(0) : endpoint();
-  auto h = sys::open_tcp(family_of);
+  endpoint family_of = f == endpoint::family::v6      ? endpoint::loopback_v6(0)
+                       : f == endpoint::family::local ? *endpoint::local("")
+                                                      : endpoint();
+  auto h = sys::open_stream(family_of);
   if (!h) return std::move(h).error();
   return stream(io, *h, proto::stream_lifecycle::opened(), endpoint());
 }
@@ -669,23 +671,67 @@ void acceptor::close() noexcept {
   handle_ = sluice::detail::invalid_handle;
 }
 
+result<acceptor> acceptor::adopt(io_context& io, sluice::detail::native_handle h) {
+  auto what = [h](const error& e) {
+    return error(e.code(), fmt::format("adopt listening socket {}: {}", h, e.message()));
+  };
+  auto listening = sys::is_listening(h);
+  if (!listening) return what(listening.error());
+  if (!*listening)
+    return error(std::make_error_code(std::errc::invalid_argument),
+                 fmt::format("adopt listening socket {}: it is not listening", h));
+  auto local = sys::local_endpoint(h);
+  if (!local) return what(local.error());
+  acceptor a;
+  a.io_ = &io;
+  a.io_id_ = io.id();
+  a.handle_ = h;
+  a.local_ = *local;
+  return a;
+}
+
+sluice::detail::native_handle acceptor::release() noexcept {
+  if (!is_open()) return sluice::detail::invalid_handle;
+  if (io_ != nullptr && io_context::alive(io_id_)) {
+    if (queue_ != nullptr) queue_->close();
+    io_->backend().cancel_all(handle_);
+  }
+  queue_ = nullptr;
+  return std::exchange(handle_, sluice::detail::invalid_handle);
+}
+
 result<acceptor> acceptor::bind(io_context& io, const endpoint& ep, int backlog) {
   return bind(io, ep, listen_options{.backlog = backlog, .reuse_port = false});
 }
 
 result<acceptor> acceptor::bind(io_context& io, const endpoint& ep, const listen_options& o) {
-  auto h = sys::open_tcp(ep);
+  auto h = sys::open_stream(ep);
   if (!h) return std::move(h).error();
   acceptor a;
   a.io_ = &io;
   a.io_id_ = io.id();
   a.handle_ = *h;
-  if (auto r = sys::set_reuse_address(a.handle_, true); !r) return std::move(r).error();
+  if (ep.is_local()) {
+    if (o.reuse_port)
+      return error(errc::no_protocol_option,
+                   fmt::format("listen on {}: SO_REUSEPORT is for IP sockets; share a "
+                               "Unix-domain listener by passing it (local::send_fds)",
+                               ep));
+  } else if (auto r = sys::set_reuse_address(a.handle_, true); !r) {
+    return std::move(r).error();
+  }
   if (o.reuse_port) {
     if (auto r = sys::set_reuse_port(a.handle_, true); !r)
       return error(r.error().code(), fmt::format("listen on {}: {}", ep, r.error().context()));
   }
-  if (auto r = sys::bind(a.handle_, ep); !r) return std::move(r).error();
+  auto bound = sys::bind(a.handle_, ep);
+  if (!bound && bound.error() == errc::address_in_use && ep.is_local() && !ep.is_abstract() &&
+      o.remove_stale_socket) {
+    // A socket file is in the way: remove it if nobody accepts on it any more.
+    if (auto r = sys::remove_stale_socket(ep); !r) return std::move(r).error();
+    bound = sys::bind(a.handle_, ep);
+  }
+  if (!bound) return std::move(bound).error();
   if (auto r = sys::listen(a.handle_, o.backlog); !r)
     return error(r.error().code(), fmt::format("listen on {}", ep));
   auto local = sys::local_endpoint(a.handle_);

@@ -44,6 +44,7 @@ constexpr equivalence table[] = {
     {errc::host_unreachable, int(std::errc::host_unreachable), 10065, 1232},
     {errc::too_many_open_files, int(std::errc::too_many_files_open), 10024,
      int(std::errc::too_many_files_open_in_system)},
+    {errc::message_too_large, int(std::errc::message_size), 10040, 0}, // EMSGSIZE, WSAEMSGSIZE
 };
 
 class category final : public std::error_category {

@@ -14,11 +14,6 @@ using namespace test;
 
 namespace {
 
-task<void> yield_turns(io_context& io, int n) {
-  for (int i = 0; i < n; ++i)
-    co_await yield(io);
-}
-
 std::vector<std::byte> pattern(std::size_t n, char c) {
   return std::vector<std::byte>(n, std::byte(c));
 }

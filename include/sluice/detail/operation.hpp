@@ -41,7 +41,9 @@ enum class op_code : std::uint8_t {
   sendmsg,
   shutdown,
   timeout,
-  read
+  read,
+  send_message, // sendmsg with ancillary data: operation::buffer is a message
+  recv_message  // recvmsg with ancillary data: operation::buffer is a message
 };
 
 // For op_code::shutdown, in operation::flags.
@@ -51,9 +53,10 @@ enum class op_state : std::uint8_t { idle, queued, pending, ready };
 
 inline constexpr std::uint32_t no_deadline_slot = static_cast<std::uint32_t>(-1);
 
-// Storage for a socket address (large enough for sockaddr_storage).
+// Storage for a socket address (large enough for sockaddr_storage, and for the two
+// sockaddr_un plus padding that Windows' AcceptEx writes for a Unix-domain socket).
 struct address_storage {
-  alignas(8) unsigned char bytes[128];
+  alignas(8) unsigned char bytes[256];
   std::uint32_t length = 0;
 };
 
@@ -61,6 +64,22 @@ struct address_storage {
 struct io_buffer {
   void* data;
   std::size_t size;
+};
+
+// What op_code::send_message and recv_message carry (through operation::buffer): the
+// parts of sendmsg/recvmsg that a plain send or recv has no room for.
+struct message {
+  io_buffer* parts = nullptr; // the data, gathered or scattered
+  std::size_t count = 0;
+  void* control = nullptr;        // ancillary data (SCM_RIGHTS, say)
+  std::size_t control_length = 0; // send: its size; recv: its capacity, then what came
+  // send: where to (nullptr: the connected peer); recv: filled with the sender (its
+  // length set), when not nullptr.
+  address_storage* peer = nullptr;
+  bool datagram = false;          // recv: report a datagram's whole size (MSG_TRUNC)
+  bool truncated = false;         // recv: the datagram did not fit (res: its whole size
+                                  // where the OS tells it, else the buffer's)
+  bool control_truncated = false; // recv: MSG_CTRUNC (ancillary data did not fit)
 };
 
 // A link in an io_context's list of work ready to run this turn. Unlinks in O(1)

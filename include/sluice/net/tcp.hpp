@@ -23,7 +23,13 @@
 #include <sluice/task.hpp>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+namespace sluice::local::detail {
+class send_fds_awaiter;
+class recv_fds_awaiter;
+} // namespace sluice::local::detail
 
 namespace sluice::tcp {
 
@@ -34,6 +40,10 @@ class acceptor;
 struct listen_options {
   int backlog = 1024;      ///< the kernel's queue of connections not yet accepted
   bool reuse_port = false; ///< SO_REUSEPORT: acceptors of several loops share the port
+  /// Unix-domain paths: a socket file nobody accepts on any more (a crashed server's
+  /// leftover) is removed and the bind retried. A live server's socket, or a path that
+  /// is not a socket, is never removed: the bind fails and says which.
+  bool remove_stale_socket = true;
 };
 
 /// How stream::graceful_close() bounds itself.
@@ -230,7 +240,8 @@ private:
 
 /// A TCP connection: awaitable receives and sends, half-closes with the
 /// recv_disconnect contract, graceful and abortive closes. Move-only; closed when
-/// destroyed.
+/// destroyed. The same class carries a Unix-domain stream socket (sluice::local, in
+/// local.hpp), where TCP-only options such as set_nodelay() fail with the OS's error.
 class SLUICE_API stream {
 public:
   /// A socket descriptor (int) on POSIX, a SOCKET on Windows.
@@ -376,6 +387,8 @@ private:
   friend class detail::connect_awaiter;
   friend class detail::disconnect_awaiter;
   friend class detail::accept_awaiter;
+  friend class sluice::local::detail::send_fds_awaiter;
+  friend class sluice::local::detail::recv_fds_awaiter;
 
   stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
   std::string describe(std::string_view op) const; ///< "recv from 1.2.3.4:5"
@@ -409,6 +422,15 @@ public:
   /// The same, with listen_options (SO_REUSEPORT: one acceptor per loop on one port;
   /// errc::no_protocol_option on Windows, which has no such option).
   static result<acceptor> bind(io_context& io, const endpoint& ep, const listen_options& o);
+
+  /// Takes a listening socket onto `io`: one received with local::recv_fds (a server
+  /// handing its listeners over), inherited from systemd, or given up by release().
+  /// Errors name the socket: not a socket, not listening.
+  static result<acceptor> adopt(io_context& io, sluice::detail::native_handle h);
+  /// Gives up the listening socket without closing it (to send it to another process,
+  /// or adopt() it on another loop). Precondition: no accept() is running. Connections
+  /// accepted ahead are closed; the ones in the kernel's backlog go with the socket.
+  sluice::detail::native_handle release() noexcept;
 
   /// The next connection. Errors name the listening endpoint; running out of file
   /// descriptors is errc::too_many_open_files and leaves the acceptor usable.

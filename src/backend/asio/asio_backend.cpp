@@ -24,6 +24,7 @@
 //   blocking while sluice has nothing in flight.
 #include "../backend.hpp"
 #include "../recv_pool.hpp"
+#include "../socket_ops.hpp"
 #include <sluice/detail/deadline_heap.hpp>
 
 #include <asio/executor_work_guard.hpp>
@@ -128,6 +129,10 @@ public:
   void discard(operation& op) noexcept override {
     if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
     if (op.code == op_code::recv_lent && !op.error && op.res > 0) pool_.give_back(op.lent_id);
+    if (op.code == op_code::recv_message && !op.error) { // descriptors nobody took
+      const auto& m = *static_cast<const message*>(op.buffer);
+      sys::close_fds(m.control, m.control_length);
+    }
   }
 
   void poll(bool block, std::int64_t wake_by) override {
@@ -344,6 +349,34 @@ private:
       m.msg_iovlen = op.length;
       r = ::sendmsg(fd, &m, MSG_NOSIGNAL);
       wait = wait_type::wait_write;
+      break;
+    }
+    case op_code::send_message:
+    case op_code::recv_message: {
+      auto& msg = *static_cast<message*>(op.buffer);
+      msghdr m{};
+      m.msg_iov = reinterpret_cast<iovec*>(msg.parts);
+      m.msg_iovlen = msg.count;
+      m.msg_control = msg.control;
+      m.msg_controllen = msg.control_length;
+      if (msg.peer != nullptr) {
+        m.msg_name = msg.peer->bytes;
+        m.msg_namelen =
+            op.code == op_code::send_message ? msg.peer->length : sizeof(msg.peer->bytes);
+      }
+      if (op.code == op_code::send_message) {
+        r = ::sendmsg(fd, &m, MSG_NOSIGNAL);
+        wait = wait_type::wait_write;
+        break;
+      }
+      // Received descriptors: close-on-exec; a datagram's whole size with MSG_TRUNC.
+      r = ::recvmsg(fd, &m, MSG_CMSG_CLOEXEC | (msg.datagram ? MSG_TRUNC : 0));
+      if (r >= 0) {
+        if (msg.peer != nullptr) msg.peer->length = m.msg_namelen;
+        msg.control_length = m.msg_controllen;
+        msg.truncated = (m.msg_flags & MSG_TRUNC) != 0;
+        msg.control_truncated = (m.msg_flags & MSG_CTRUNC) != 0;
+      }
       break;
     }
     case op_code::accept: {

@@ -28,6 +28,7 @@
 #include <ws2tcpip.h>
 #include <mswsock.h>
 #include <windows.h>
+#include <afunix.h>
 // clang-format on
 
 #include <algorithm>
@@ -45,6 +46,16 @@ namespace {
 constexpr ULONG_PTR io_key = 0, wake_key = 1, signal_key = 2;
 constexpr DWORD operation_aborted = ERROR_OPERATION_ABORTED; // 995
 constexpr int address_room = sizeof(sockaddr_in6) + 16;      // per AcceptEx address
+constexpr int local_address_room = sizeof(sockaddr_un) + 16; // the same for AF_UNIX
+static_assert(2 * local_address_room <= sizeof(address_storage::bytes));
+
+// The family of socket `s` (AF_UNIX listeners accept AF_UNIX sockets, with bigger addresses).
+int family_of(SOCKET s) noexcept {
+  sockaddr_storage local{};
+  int len = sizeof local;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&local), &len);
+  return local.ss_family;
+}
 
 // What the backend keeps in operation::scratch.
 struct slot {
@@ -164,6 +175,14 @@ public:
     case op_code::sendmsg:
     case op_code::accept:
     case op_code::connect: start_io(op); return;
+    case op_code::send_message:
+    case op_code::recv_message:
+      // Datagrams (WSASendTo / WSARecvFrom); no SCM_RIGHTS on Windows (the sockets
+      // layer refuses descriptor passing before it gets here).
+      if (static_cast<const message*>(op.buffer)->control != nullptr)
+        return done_now(op, WSAEOPNOTSUPP, 0);
+      start_io(op);
+      return;
     }
   }
 
@@ -523,19 +542,54 @@ private:
       ok = WSASend(s, bufs, n, &bytes, 0, &sl.ov, nullptr) == 0;
       break;
     }
+    case op_code::send_message:
+    case op_code::recv_message: {
+      auto& m = *static_cast<message*>(op.buffer);
+      const DWORD n = static_cast<DWORD>(std::min<std::size_t>(m.count, max_gather));
+      WSABUF bufs[max_gather];
+      for (DWORD i = 0; i < n; ++i) {
+        bufs[i].buf = static_cast<char*>(m.parts[i].data);
+        bufs[i].len = static_cast<ULONG>(std::min<std::size_t>(m.parts[i].size, 1u << 30));
+      }
+      if (op.code == op_code::send_message) {
+        ok = WSASendTo(
+                 s, bufs, n, &bytes, 0,
+                 m.peer != nullptr ? reinterpret_cast<const sockaddr*>(m.peer->bytes) : nullptr,
+                 m.peer != nullptr ? static_cast<int>(m.peer->length) : 0, &sl.ov, nullptr) == 0;
+      } else {
+        // The sender's address length is written at completion: it lives in the peer's
+        // own storage, which outlives the operation.
+        if (m.peer != nullptr) m.peer->length = sizeof(m.peer->bytes);
+        ok = WSARecvFrom(s, bufs, n, &bytes, &sl.flags,
+                         m.peer != nullptr ? reinterpret_cast<sockaddr*>(m.peer->bytes) : nullptr,
+                         m.peer != nullptr ? reinterpret_cast<INT*>(&m.peer->length) : nullptr,
+                         &sl.ov, nullptr) == 0;
+      }
+      break;
+    }
     case op_code::accept: {
-      sockaddr_storage local{};
-      int len = sizeof local;
-      getsockname(s, reinterpret_cast<sockaddr*>(&local), &len);
-      sl.accepted = WSASocketW(local.ss_family, SOCK_STREAM, IPPROTO_TCP, nullptr, 0,
+      const int family = family_of(s);
+      const DWORD room = family == AF_UNIX ? local_address_room : address_room;
+      sl.accepted = WSASocketW(family, SOCK_STREAM, family == AF_UNIX ? 0 : IPPROTO_TCP, nullptr, 0,
                                WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
       if (sl.accepted == INVALID_SOCKET)
         return done_now(op, static_cast<DWORD>(WSAGetLastError()), 0);
-      ok = accept_ex_(s, sl.accepted, op.address->bytes, 0, address_room, address_room, &bytes,
-                      &sl.ov);
+      ok = accept_ex_(s, sl.accepted, op.address->bytes, 0, room, room, &bytes, &sl.ov);
       break;
     }
     case op_code::connect: {
+      if (reinterpret_cast<const sockaddr*>(op.address->bytes)->sa_family == AF_UNIX) {
+        // No ConnectEx for AF_UNIX: a local connect completes (or fails) at once, with
+        // the socket switched to non-blocking for the call.
+        u_long nb = 1;
+        ::ioctlsocket(s, FIONBIO, &nb);
+        const int r = ::connect(s, reinterpret_cast<const sockaddr*>(op.address->bytes),
+                                static_cast<int>(op.address->length));
+        const DWORD err = r == 0 ? 0 : static_cast<DWORD>(WSAGetLastError());
+        nb = 0;
+        ::ioctlsocket(s, FIONBIO, &nb);
+        return done_now(op, err, 0);
+      }
       // ConnectEx needs a bound socket.
       sockaddr_storage any{};
       any.ss_family = reinterpret_cast<const sockaddr*>(op.address->bytes)->sa_family;
@@ -553,6 +607,16 @@ private:
     }
     const DWORD err = static_cast<DWORD>(WSAGetLastError());
     if (err == WSA_IO_PENDING) return;
+    if (err == WSAEMSGSIZE && op.code == op_code::recv_message) {
+      // A datagram too big for the buffer, known at once: the buffer is full of its start.
+      auto& m = *static_cast<message*>(op.buffer);
+      std::size_t room = 0;
+      for (std::size_t i = 0; i < m.count; ++i)
+        room += m.parts[i].size;
+      m.truncated = true;
+      m.control_length = 0;
+      return done_now(op, 0, static_cast<std::int64_t>(room));
+    }
     if (sl.accepted != INVALID_SOCKET) closesocket(sl.accepted);
     if (op.code == op_code::recv_lent && sl.stage == 1) pool_.give_back(sl.lent);
     done_now(op, err, 0);
@@ -624,8 +688,9 @@ private:
       sockaddr* local = nullptr;
       sockaddr* remote = nullptr;
       int llen = 0, rlen = 0;
-      get_addrs_(op.address->bytes, 0, address_room, address_room, &local, &llen, &remote, &rlen);
-      unsigned char peer[sizeof(sockaddr_in6)] = {};
+      const DWORD room = family_of(s) == AF_UNIX ? local_address_room : address_room;
+      get_addrs_(op.address->bytes, 0, room, room, &local, &llen, &remote, &rlen);
+      unsigned char peer[sizeof(sockaddr_un)] = {};
       const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(rlen), sizeof peer);
       if (remote != nullptr) std::memcpy(peer, remote, n);
       std::memset(op.address->bytes, 0, sizeof op.address->bytes);
@@ -635,6 +700,13 @@ private:
     }
     if (op.code == op_code::connect && err == 0)
       setsockopt(s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, nullptr, 0);
+    if (op.code == op_code::recv_message) {
+      auto& m = *static_cast<message*>(op.buffer);
+      m.control_length = 0;
+      m.truncated = err == WSAEMSGSIZE; // the buffer is full; the rest of it is gone
+      if (m.truncated) err = 0;
+      if (err != 0 && m.peer != nullptr) m.peer->length = 0;
+    }
     deliver(err, bytes);
   }
 

@@ -11,7 +11,11 @@
 #include <netinet/tcp.h>
 #include <string>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
 
 namespace sluice::detail::sys {
 namespace {
@@ -35,15 +39,119 @@ void ensure_socket_library() noexcept {}
 
 std::error_code last_error() noexcept { return {errno, std::system_category()}; }
 
-result<native_handle> open_tcp(const endpoint& family_of) {
-  const int domain = family_of.is_v6() ? AF_INET6 : AF_INET;
+result<native_handle> open_stream(const endpoint& family_of) {
+  const int domain = family_of.is_local() ? AF_UNIX : family_of.is_v6() ? AF_INET6 : AF_INET;
   // Blocking mode: io_uring waits for readiness itself; a backend that needs
   // O_NONBLOCK (a reactor) sets it.
   const int fd = ::socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return error(last_error(), family_of.is_v6() ? "socket(AF_INET6, SOCK_STREAM)"
-                                                 : "socket(AF_INET, SOCK_STREAM)");
+    return error(last_error(), domain == AF_UNIX    ? "socket(AF_UNIX, SOCK_STREAM)"
+                               : domain == AF_INET6 ? "socket(AF_INET6, SOCK_STREAM)"
+                                                    : "socket(AF_INET, SOCK_STREAM)");
   return static_cast<native_handle>(fd);
+}
+
+result<native_handle> open_datagram(const endpoint& family_of) {
+  const int domain = family_of.is_v6() ? AF_INET6 : AF_INET;
+  const int fd = ::socket(domain, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return error(last_error(), domain == AF_INET6 ? "socket(AF_INET6, SOCK_DGRAM)"
+                                                  : "socket(AF_INET, SOCK_DGRAM)");
+  return static_cast<native_handle>(fd);
+}
+
+result<void> connect_now(native_handle h, const endpoint& ep) {
+  address_storage s;
+  to_storage(ep, s);
+  if (::connect(fd_of(h), reinterpret_cast<const sockaddr*>(s.bytes), s.length) < 0)
+    return error(last_error(), "connect to " + ep.to_string());
+  return {};
+}
+
+result<std::pair<native_handle, native_handle>> socket_pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+    return error(last_error(), "socketpair(AF_UNIX, SOCK_STREAM)");
+  return std::pair<native_handle, native_handle>(fds[0], fds[1]);
+}
+
+result<void> remove_stale_socket(const endpoint& ep) {
+  const std::string& path = ep.path();
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) < 0) return {}; // gone meanwhile: bind again
+  if (!S_ISSOCK(st.st_mode))
+    return error(errc::address_in_use,
+                 fmt::format("bind {}: the path exists and is not a socket (left as it is)", ep));
+  // A socket file: is anyone accepting on it? Connecting tells (at once, on AF_UNIX).
+  // A listener whose process just died may still accept for a few milliseconds (io_uring
+  // releases a dead process's files from a kernel worker): ask again for up to 200 ms
+  // before calling it live.
+  address_storage s;
+  to_storage(ep, s);
+  int err = 0;
+  for (int attempt = 0;; ++attempt) {
+    const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) return error(last_error(), fmt::format("bind {}: probing the socket file", ep));
+    const int r = ::connect(probe, reinterpret_cast<const sockaddr*>(s.bytes), s.length);
+    err = r == 0 ? 0 : errno;
+    ::close(probe);
+    if (err != 0 && err != EAGAIN) break;
+    if (attempt == 20)
+      return error(errc::address_in_use,
+                   fmt::format("bind {}: a server is accepting on this socket", ep));
+    ::usleep(10'000);
+  }
+  if (err != ECONNREFUSED)
+    return error(std::error_code(err, std::system_category()),
+                 fmt::format("bind {}: probing the socket file", ep));
+  if (::unlink(path.c_str()) < 0 && errno != ENOENT)
+    return error(last_error(), fmt::format("bind {}: removing the stale socket file", ep));
+  return {};
+}
+
+std::size_t control_space(std::size_t n) noexcept { return CMSG_SPACE(n * sizeof(int)); }
+
+std::size_t pack_fds(const native_handle* fds, std::size_t n, void* control) noexcept {
+  const std::size_t space = control_space(n);
+  std::memset(control, 0, space);
+  msghdr m{};
+  m.msg_control = control;
+  m.msg_controllen = space;
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(n * sizeof(int));
+  for (std::size_t i = 0; i < n; ++i) {
+    const int fd = static_cast<int>(fds[i]);
+    std::memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof fd);
+  }
+  return space;
+}
+
+namespace {
+template <class F> void each_fd(const void* control, std::size_t length, F&& f) {
+  if (control == nullptr || length == 0) return;
+  msghdr m{};
+  m.msg_control = const_cast<void*>(control);
+  m.msg_controllen = length;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < n; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      f(fd);
+    }
+  }
+}
+} // namespace
+
+void unpack_fds(const void* control, std::size_t length, std::vector<native_handle>& out) {
+  each_fd(control, length, [&](int fd) { out.push_back(fd); });
+}
+
+void close_fds(const void* control, std::size_t length) noexcept {
+  each_fd(control, length, [](int fd) { ::close(fd); });
 }
 
 result<void> bind(native_handle h, const endpoint& ep) {
@@ -83,6 +191,14 @@ result<void> set_linger(native_handle h, bool on, int seconds) {
   l.l_onoff = on ? 1 : 0;
   l.l_linger = seconds;
   return set_opt(h, SOL_SOCKET, SO_LINGER, l, "setsockopt(SO_LINGER)");
+}
+
+result<bool> is_listening(native_handle h) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  if (::getsockopt(fd_of(h), SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0)
+    return error(last_error(), "getsockopt(SO_ACCEPTCONN)");
+  return v != 0;
 }
 
 result<endpoint> local_endpoint(native_handle h) {

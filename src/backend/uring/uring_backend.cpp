@@ -17,6 +17,7 @@
 //   (docs/runtime.md, "io_uring features and fallbacks").
 #include "../backend.hpp"
 #include "../recv_pool.hpp"
+#include "../socket_ops.hpp"
 
 #include <atomic>
 #include <cerrno>
@@ -83,7 +84,7 @@ static_assert(sizeof(io_buffer) == sizeof(iovec) &&
 // What the backend keeps in operation::scratch.
 struct op_data {
   union {
-    msghdr msg;             // sendmsg
+    msghdr msg;             // sendmsg, send_message, recv_message
     __kernel_timespec ts{}; // timeout
   };
   __kernel_timespec deadline; // the linked timeout (absolute, CLOCK_MONOTONIC)
@@ -451,6 +452,25 @@ public:
       io_uring_prep_sendmsg(sqe, fd, &d.msg, MSG_NOSIGNAL);
       break;
     }
+    case op_code::send_message:
+    case op_code::recv_message: {
+      const auto& m = *static_cast<const message*>(op.buffer);
+      d.msg = msghdr{};
+      d.msg.msg_iov = reinterpret_cast<iovec*>(m.parts);
+      d.msg.msg_iovlen = m.count;
+      d.msg.msg_control = m.control;
+      d.msg.msg_controllen = m.control_length;
+      if (m.peer != nullptr) {
+        d.msg.msg_name = m.peer->bytes;
+        d.msg.msg_namelen =
+            op.code == op_code::send_message ? m.peer->length : sizeof(m.peer->bytes);
+      }
+      if (op.code == op_code::send_message)
+        io_uring_prep_sendmsg(sqe, fd, &d.msg, MSG_NOSIGNAL);
+      else // received descriptors are close-on-exec from the start
+        io_uring_prep_recvmsg(sqe, fd, &d.msg, MSG_CMSG_CLOEXEC | (m.datagram ? MSG_TRUNC : 0));
+      break;
+    }
     case op_code::shutdown: {
       const int how = op.flags == shutdown_receive ? SHUT_RD
                       : op.flags == shutdown_send  ? SHUT_WR
@@ -574,6 +594,10 @@ public:
   void discard(operation& op) noexcept override {
     if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
     if (op.code == op_code::recv_lent && !op.error && op.res > 0) pool_.give_back(op.lent_id);
+    if (op.code == op_code::recv_message && !op.error) { // descriptors nobody took
+      const auto& m = *static_cast<const message*>(op.buffer);
+      sys::close_fds(m.control, m.control_length);
+    }
   }
 
   void poll(bool block, std::int64_t wake_by) override {
@@ -867,6 +891,14 @@ private:
     }
     if (op.code == op_code::recv_lent) return take_receive(op, res, flags);
     fill(op, res);
+    if (op.code == op_code::recv_message) {
+      auto& m = *static_cast<message*>(op.buffer);
+      const msghdr& h = data(op).msg;
+      m.control_length = res >= 0 ? h.msg_controllen : 0;
+      m.truncated = res >= 0 && (h.msg_flags & MSG_TRUNC) != 0;
+      m.control_truncated = res >= 0 && (h.msg_flags & MSG_CTRUNC) != 0;
+      if (m.peer != nullptr) m.peer->length = res >= 0 ? h.msg_namelen : 0;
+    }
     if (op.multishot && (flags & IORING_CQE_F_MORE) != 0) {
       op.more = true; // a multishot accept: it stays pending
       return &op;

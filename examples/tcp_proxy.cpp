@@ -28,13 +28,10 @@ struct upstream_target {
 
 // The first address of the upstream that accepts, within the connect timeout.
 task<result<tcp::stream>> connect_upstream(io_context& io, const upstream_target& up) {
-  std::optional<sluice::error> last;
-  for (const endpoint& ep : up.addresses) {
-    auto s = co_await with_timeout(tcp::connect(io, ep), up.connect_timeout);
-    if (s) co_return std::move(*s);
-    last = std::move(s).error();
-  }
-  co_return error(last->code(), fmt::format("upstream {}: {}", up.name, last->message()));
+  auto s = co_await tcp::connect(io, up.addresses, up.connect_timeout);
+  if (!s)
+    co_return error(s.error().code(), fmt::format("upstream {}: {}", up.name, s.error().message()));
+  co_return std::move(*s);
 }
 
 task<void> forward(io_context& io, const upstream_target& up, tcp::stream& client) {

@@ -217,30 +217,11 @@ client::connection_to(const h1::url_parts& u, const std::string& what, bool fres
   auto eps =
       co_await with_timeout(resolve(io_, u.host, std::to_string(u.port)), options_.connect_timeout);
   if (!eps) co_return because(what, eps.error());
-  std::optional<sluice::error> last;
-  std::optional<tcp::stream> s;
-  for (const endpoint& ep : *eps) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    auto c = co_await with_timeout(tcp::connect(io_, ep), left);
-    if (c) {
-      s.emplace(std::move(*c));
-      break;
-    }
-    last = c.error() == errc::timed_out
-               ? sluice::error(errc::timed_out,
-                               fmt::format("connect to {} did not complete within {} ms", ep,
-                                           options_.connect_timeout.count()))
-               : std::move(c).error();
-  }
-  if (!s) {
-    if (!last)
-      last =
-          sluice::error(errc::timed_out, fmt::format("connect to {} did not complete within {} ms",
-                                                     u.host, options_.connect_timeout.count()));
-    co_return because(what, *last);
-  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  auto s =
+      co_await tcp::connect(io_, std::move(*eps), std::max(left, std::chrono::milliseconds(1)));
+  if (!s) co_return because(what, s.error());
   (void)s->set_nodelay(true);
   ++opened_;
   co_return std::make_unique<client_connection>(std::move(*s), key, options_.limits);

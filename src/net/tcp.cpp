@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
+#include <optional>
 #include <sluice/scope.hpp>
 #include <sluice/timer.hpp>
 
@@ -738,6 +739,28 @@ result<acceptor> acceptor::bind(io_context& io, const endpoint& ep, const listen
   if (!local) return std::move(local).error();
   a.local_ = *local;
   return a;
+}
+
+task<result<stream>> connect(io_context& io, std::vector<endpoint> eps,
+                             std::chrono::milliseconds timeout) {
+  if (eps.empty()) co_return error(errc::invalid_endpoint, "connect: no address to try");
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::optional<sluice::error> last;
+  for (const endpoint& ep : eps) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    auto c = co_await with_timeout(stream::connect(io, ep), left);
+    if (c) co_return std::move(*c);
+    if (c.error() == errc::timed_out)
+      co_return error(errc::timed_out, fmt::format("connect to {} did not complete within {} ms",
+                                                   ep, timeout.count()));
+    last = std::move(c).error();
+  }
+  if (!last)
+    last = error(errc::timed_out, fmt::format("connect to {} did not complete within {} ms",
+                                              eps.front(), timeout.count()));
+  co_return std::move(*last);
 }
 
 } // namespace sluice::tcp

@@ -136,3 +136,28 @@ TEST_CASE("resolve: lookups from several loops at once, each answered on its own
     t.join();
   CHECK(ok == 40);
 }
+
+TEST_CASE("tcp::connect over several addresses: the first that accepts, errors that say which") {
+  io_context io;
+  endpoint closed;
+  {
+    auto gone = loopback_acceptor(io);
+    closed = gone.local_endpoint();
+  }
+  auto acc = loopback_acceptor(io);
+  auto [c, s] = sync_wait(
+      io, when_all(tcp::connect(io, std::vector<endpoint>{closed, acc.local_endpoint()}, 5s),
+                   as_task(acc.accept())));
+  REQUIRE(c);
+  REQUIRE(s);
+  CHECK(*c->remote_endpoint() == acc.local_endpoint());
+
+  auto none = sync_wait(io, tcp::connect(io, std::vector<endpoint>{}, 5s));
+  REQUIRE(!none);
+  CHECK(none.error() == errc::invalid_endpoint);
+
+  auto refused = sync_wait(io, tcp::connect(io, std::vector<endpoint>{closed, closed}, 5s));
+  REQUIRE(!refused);
+  CHECK(refused.error() == errc::connection_refused);
+  CHECK(refused.error().context() == "connect to " + closed.to_string());
+}

@@ -11,6 +11,7 @@
 
 #include <sluice/export.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <sluice/detail/accept_queue.hpp>
 #include <sluice/detail/io_awaiter.hpp>
@@ -465,6 +466,13 @@ private:
 
 /// Connects to `ep` (same as stream::connect(io, ep)).
 inline task<result<stream>> connect(io_context& io, endpoint ep) { return stream::connect(io, ep); }
+
+/// Connects to the first of `eps` that accepts, trying them in order (as resolve()
+/// returns them), all within `timeout`: each attempt gets what is left of it. Fails
+/// with the last attempt's error, or errc::timed_out naming the address that was being
+/// tried and the bound; errc::invalid_endpoint if `eps` is empty.
+SLUICE_API task<result<stream>> connect(io_context& io, std::vector<endpoint> eps,
+                                        std::chrono::milliseconds timeout);
 
 } // namespace sluice::tcp
 

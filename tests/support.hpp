@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <optional>
 #include <sluice/sluice.hpp>
 #include <string>
 #include <string_view>
@@ -93,6 +94,20 @@ inline long open_descriptors() {
 inline sluice::task<void> yield_turns(sluice::io_context& io, int n) {
   for (int i = 0; i < n; ++i)
     co_await sluice::yield(io);
+}
+
+// Spawns make(i) for i in [0, n) in a scope and destroys the scope after two loop
+// turns: with n above the turn's budget, some operations have completed but not
+// resumed when their coroutines go (the lifetime rule under test).
+template <class Make> void spawn_then_destroy(sluice::io_context& io, int n, Make make) {
+  std::optional<sluice::async_scope> scope(std::in_place, io);
+  for (int i = 0; i < n; ++i)
+    scope->spawn(make(i));
+  auto destroyer = [&]() -> sluice::task<void> {
+    co_await yield_turns(io, 2);
+    scope.reset();
+  };
+  sluice::sync_wait(io, destroyer());
 }
 
 // Receives until the peer closes; returns everything.

@@ -63,7 +63,7 @@ endpoint from_storage(const address_storage& in) noexcept;
 // Text <-> binary address (inet_pton / inet_ntop).
 bool parse_ipv4(std::string_view text, unsigned char out[4]) noexcept;
 bool parse_ipv6(std::string_view text, unsigned char out[16]) noexcept;
-std::string format_ip(const endpoint& ep);
+std::string format_ip(const endpoint& ep); // IP addresses only
 
 // getaddrinfo (blocks): the distinct addresses of `host` with the port of `service`,
 // in the system's order. family: 0 any, 4 IPv4 only, 6 IPv6 only. An error's context

@@ -129,9 +129,7 @@ bool receive_awaiter::begin() {
     const std::size_t n = std::min(k.bytes.size(), buf_.size());
     std::copy_n(k.bytes.begin(), n, buf_.begin());
     sys::to_storage(k.from, peer_);
-    from_unread_ = true;
-    whole_ = k.whole;
-    msg_.truncated = k.whole > n;
+    msg_.truncated = k.cut || k.whole > n;
     op_.res = static_cast<std::int64_t>(k.whole);
     op_.error = {};
     return false;
@@ -151,7 +149,8 @@ receive_awaiter::~receive_awaiter() {
     const std::size_t n = std::min(whole, buf_.size());
     socket::kept k;
     k.bytes.assign(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
-    k.whole = msg_.truncated && whole <= buf_.size() ? whole + 1 : whole;
+    k.whole = whole;
+    k.cut = msg_.truncated;
     k.from = peer_.length > 0 ? sys::from_storage(peer_) : s_->peer_;
     s_->unread_.insert(s_->unread_.begin(), std::move(k));
     op_.error = make_error_code(errc::operation_aborted); // nothing left to release

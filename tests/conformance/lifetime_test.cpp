@@ -431,14 +431,7 @@ TEST_CASE("Receives destroyed after they completed, unresumed, keep their bytes 
     auto r = co_await pairs[i].server.recv(buf);
     if (r) got[i] = text(std::span(buf).first(*r));
   };
-  std::optional<async_scope> scope(std::in_place, io);
-  for (int i = 0; i < n; ++i)
-    scope->spawn(receiver(i));
-  auto destroyer = [&]() -> task<void> {
-    co_await yield_turns(io, 2);
-    scope.reset();
-  };
-  sync_wait(io, destroyer());
+  spawn_then_destroy(io, n, receiver);
   for (int i = 0; i < n; ++i) {
     if (got[i].empty()) got[i] = sync_wait(io, recv_exactly(pairs[i].server, 8));
     CHECK(got[i] == fmt::format("{:08}", i));

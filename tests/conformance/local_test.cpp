@@ -439,14 +439,7 @@ TEST_CASE("recv_fds destroyed after it received, unresumed: bytes kept, descript
           kept.push_back(std::move(f));
       }
     };
-    std::optional<async_scope> scope(std::in_place, io);
-    for (int i = 0; i < n; ++i)
-      scope->spawn(receiver(i));
-    auto destroyer = [&]() -> task<void> {
-      co_await yield_turns(io, 2);
-      scope.reset();
-    };
-    sync_wait(io, destroyer());
+    spawn_then_destroy(io, n, receiver);
     int destroyed = 0;
     for (int i = 0; i < n; ++i) {
       if (got[i].empty()) {

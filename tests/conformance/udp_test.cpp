@@ -231,14 +231,7 @@ TEST_CASE("udp: receives destroyed after they completed, unresumed, keep their d
     auto r = co_await socks[i].recv_from(buf);
     if (r) got[i] = text(std::span(buf).first(r->size));
   };
-  std::optional<async_scope> scope(std::in_place, io);
-  for (int i = 0; i < n; ++i)
-    scope->spawn(receiver(i));
-  auto destroyer = [&]() -> task<void> {
-    co_await yield_turns(io, 2);
-    scope.reset();
-  };
-  sync_wait(io, destroyer());
+  spawn_then_destroy(io, n, receiver);
   for (int i = 0; i < n; ++i) {
     if (got[i].empty()) {
       std::array<std::byte, 64> buf;

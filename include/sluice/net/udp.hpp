@@ -59,8 +59,6 @@ private:
   std::span<std::byte> buf_;
   bool connected_;
   bool began_ = false;
-  bool from_unread_ = false;
-  std::size_t whole_ = 0; ///< a kept datagram's whole size
   sluice::detail::io_buffer part_{};
   sluice::detail::message msg_{};
   sluice::detail::address_storage peer_;
@@ -180,7 +178,8 @@ private:
   /// A datagram a receive took whose coroutine was destroyed.
   struct kept {
     std::vector<std::byte> bytes; ///< what the destroyed receive's buffer held
-    std::size_t whole = 0;        ///< the datagram's size (more than bytes: cut)
+    std::size_t whole = 0;        ///< the datagram's size, where the OS told it
+    bool cut = false;             ///< it did not fit the destroyed receive's buffer
     endpoint from;
   };
   std::vector<kept> unread_; ///< for the next receives, oldest first

@@ -66,6 +66,7 @@ struct slot {
   DWORD flags;
   std::uint32_t lent; // recv_lent: the pooled buffer of the real read
   std::uint8_t stage; // recv_lent: 0 = the zero-byte wait, 1 = the real read
+  bool local;         // accept: an AF_UNIX listener (bigger AcceptEx addresses)
 };
 static_assert(sizeof(slot) <= sizeof(operation::scratch), "operation::scratch too small");
 static_assert(alignof(slot) <= 8);
@@ -569,7 +570,8 @@ private:
     }
     case op_code::accept: {
       const int family = family_of(s);
-      const DWORD room = family == AF_UNIX ? local_address_room : address_room;
+      sl.local = family == AF_UNIX;
+      const DWORD room = sl.local ? local_address_room : address_room;
       sl.accepted = WSASocketW(family, SOCK_STREAM, family == AF_UNIX ? 0 : IPPROTO_TCP, nullptr, 0,
                                WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
       if (sl.accepted == INVALID_SOCKET)
@@ -688,7 +690,7 @@ private:
       sockaddr* local = nullptr;
       sockaddr* remote = nullptr;
       int llen = 0, rlen = 0;
-      const DWORD room = family_of(s) == AF_UNIX ? local_address_room : address_room;
+      const DWORD room = sl.local ? local_address_room : address_room;
       get_addrs_(op.address->bytes, 0, room, room, &local, &llen, &remote, &rlen);
       unsigned char peer[sizeof(sockaddr_un)] = {};
       const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(rlen), sizeof peer);

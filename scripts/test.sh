@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The npm peer of the WebSocket tests (the ws package), kept out of the source tree;
+# the tests find it through SLUICE_NODE_MODULES (CMake), build/npm/node_modules here.
+if [ ! -d build/npm/node_modules/ws ]; then
+  mkdir -p build/npm
+  npm install --no-audit --no-fund --prefix build/npm ws@8.18.0
+fi
 
 jobs=$(nproc)
 

@@ -11,6 +11,7 @@
 #include <sluice/net/tcp.hpp>
 #include <sluice/net/transports.hpp>
 #include <sluice/net/udp.hpp>
+#include <sluice/net/websocket.hpp>
 #include <sluice/scope.hpp>
 #include <sluice/signal.hpp>
 #include <sluice/spawn.hpp>

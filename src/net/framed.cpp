@@ -1,5 +1,6 @@
 #include <sluice/net/framed.hpp>
 #include <sluice/net/transports.hpp>
+#include <sluice/net/websocket.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -16,6 +17,9 @@ std::span<const transport_info> transports() noexcept {
       {"framed", framed_stream::carries_disconnect_data(),
        "sluice framing over TCP: messages and a CLOSE frame with disconnect data "
        "(framed_stream, docs/framing.md)"},
+      {"websocket", websocket::stream::carries_disconnect_data(),
+       "WebSocket (RFC 6455) over TCP: the close frame's code and reason are the disconnect "
+       "data (websocket::stream, docs/websocket.md)"},
   };
   return list;
 }

@@ -573,6 +573,7 @@ std::string_view reason_phrase(int status) noexcept {
   case 413: return "Content Too Large";
   case 414: return "URI Too Long";
   case 417: return "Expectation Failed";
+  case 426: return "Upgrade Required";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";

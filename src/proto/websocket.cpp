@@ -84,11 +84,24 @@ const char* name(opcode op) noexcept {
 
 } // namespace
 
-connection::connection(role r, limits l, mask_source masks)
-    : role_(r), limits_(l), masks_(std::move(masks)) {
+connection::connection(role r, limits l, mask_source masks, std::optional<compression> deflate)
+    : role_(r), limits_(l), masks_(std::move(masks)), deflate_(std::move(deflate)) {
   // Masks must be unpredictable (RFC 6455 10.3): entropy is the caller's, not proto's.
   if (r == role::client && !masks_)
     throw local_error("websocket client connection: a mask_source is required");
+  if (deflate_) {
+    const auto& p = deflate_->params;
+    if (p.server_max_window_bits < 9 || p.server_max_window_bits > 15 ||
+        p.client_max_window_bits < 9 || p.client_max_window_bits > 15)
+      throw local_error(fmt::format("websocket permessage-deflate: window bits {}/{} (server/"
+                                    "client) outside 9 to 15",
+                                    p.server_max_window_bits, p.client_max_window_bits));
+    if (deflate_->level < 1 || deflate_->level > 9 || deflate_->mem_level < 1 ||
+        deflate_->mem_level > 9)
+      throw local_error(fmt::format("websocket permessage-deflate: level {} and mem_level {} "
+                                    "must be 1 to 9",
+                                    deflate_->level, deflate_->mem_level));
+  }
 }
 
 void connection::receive_data(std::span<const std::byte> bytes) {
@@ -165,9 +178,11 @@ event connection::step(bool& more) {
     }
     if (masked_) std::copy_n(at + pos, 4, mask_.begin());
 
-    if ((b0 & 0x70) != 0)
+    const bool rsv1 = (b0 & 0x40) != 0;
+    if ((b0 & 0x30) != 0 || (rsv1 && !deflate_))
       return fail(close_code::protocol_error,
-                  fmt::format("RSV bits {:#x} set, and no extension was negotiated", b0 & 0x70));
+                  fmt::format("RSV bits {:#x} set, and no extension was negotiated that uses them",
+                              b0 & (deflate_ ? 0x30 : 0x70)));
     const auto code = static_cast<std::uint8_t>(op_);
     if ((code >= 0x3 && code <= 0x7) || code >= 0xB)
       return fail(close_code::protocol_error, fmt::format("unknown opcode {:#x}", code));
@@ -180,6 +195,11 @@ event connection::step(bool& more) {
     if (role_ == role::client && masked_)
       return fail(close_code::protocol_error,
                   fmt::format("a masked {} frame from the server", name(op_)));
+    if (rsv1 && op_ != opcode::text && op_ != opcode::binary)
+      return fail(close_code::protocol_error,
+                  fmt::format("RSV1 (compressed) on a {} frame: only a message's first frame "
+                              "carries it",
+                              name(op_)));
     if (is_control(op_)) {
       if (!fin_)
         return fail(close_code::protocol_error, fmt::format("a fragmented {} frame", name(op_)));
@@ -206,6 +226,7 @@ event connection::step(bool& more) {
         if (clear_message_) message_.clear();
         clear_message_ = false;
         message_kind_ = op_;
+        compressed_ = rsv1;
         utf8_.reset();
       }
     }
@@ -223,7 +244,7 @@ event connection::step(bool& more) {
     if (masked_)
       for (std::size_t i = processed_; i < have; ++i)
         payload[i] ^= mask_[i % 4];
-    if (!is_control(op_) && message_kind_ == opcode::text) {
+    if (!is_control(op_) && message_kind_ == opcode::text && !compressed_) {
       const utf8_validator before = utf8_;
       if (!utf8_.feed(std::span(payload + processed_, have - processed_))) {
         // Find the offending byte again, for the message.
@@ -282,6 +303,17 @@ event connection::step(bool& more) {
 
   // A data frame.
   const bool text = message_kind_ == opcode::text;
+  if (compressed_) { // inflated once whole, then validated
+    message_.insert(message_.end(), body.begin(), body.end());
+    if (!fin_) {
+      more = true;
+      return need_data{};
+    }
+    const opcode kind = message_kind_;
+    message_kind_ = opcode::continuation;
+    clear_message_ = true;
+    return finish_compressed(kind);
+  }
   if (fin_ && text && !utf8_.complete())
     return fail(close_code::invalid_payload, "a text message that ends inside a UTF-8 sequence");
   if (fin_ && op_ != opcode::continuation) { // a whole message in one frame
@@ -302,9 +334,9 @@ event connection::step(bool& more) {
 // ---------------------------------------------------------------- sending
 
 void connection::frame(opcode op, bool fin, std::span<const std::byte> payload,
-                       std::vector<std::byte>& out) {
+                       std::vector<std::byte>& out, bool rsv1) {
   const bool mask = role_ == role::client;
-  out.push_back(std::byte((fin ? 0x80 : 0) | static_cast<std::uint8_t>(op)));
+  out.push_back(std::byte((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | static_cast<std::uint8_t>(op)));
   const std::uint8_t m = mask ? 0x80 : 0;
   const std::uint64_t n = payload.size();
   if (n < 126) {
@@ -352,7 +384,14 @@ void connection::send_fragment(opcode kind, std::span<const std::byte> payload, 
     if (!out_utf8_.feed(payload) || (fin && !out_utf8_.complete()))
       throw local_error("websocket send: text that is not UTF-8");
   }
-  frame(first ? kind : opcode::continuation, fin, payload, out);
+  if (first) // a fragmented message is compressed whole or not at all
+    sending_compressed_ = deflate_ && (!fin || payload.size() >= deflate_->threshold);
+  if (sending_compressed_) {
+    const auto packed = compress(payload, fin);
+    frame(first ? kind : opcode::continuation, fin, packed, out, first);
+  } else {
+    frame(first ? kind : opcode::continuation, fin, payload, out);
+  }
   sending_ = fin ? opcode::continuation : kind;
 }
 

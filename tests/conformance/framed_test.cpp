@@ -141,16 +141,19 @@ TEST_CASE("Messages above the limit are refused locally and by the receiver") {
   CHECK(r.error() == errc::message_too_large);
 }
 
-TEST_CASE("Transports say whether they carry disconnect data; TCP does not, framing does") {
+TEST_CASE(
+    "Transports say whether they carry disconnect data; TCP does not, framing and WebSocket do") {
   STATIC_REQUIRE(framed_stream::carries_disconnect_data());
   STATIC_REQUIRE_FALSE(tcp::stream::carries_disconnect_data());
   auto list = transports();
   REQUIRE(list.size() >= 2);
-  bool tcp_seen = false, framed_seen = false;
+  bool tcp_seen = false, framed_seen = false, websocket_seen = false;
   for (const auto& t : list) {
     if (t.name == "tcp") tcp_seen = !t.carries_disconnect_data;
     if (t.name == "framed") framed_seen = t.carries_disconnect_data;
+    if (t.name == "websocket") websocket_seen = t.carries_disconnect_data;
   }
   CHECK(tcp_seen);
   CHECK(framed_seen);
+  CHECK(websocket_seen);
 }

@@ -1,6 +1,7 @@
 // libFuzzer target: the WebSocket frame decoder. Decodes the input in both roles, cut
-// into pieces, checking the limits hold and nothing loops; then checks that messages,
-// fragments and control frames encoded from the input decode back exactly.
+// into pieces, with and without permessage-deflate, checking the limits hold (also for
+// what inflates) and nothing loops; then checks that messages, fragments and control
+// frames encoded from the input, compressed or not, decode back exactly.
 #include <sluice/proto/websocket.hpp>
 
 #include <cstdint>
@@ -21,17 +22,25 @@ std::array<std::byte, 4> mask_from(const std::uint8_t* data, std::size_t size) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
   limits l;
-  l.max_frame = 512;
+  l.max_frame = 600; // a 510-byte message may grow a little when compressed
   l.max_message = 2048;
   const std::size_t step = 1 + data[0] % 32;
   const std::byte* in = reinterpret_cast<const std::byte*>(data + 1);
   const std::size_t n = size - 1;
   const auto key = mask_from(data, size);
 
-  // 1. Arbitrary bytes, as a server and as a client: never crash, never loop, never
-  // hand out more than the limits allow.
-  for (role r : {role::server, role::client}) {
-    connection c(r, l, [&] { return key; });
+  compression z;
+  z.threshold = data[0] % 3 == 0 ? 0 : 16;
+  z.params.server_no_context_takeover = (data[0] & 0x40) != 0;
+  z.params.client_no_context_takeover = (data[0] & 0x80) != 0;
+  const bool deflate = (data[0] & 0x20) != 0;
+
+  // 1. Arbitrary bytes, as a server and as a client, with and without compression:
+  // never crash, never loop, never hand out more than the limits allow.
+  for (int pass = 0; pass < 4; ++pass) {
+    const role r = pass % 2 == 0 ? role::server : role::client;
+    connection c(
+        r, l, [&] { return key; }, pass >= 2 ? std::optional<compression>(z) : std::nullopt);
     bool done = false;
     for (std::size_t i = 0; i < n && !done; i += step) {
       c.receive_data(std::span(in + i, std::min(step, n - i)));
@@ -53,7 +62,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // 2. Round trip, client to server: binary messages cut from the input, some sent as
   // fragments with pings between them.
-  connection enc(role::client, l, [&] { return key; }), dec(role::server, l);
+  connection enc(
+      role::client, l, [&] { return key; }, deflate ? std::optional<compression>(z) : std::nullopt);
+  connection dec(role::server, l, {}, deflate ? std::optional<compression>(z) : std::nullopt);
   std::vector<std::byte> wire;
   std::vector<std::span<const std::byte>> sent;
   for (std::size_t i = 0; i < n;) {

@@ -182,7 +182,7 @@ TEST_CASE("websocket: every rule the peer can break fails with 1002, saying whic
       {role::client, raw({0x81, 0x82, 0, 0, 0, 0, 'h', 'i'}),
        "error:1002:a masked text frame from the server"},
       {role::client, raw({0xC1, 0x00}),
-       "error:1002:RSV bits 0x40 set, and no extension was negotiated"},
+       "error:1002:RSV bits 0x40 set, and no extension was negotiated that uses them"},
       {role::client, raw({0x83, 0x00}), "error:1002:unknown opcode 0x3"},
       {role::client, raw({0x8B, 0x00}), "error:1002:unknown opcode 0xb"},
       {role::client, raw({0x09, 0x00}), "error:1002:a fragmented ping frame"},

@@ -163,6 +163,9 @@ public:
 
   /// Bytes received and not yet turned into events (pipelined requests, say).
   std::size_t buffered() const noexcept { return view_.size() - pos_; }
+  /// Those bytes: after a message that switches protocols (a WebSocket handshake),
+  /// the first bytes of the new protocol. Valid until the next receive_data().
+  std::span<const std::byte> unparsed() const noexcept { return view_.subspan(pos_); }
   /// Whether the parser is reading from a caller's buffer (receive_borrowed).
   bool borrowing() const noexcept { return borrowing_; }
   /// The limits in force.

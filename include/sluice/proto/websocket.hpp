@@ -21,6 +21,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -85,6 +87,29 @@ struct limits {
   std::size_t max_message = 64u << 20; ///< payload of a whole (reassembled) message
 };
 
+/// The parameters of permessage-deflate agreed for one connection (RFC 7692 section 7;
+/// websocket_handshake.hpp negotiates them).
+struct deflate_params {
+  bool server_no_context_takeover = false;  ///< the server resets its compressor per message
+  bool client_no_context_takeover = false;  ///< the client resets its compressor per message
+  std::uint8_t server_max_window_bits = 15; ///< the server's LZ77 window: 2^bits bytes
+  std::uint8_t client_max_window_bits = 15; ///< the client's LZ77 window
+  bool operator==(const deflate_params&) const = default; ///< the same parameters
+};
+
+/// permessage-deflate on a connection: what was agreed, and how this end compresses.
+/// zlib's state is made on first use: a connection that never sends a message of
+/// `threshold` bytes or more has no compressor, one that never receives a compressed
+/// message no decompressor.
+struct compression {
+  deflate_params params; ///< as negotiated
+  /// Messages shorter than this are sent uncompressed (RSV1 clear), which the
+  /// extension allows: compressing a few bytes only makes them longer.
+  std::size_t threshold = 64;
+  int level = 6;     ///< zlib's level, 1 (fast) to 9 (small)
+  int mem_level = 8; ///< zlib's memLevel, 1 to 9: memory of the compressor's hash
+};
+
 /// Event: nothing complete is buffered; feed more bytes.
 struct need_data {};
 /// Event: a whole message (its fragments joined; text validated as UTF-8).
@@ -130,8 +155,14 @@ public:
 
   /// A connection of role `r` enforcing `l`. A client draws its masking keys from
   /// `masks`, which must be given (local_error otherwise): they must be unpredictable,
-  /// and proto has no entropy source of its own.
-  explicit connection(role r, limits l = {}, mask_source masks = {});
+  /// and proto has no entropy source of its own. With `deflate`, permessage-deflate is
+  /// on: compressed messages (RSV1) are accepted and inflated within `l.max_message`,
+  /// and messages of `deflate->threshold` bytes or more are sent compressed.
+  explicit connection(role r, limits l = {}, mask_source masks = {},
+                      std::optional<compression> deflate = std::nullopt);
+  ~connection();
+  connection(connection&&) noexcept;            ///< moves the whole state
+  connection& operator=(connection&&) noexcept; ///< moves the whole state
 
   // --- inputs
   /// Buffers bytes received from the transport.
@@ -162,12 +193,22 @@ public:
   bool local_closed() const noexcept { return local_closed_; } ///< ours was written
   bool failed() const noexcept { return failed_; }             ///< the peer broke the protocol
   role side() const noexcept { return role_; }                 ///< server or client
+  /// permessage-deflate, when on.
+  const std::optional<compression>& deflate() const noexcept { return deflate_; }
 
 private:
   protocol_error fail(std::uint16_t code, std::string description);
   event step(bool& more); ///< one frame; `more`: a fragment went into message_, go on
-  void frame(opcode op, bool fin, std::span<const std::byte> payload, std::vector<std::byte>& out);
+  void frame(opcode op, bool fin, std::span<const std::byte> payload, std::vector<std::byte>& out,
+             bool rsv1 = false);
   void compact();
+  event finish_compressed(opcode kind); ///< inflates message_ into inflated_
+  /// Deflates one fragment of an outgoing message (the tail 00 00 FF FF cut at its end).
+  std::span<const std::byte> compress(std::span<const std::byte> payload, bool fin);
+  struct zlib_state; ///< zlib's streams (websocket_deflate.cpp)
+  struct zlib_free {
+    void operator()(zlib_state* z) const noexcept;
+  };
 
   role role_;
   limits limits_;
@@ -191,6 +232,11 @@ private:
   std::size_t processed_ = 0;
   std::vector<std::byte> pending_;
   opcode sending_ = opcode::continuation; ///< a fragmented message we are sending
+  std::optional<compression> deflate_;
+  std::unique_ptr<zlib_state, zlib_free> zlib_;
+  bool compressed_ = false;         ///< the message being received has RSV1
+  bool sending_compressed_ = false; ///< the fragmented message being sent is compressed
+  std::vector<std::byte> inflated_; ///< the last compressed message, inflated
   bool peer_closed_ = false;
   bool local_closed_ = false;
   bool failed_ = false;

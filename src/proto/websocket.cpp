@@ -90,11 +90,14 @@ connection::connection(role r, limits l, mask_source masks, std::optional<compre
   if (r == role::client && !masks_)
     throw local_error("websocket client connection: a mask_source is required");
   if (deflate_) {
+    // Our compressor's window must be 9 to 15 bits (zlib's raw deflate has no 8); the
+    // peer's may be 8, which our decompressor (15 bits) reads anyway.
     const auto& p = deflate_->params;
-    if (p.server_max_window_bits < 9 || p.server_max_window_bits > 15 ||
-        p.client_max_window_bits < 9 || p.client_max_window_bits > 15)
+    const int ours = r == role::server ? p.server_max_window_bits : p.client_max_window_bits;
+    const int theirs = r == role::server ? p.client_max_window_bits : p.server_max_window_bits;
+    if (ours < 9 || ours > 15 || theirs < 8 || theirs > 15)
       throw local_error(fmt::format("websocket permessage-deflate: window bits {}/{} (server/"
-                                    "client) outside 9 to 15",
+                                    "client): ours must be 9 to 15, the peer's 8 to 15",
                                     p.server_max_window_bits, p.client_max_window_bits));
     if (deflate_->level < 1 || deflate_->level > 9 || deflate_->mem_level < 1 ||
         deflate_->mem_level > 9)

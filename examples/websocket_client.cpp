@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
   st.binary_size = opt.number("binary-size", 0, 0, 1L << 30);
   st.close_code = static_cast<std::uint16_t>(opt.number("close-code", 1000, 1000, 4999));
   st.close_reason = opt.get("close-reason", "");
-  st.ws.handshake.permessage_deflate = opt.get("deflate", "on") == "on";
+  st.ws.handshake.offer_deflate = opt.get("deflate", "on") == "on";
   if (opt.has("subprotocol")) st.ws.handshake.subprotocols = {opt.get("subprotocol", "")};
   auto io_owner = examples::start_io_context("websocket_client");
   if (!io_owner) return 1;

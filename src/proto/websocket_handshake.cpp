@@ -404,7 +404,7 @@ std::variant<accepted, refused> server_handshake(const http1::request& req,
       break;
     }
   }
-  if (o.permessage_deflate) {
+  if (o.accept_deflate) {
     a.deflate = accept_deflate(req, o);
     if (a.deflate) a.response.headers.add("Sec-WebSocket-Extensions", to_string(*a.deflate));
   }
@@ -429,7 +429,7 @@ http1::request client_request(std::string_view host, std::string_view target, st
       list += (list.empty() ? "" : ", ") + p;
     r.headers.add("Sec-WebSocket-Protocol", std::move(list));
   }
-  if (o.permessage_deflate) {
+  if (o.offer_deflate) {
     std::string offer = "permessage-deflate";
     if (o.deflate_no_context_takeover)
       offer += "; client_no_context_takeover; server_no_context_takeover";
@@ -476,7 +476,7 @@ result<negotiated> check_response(const http1::response_header& resp, std::strin
   for (auto element : list_elements(resp.headers, "sec-websocket-extensions")) {
     auto ext = parse_extension(element);
     if (!ext) return fail(fmt::format("a malformed extension '{}'", element.substr(0, 64)));
-    if (!iequals(ext->name, "permessage-deflate") || !o.permessage_deflate)
+    if (!iequals(ext->name, "permessage-deflate") || !o.offer_deflate)
       return fail(fmt::format("the server chose extension '{}', which was not offered",
                               ext->name.substr(0, 64)));
     if (n.deflate) return fail("the server chose permessage-deflate twice");

@@ -58,7 +58,8 @@ TEST_CASE("websocket: text, binary, empty and 4 MiB messages both ways, compress
     INFO("permessage-deflate " << deflate);
     io_context io;
     websocket::options o;
-    o.handshake.permessage_deflate = deflate;
+    o.handshake.offer_deflate = deflate;
+    o.handshake.accept_deflate = deflate;
     o.handshake.subprotocols = {"chat"};
     auto [c, s] = sync_wait(io, make_ws_pair(io, o, o));
     CHECK(c.subprotocol() == "chat");

@@ -51,6 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   handshake_options o;
   o.subprotocols = {"chat", "superchat"};
+  o.accept_deflate = size % 3 != 0;
   o.deflate_no_context_takeover = size % 2 == 0;
   o.deflate_max_window_bits = static_cast<std::uint8_t>(8 + size % 8);
 

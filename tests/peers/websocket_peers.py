@@ -3,15 +3,19 @@
 
 Against websocket_echo:
 - Python's websockets (asyncio) client, with and without permessage-deflate: text,
-  binary, empty and 4 MiB messages come back; a ping is answered; a close with 4000
+  binary, empty and 16 MiB messages come back; a ping is answered; a close with 4000
   "done" is echoed with the same code and reason; a subprotocol is agreed.
 - wsproto over a plain socket: a text message in three fragments with a ping between
   them comes back whole, compressed (PerMessageDeflate); close 1000 echoed.
 - The npm ws package (ws_peer.js client): permessage-deflate agreed, 1 MiB binary and
-  UTF-8 text echoed, pong, close 4001 echoed.
+  UTF-8 text echoed, pong, close 4001 "node done" echoed, and the server logs the code
+  and reason it read through recv_disconnect().
+- Started without --deflate on, the server declines a client's offer (the default, as
+  in npm's ws).
 - A plain HTTP GET is answered 426 with "Upgrade: websocket"; version 8 is answered 426
   with "Sec-WebSocket-Version: 13"; the server logs both and keeps serving.
-- An unmasked frame from a client is answered with close 1002 and logged.
+- An unmasked frame from a client is answered with close 1002, invalid UTF-8 in a text
+  message with 1007, and both are logged.
 - A message above --max-message is answered with close 1009.
 - SIGTERM with a client connected: the client gets close 1001, the server exits 0.
 
@@ -60,7 +64,7 @@ async def websockets_client(port, compression):
         assert ws.subprotocol == "chat", ws.subprotocol
         exts = ws.response_headers.get("Sec-WebSocket-Extensions")
         assert (exts is not None) == (compression is not None), exts
-        big = os.urandom(1 << 20) * 4
+        big = os.urandom(1 << 20) * 16
         for m in ("hello", b"\x00\x01\x02", "", "h\u00e9llo \u2603", big):
             await ws.send(m)
             back = await asyncio.wait_for(ws.recv(), TIMEOUT)
@@ -164,10 +168,20 @@ def violations(port):
     out = raw_exchange(port, hs, then=b"\x81\x02hi")
     assert out.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), out
     assert out.endswith(b"\x88\x02\x03\xea"), out[-16:]
+    # Invalid UTF-8 (a lone continuation byte) in a masked text frame: close 1007.
+    out = raw_exchange(port, hs, then=b"\x81\x83\x00\x00\x00\x00a\x80b")
+    assert out.endswith(b"\x88\x02\x03\xef"), out[-16:]
     # 2000 bytes against --max-message 1000: close 1009, from the header alone.
     frame = b"\x82\xfe\x07\xd0\x00\x00\x00\x00"
     out = raw_exchange(port, hs, then=frame)
     assert out.endswith(b"\x88\x02\x03\xf1"), out[-16:]
+
+
+async def declined(port):
+    async with websockets.connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT) as ws:
+        assert ws.response_headers.get("Sec-WebSocket-Extensions") is None, ws.response_headers
+        await ws.send("plain")
+        assert await ws.recv() == "plain"
 
 
 async def drained_by_sigterm(proc, port):
@@ -235,7 +249,8 @@ def node_server_for_client(client_bin):
 
 def main():
     echo_bin, client_bin = sys.argv[1], sys.argv[2]
-    proc, port = start(echo_bin, "--subprotocol", "chat", "--max-message", str(8 << 20))
+    proc, port = start(echo_bin, "--subprotocol", "chat", "--max-message", str(32 << 20),
+                       "--deflate", "on")
     try:
         asyncio.run(websockets_client(port, "deflate"))
         asyncio.run(websockets_client(port, None))
@@ -253,6 +268,8 @@ def main():
         err = stop(proc)
     assert "not a WebSocket handshake" in err, err
     assert "Sec-WebSocket-Version 8" in err, err
+    assert "closed with 4001 'node done'" in err, err
+    assert "closed with 4000 'done'" in err, err
 
     proc, port = start(echo_bin, "--max-message", "1000")
     try:
@@ -260,10 +277,12 @@ def main():
     finally:
         err = stop(proc)
     assert "an unmasked text frame from the client (closing with 1002)" in err, err
+    assert "invalid UTF-8 in a text message at byte 1 of its frame (closing with 1007)" in err, err
     assert "(closing with 1009)" in err, err
     print("violations: ok")
 
-    proc, port = start(echo_bin)
+    proc, port = start(echo_bin)  # compression off: the default
+    asyncio.run(declined(port))
     asyncio.run(drained_by_sigterm(proc, port))
     out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, err

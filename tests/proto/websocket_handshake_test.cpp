@@ -219,13 +219,16 @@ TEST_CASE("websocket handshake: subprotocols in the server's order of preference
 }
 
 TEST_CASE("websocket handshake: permessage-deflate offers, accepted or declined") {
-  auto answer = [](std::string_view ext, handshake_options o = {}) -> std::string {
+  handshake_options on;
+  on.accept_deflate = true;
+  auto answer = [&](std::string_view ext, std::optional<handshake_options> given = {}) {
+    const handshake_options o = given.value_or(on);
     auto d = server_handshake(
         parse_request(upgrade_request(fmt::format("Sec-WebSocket-Extensions: {}\r\n", ext))), o);
     const auto& a = std::get<accepted>(d);
     const std::string* v = a.response.headers.find("sec-websocket-extensions");
     CHECK((v != nullptr) == a.deflate.has_value());
-    return v ? *v : "declined";
+    return v ? *v : std::string("declined");
   };
   CHECK(answer("permessage-deflate") == "permessage-deflate");
   // What browsers send.
@@ -256,20 +259,21 @@ TEST_CASE("websocket handshake: permessage-deflate offers, accepted or declined"
   CHECK(answer("permessage-deflate; server_max_window_bits=8, permessage-deflate; "
                "client_max_window_bits") == "permessage-deflate");
   // The server's own wishes.
-  handshake_options small;
+  handshake_options small = on;
   small.deflate_no_context_takeover = true;
   small.deflate_max_window_bits = 10;
   CHECK(answer("permessage-deflate; client_max_window_bits", small) ==
         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
         "server_max_window_bits=10");
-  handshake_options off;
-  off.permessage_deflate = false;
+  handshake_options off; // a server's default: offers declined
+  CHECK(!off.accept_deflate);
   CHECK(answer("permessage-deflate", off) == "declined");
 }
 
 TEST_CASE("websocket handshake: a client checks the server's answer") {
   handshake_options o;
   o.subprotocols = {"chat"};
+  o.accept_deflate = true; // the server side of this exchange
   const auto req = client_request("example.com:8080", "/ws?x=1", rfc_key, o);
   CHECK(req.method == "GET");
   CHECK(req.target == "/ws?x=1");

@@ -47,8 +47,11 @@ struct handshake_options {
   /// that the client offered (its list is its preference); a client offers its list in
   /// order and accepts only one of them back.
   std::vector<std::string> subprotocols;
-  /// Negotiate permessage-deflate.
-  bool permessage_deflate = true;
+  /// Client: offer permessage-deflate (on by default, as browsers and npm's ws do).
+  bool offer_deflate = true;
+  /// Server: accept a client's permessage-deflate offer. Off by default, as in npm's ws:
+  /// a compressor costs memory per connection (docs/websocket.md).
+  bool accept_deflate = false;
   /// Ask for no context takeover on both sides: each message is compressed alone. Less
   /// memory per connection (no window kept between messages), worse compression.
   bool deflate_no_context_takeover = false;

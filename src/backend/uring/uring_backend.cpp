@@ -719,9 +719,28 @@ private:
   }
 
   std::error_code probe(std::string& why) {
-    io_uring_probe* pr = io_uring_get_probe_ring(&ring_);
+    // IORING_REGISTER_PROBE, retried when interrupted (EINTR, EAGAIN), and a failure names
+    // its errno. (CI once saw this probe fail right after another ring of the same
+    // thread was torn down; it did not reproduce, and the old message could not say why.)
+    io_uring_probe* pr = nullptr;
+    int err = 0;
+    for (int attempt = 0; attempt < 10 && pr == nullptr; ++attempt) {
+      constexpr unsigned ops = 256;
+      auto* p = static_cast<io_uring_probe*>(
+          std::calloc(1, sizeof(io_uring_probe) + ops * sizeof(io_uring_probe_op)));
+      if (p == nullptr) return std::make_error_code(std::errc::not_enough_memory);
+      const int rc = io_uring_register_probe(&ring_, p, ops);
+      if (rc >= 0) {
+        pr = p;
+        break;
+      }
+      std::free(p);
+      err = -rc;
+      if (err != EINTR && err != EAGAIN) break;
+    }
     if (pr == nullptr) {
-      why = "io_uring_get_probe failed (kernel before 5.6)";
+      why = fmt::format("io_uring probe (IORING_REGISTER_PROBE) failed: {}{}", std::strerror(err),
+                        err == EINVAL ? " (kernel before 5.6)" : "");
       return std::make_error_code(std::errc::function_not_supported);
     }
     struct need {

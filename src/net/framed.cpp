@@ -1,4 +1,6 @@
 #include <sluice/net/framed.hpp>
+
+#include "layered_close.hpp"
 #include <sluice/net/transports.hpp>
 #include <sluice/net/websocket.hpp>
 
@@ -94,44 +96,15 @@ task<result<void>> framed_stream::send_disconnect(std::span<const std::byte> dat
 }
 
 task<result<std::size_t>> framed_stream::recv_disconnect(std::span<std::byte> buffer) {
-  const auto pending =
-      disconnect_delivered_ ? std::span<const std::byte>() : conn_.disconnect_data();
-  auto r = co_await s_.recv_disconnect_layered(buffer, pending.size());
-  if (!r) co_return std::move(r).error();
-  if (pending.empty()) co_return std::size_t{0};
-  std::memcpy(buffer.data(), pending.data(), pending.size());
-  disconnect_delivered_ = true; // a second call succeeds with no data
-  co_return pending.size();
+  co_return co_await detail::layered_recv_disconnect(s_, buffer, conn_.disconnect_data(),
+                                                     disconnect_delivered_);
 }
 
 task<framed_stream::close_report> framed_stream::graceful_close(std::span<const std::byte> data,
                                                                 tcp::graceful_close_options o) {
-  using clock = std::chrono::steady_clock;
-  close_report rep;
-  const auto deadline = clock::now() + o.deadline;
-  auto left = [&] { return std::max(clock::duration::zero(), deadline - clock::now()); };
-  auto sent = co_await with_timeout(send_disconnect(data), left());
-  if (!sent) {
-    rep.timed_out = sent.error() == errc::timed_out;
-    rep.aborted = true;
-    s_.abort();
-    co_return rep;
-  }
-  std::size_t discarded_bytes = 0;
-  while (!conn_.peer_closed()) {
-    auto m = co_await with_timeout(recv(), left());
-    if (!m || discarded_bytes > o.max_discard) {
-      rep.timed_out = !m && m.error() == errc::timed_out;
-      rep.aborted = true;
-      s_.abort();
-      co_return rep;
-    }
-    if (!*m) break; // the peer's CLOSE
-    ++rep.messages_discarded;
-    discarded_bytes += (*m)->size();
-  }
-  rep.peer_close_seen = true;
-  co_return rep;
+  co_return co_await detail::close_handshake<close_report>(
+      s_, o, [&] { return send_disconnect(data); }, [&] { return conn_.peer_closed(); },
+      [&] { return recv(); }, [](const std::vector<std::byte>& m) { return m.size(); });
 }
 
 } // namespace sluice

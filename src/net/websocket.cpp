@@ -2,6 +2,8 @@
 // handshake and frame layer. docs/websocket.md has the design.
 #include <sluice/net/websocket.hpp>
 
+#include "layered_close.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
@@ -124,11 +126,6 @@ task<result<std::optional<message>>> stream::receive() {
     if (std::holds_alternative<ws::pong>(ev)) continue;
     if (auto* c = std::get_if<ws::peer_close>(&ev)) {
       peer_close_ = close_info{c->code, c->reason};
-      if (c->code != close_code::no_status) {
-        disconnect_data_ = {std::byte(c->code >> 8), std::byte(c->code & 0xFF)};
-        const auto r = as_bytes(c->reason);
-        disconnect_data_.insert(disconnect_data_.end(), r.begin(), r.end());
-      }
       // Our echoing close (if we had not closed), then the FIN: both sides are done.
       auto f = co_await flush_pending();
       if (f && !fin_sent_) {
@@ -217,46 +214,27 @@ task<result<void>> stream::send_disconnect(std::uint16_t code, std::string_view 
 }
 
 task<result<std::size_t>> stream::recv_disconnect(std::span<std::byte> buffer) {
-  const auto pending = disconnect_delivered_ ? std::span<const std::byte>()
-                                             : std::span<const std::byte>(disconnect_data_);
-  auto r = co_await s_.recv_disconnect_layered(buffer, pending.size());
-  if (!r) co_return std::move(r).error();
-  if (pending.empty()) co_return std::size_t{0};
-  std::memcpy(buffer.data(), pending.data(), pending.size());
-  disconnect_delivered_ = true; // a second call succeeds with no data
-  co_return pending.size();
+  // The disconnect data: the close code (big-endian) and the reason, as on the wire.
+  std::vector<std::byte> data;
+  if (peer_close_ && peer_close_->code != close_code::no_status) {
+    const auto r = as_bytes(peer_close_->reason);
+    data.resize(2 + r.size());
+    data[0] = std::byte(peer_close_->code >> 8);
+    data[1] = std::byte(peer_close_->code & 0xFF);
+    std::copy(r.begin(), r.end(), data.begin() + 2);
+  }
+  co_return co_await detail::layered_recv_disconnect(s_, buffer, data, disconnect_delivered_);
 }
 
 task<stream::close_report> stream::graceful_close(std::uint16_t code, std::string_view reason,
                                                   tcp::graceful_close_options o) {
-  using clock = std::chrono::steady_clock;
-  close_report rep;
-  const auto deadline = clock::now() + o.deadline;
-  auto left = [&] { return std::max(clock::duration::zero(), deadline - clock::now()); };
-  if (!conn_.local_closed()) {
-    auto sent = co_await with_timeout(send_disconnect(code, reason), left());
-    if (!sent) {
-      rep.timed_out = sent.error() == errc::timed_out;
-      rep.aborted = true;
-      s_.abort();
-      co_return rep;
-    }
-  }
-  std::size_t discarded_bytes = 0;
-  while (!peer_close_) {
-    auto m = co_await with_timeout(receive(), left());
-    if (!m || discarded_bytes > o.max_discard) {
-      rep.timed_out = !m && m.error() == errc::timed_out;
-      rep.aborted = true;
-      s_.abort();
-      co_return rep;
-    }
-    if (!*m) break; // the peer's close frame
-    ++rep.messages_discarded;
-    discarded_bytes += (*m)->data.size();
-  }
-  rep.peer_close_seen = true;
-  co_return rep;
+  auto send_close = [&]() -> task<result<void>> {
+    if (conn_.local_closed()) co_return result<void>(); // sent already
+    co_return co_await send_disconnect(code, reason);
+  };
+  co_return co_await detail::close_handshake<close_report>(
+      s_, o, send_close, [&] { return peer_close_.has_value(); }, [&] { return receive(); },
+      [](const message& m) { return m.data.size(); });
 }
 
 // ---------------------------------------------------------------- handshake
@@ -318,23 +296,28 @@ task<result<stream>> accept_within(tcp::stream& s, const options& o) {
 
 } // namespace
 
-task<result<stream>> accept(tcp::stream s, options o) {
-  auto r = co_await with_timeout(accept_within(s, o), o.handshake_timeout);
+namespace {
+// `t` bounded by the handshake timeout; running out is reported as "`late` within N ms".
+task<result<stream>> bounded(task<result<stream>> t, std::chrono::milliseconds limit,
+                             std::string late) {
+  auto r = co_await with_timeout(std::move(t), limit);
   if (!r && r.error() == errc::timed_out)
-    co_return error(errc::timed_out,
-                    fmt::format("websocket accept from {}: no handshake within {} ms", peer_of(s),
-                                o.handshake_timeout.count()));
+    co_return error(errc::timed_out, fmt::format("{} within {} ms", late, limit.count()));
   co_return r;
+}
+} // namespace
+
+task<result<stream>> accept(tcp::stream s, options o) {
+  const auto limit = o.handshake_timeout;
+  std::string late = fmt::format("websocket accept from {}: no handshake", peer_of(s));
+  co_return co_await bounded(accept_within(s, o), limit, std::move(late));
 }
 
 task<result<stream>> accept(tcp::stream s, const http1::request& request,
                             std::span<const std::byte> early, options o) {
-  auto r = co_await with_timeout(accept_request(s, request, early, o), o.handshake_timeout);
-  if (!r && r.error() == errc::timed_out)
-    co_return error(errc::timed_out,
-                    fmt::format("websocket accept from {}: could not answer within {} ms",
-                                peer_of(s), o.handshake_timeout.count()));
-  co_return r;
+  const auto limit = o.handshake_timeout;
+  std::string late = fmt::format("websocket accept from {}: could not answer", peer_of(s));
+  co_return co_await bounded(accept_request(s, request, early, o), limit, std::move(late));
 }
 
 namespace {
@@ -382,14 +365,11 @@ task<result<stream>> handshake(tcp::stream& s, std::string host, std::string tar
 task<result<stream>> connect(tcp::stream s, std::string_view host, std::string_view target,
                              options o) {
   const std::string what = fmt::format("websocket connect to {}{}", host, target);
-  auto r = co_await with_timeout(handshake(s, std::string(host), std::string(target), o),
-                                 o.handshake_timeout);
-  if (!r) {
-    if (r.error() == errc::timed_out)
-      co_return error(errc::timed_out, fmt::format("{}: no handshake within {} ms", what,
-                                                   o.handshake_timeout.count()));
+  const auto limit = o.handshake_timeout;
+  auto r = co_await bounded(handshake(s, std::string(host), std::string(target), o), limit,
+                            what + ": no handshake");
+  if (!r && r.error() != errc::timed_out)
     co_return error(r.error().code(), fmt::format("{}: {}", what, r.error().context()));
-  }
   co_return r;
 }
 

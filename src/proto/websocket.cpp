@@ -399,17 +399,21 @@ void connection::send_fragment(opcode kind, std::span<const std::byte> payload, 
 }
 
 void connection::send_ping(std::span<const std::byte> payload, std::vector<std::byte>& out) {
-  if (local_closed_) throw local_error("websocket ping: the close frame was already sent");
-  if (payload.size() > 125)
-    throw local_error(fmt::format("websocket ping of {} bytes (the limit is 125)", payload.size()));
-  frame(opcode::ping, true, payload, out);
+  send_control(opcode::ping, "ping", payload, out);
 }
 
 void connection::send_pong(std::span<const std::byte> payload, std::vector<std::byte>& out) {
-  if (local_closed_) throw local_error("websocket pong: the close frame was already sent");
+  send_control(opcode::pong, "pong", payload, out);
+}
+
+void connection::send_control(opcode op, const char* what, std::span<const std::byte> payload,
+                              std::vector<std::byte>& out) {
+  if (local_closed_)
+    throw local_error(fmt::format("websocket {}: the close frame was already sent", what));
   if (payload.size() > 125)
-    throw local_error(fmt::format("websocket pong of {} bytes (the limit is 125)", payload.size()));
-  frame(opcode::pong, true, payload, out);
+    throw local_error(
+        fmt::format("websocket {} of {} bytes (the limit is 125)", what, payload.size()));
+  frame(op, true, payload, out);
 }
 
 void connection::send_close(std::uint16_t code, std::string_view reason,

@@ -138,8 +138,7 @@ private:
   std::vector<std::byte> in_;
   std::string subprotocol_;
   std::optional<proto::websocket::deflate_params> deflate_;
-  std::optional<close_info> peer_close_;
-  std::vector<std::byte> disconnect_data_;
+  std::optional<close_info> peer_close_; ///< its code and reason: the disconnect data
   bool disconnect_delivered_ = false;
   bool fin_sent_ = false;
 };

@@ -199,6 +199,9 @@ public:
 private:
   protocol_error fail(std::uint16_t code, std::string description);
   event step(bool& more); ///< one frame; `more`: a fragment went into message_, go on
+  /// A ping or pong (`what` names it in errors).
+  void send_control(opcode op, const char* what, std::span<const std::byte> payload,
+                    std::vector<std::byte>& out);
   void frame(opcode op, bool fin, std::span<const std::byte> payload, std::vector<std::byte>& out,
              bool rsv1 = false);
   void compact();

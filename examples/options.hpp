@@ -86,9 +86,10 @@ private:
 
 // An io_context on the backend SLUICE_BACKEND names (or the best one), or nullptr after
 // printing why it cannot start.
-inline std::unique_ptr<sluice::io_context> start_io_context(const char* program) {
+inline std::unique_ptr<sluice::io_context>
+start_io_context(const char* program, const sluice::io_context::options& o = {}) {
   try {
-    return std::make_unique<sluice::io_context>();
+    return std::make_unique<sluice::io_context>(o);
   } catch (const std::system_error& e) {
     fmt::print(stderr, "{}: cannot start an io_context: {}\n", program, e.what());
     return nullptr;

@@ -1,6 +1,9 @@
 // Backend selection: the only #if ladder over backends.
 #include "backend.hpp"
+#include "socket_ops.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <fmt/format.h>
 #include <mutex>
 
@@ -59,6 +62,15 @@ result<std::unique_ptr<backend>> make_backend(io_context& io, std::string_view n
   return error(
       errc::unsupported_backend,
       fmt::format("SLUICE_BACKEND='{}' names no backend (known: uring, asio, iocp)", name));
+}
+
+void sys::finish_datagram(std::byte* buf, std::size_t size, std::uint32_t name_length,
+                          std::size_t whole, bool truncated) noexcept {
+  datagram_header h{};
+  h.name_length = std::min<std::uint32_t>(name_length, datagram_name_room);
+  h.whole_size = static_cast<std::uint32_t>(whole);
+  h.flags = truncated || whole > size - datagram_payload_offset ? datagram_truncated : 0;
+  std::memcpy(buf, &h, sizeof h);
 }
 
 } // namespace sluice::detail

@@ -28,6 +28,11 @@
 //                 completes with ENOBUFS, which is not the end of the stream. An idle
 //                 receive holds no buffer (io_uring: a buffer ring; Asio: read on
 //                 readiness; IOCP: a zero-byte WSARecv first).
+//                 With op.flags recv_datagram (UDP), each completion is one datagram in
+//                 the layout of datagram_header (operation.hpp): io_uring's multishot
+//                 recvmsg writes it; the others recvmsg / WSARecvFrom into it (IOCP
+//                 holds the buffer while it waits: a zero-byte receive would eat the
+//                 datagram). Its res is never 0: an empty datagram still has a header.
 //   cancel(op)    ask for op to complete early with operation_aborted (ECANCELED or
 //                 its platform twin). Best effort: op may still complete normally —
 //                 and then its result is delivered, so nothing received is lost.

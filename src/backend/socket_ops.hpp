@@ -38,6 +38,14 @@ std::size_t pack_fds(const native_handle* fds, std::size_t n, void* control) noe
 void unpack_fds(const void* control, std::size_t length, std::vector<native_handle>& out);
 // Closes the descriptors of a received control buffer nobody will take.
 void close_fds(const void* control, std::size_t length) noexcept;
+// One datagram, without waiting, into a pool buffer of `size` bytes at `buf` in the
+// layout of a recv_lent of a datagram (datagram_header, the sender, the bytes). Returns
+// the bytes used (op.res), or -errno (-EAGAIN: none there). POSIX only.
+std::int64_t recv_datagram_now(native_handle h, std::byte* buf, std::size_t size) noexcept;
+// The same layout's header, written after a receive put the sender and `stored` bytes in
+// place; `whole` is the datagram's size as the OS told it.
+void finish_datagram(std::byte* buf, std::size_t size, std::uint32_t name_length, std::size_t whole,
+                     bool truncated) noexcept;
 result<void> bind(native_handle h, const endpoint& ep);
 result<void> listen(native_handle h, int backlog);
 result<void> set_reuse_address(native_handle h, bool on);

@@ -2,6 +2,7 @@
 
 #include "../backend/backend.hpp"
 #include "../backend/socket_ops.hpp"
+#include "heap_lend.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -314,16 +315,6 @@ result<std::size_t> recv_awaiter::end() {
 
 // ------------------------------------------------------------- recv_some
 
-namespace {
-// Bytes a destroyed recv had received, handed out as a lent_buffer of their own.
-class heap_lend final : public sluice::detail::buffer_pool {
-public:
-  explicit heap_lend(std::vector<std::byte> b) : bytes(std::move(b)) {}
-  void give_back(std::uint32_t) noexcept override { delete this; }
-  std::vector<std::byte> bytes;
-};
-} // namespace
-
 recv_some_awaiter::recv_some_awaiter(stream& s) : s_(&s) {
   op_.ctx = s.io_;
   op_.code = sluice::detail::op_code::recv_lent;
@@ -335,9 +326,8 @@ bool recv_some_awaiter::begin() {
   if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
   began_ = true;
   if (!s_->unread_.empty()) {
-    auto* h = new heap_lend(std::move(s_->unread_));
+    kept_ = sluice::detail::heap_lend::make(std::move(s_->unread_));
     s_->unread_.clear();
-    kept_ = lent_buffer(*h, 0, h->bytes.data(), h->bytes.size());
     op_.error = {};
     return false;
   }

@@ -17,9 +17,12 @@ receiver::receiver(io_context& io) noexcept : io_(&io) {
   op_.background = true; // a reader waiting on it is the loop's work, not the receive
 }
 
-void receiver::open(native_handle h) noexcept {
+void receiver::open(native_handle h, bool datagrams) {
   handle_ = h;
   op_.handle = h;
+  op_.flags = datagrams ? recv_datagram : 0;
+  if (datagrams && sender_ == nullptr) sender_ = std::make_unique<address_storage>();
+  op_.address = datagrams ? sender_.get() : nullptr;
   closed_ = false;
   parked_ = false;
   watcher_ = nullptr;

@@ -1,6 +1,7 @@
 // UDP on every backend: datagrams to and from any peer, connected sockets, truncation
 // reported with sizes, empty datagrams, limits, cancellation, and datagrams received
-// for a destroyed coroutine kept for the next receive.
+// for a destroyed coroutine kept for the next receive; the same for recv_some_from
+// (datagrams in lent pool buffers: io_uring's multishot recvmsg), with an exhausted pool.
 #include "../support.hpp"
 
 #include <sluice/net/udp.hpp>
@@ -242,4 +243,226 @@ TEST_CASE("udp: receives destroyed after they completed, unresumed, keep their d
     }
     CHECK(got[i] == fmt::format("{:08}", i));
   }
+}
+
+// ------------------------------------------------- recv_some_from (lent buffers)
+
+namespace {
+std::string lent_text(const udp::lent_datagram& d) { return text(d.data.data()); }
+} // namespace
+
+TEST_CASE("udp: recv_some_from lends each datagram with its sender, IPv4 and IPv6, empty "
+          "ones included") {
+  io_context io;
+  for (const endpoint& any : {endpoint::loopback_v4(0), endpoint::loopback_v6(0)}) {
+    auto a = bound(io, any);
+    auto b = bound(io, any);
+    for (const char* m : {"first", "", "third one"}) {
+      auto w = sync_wait(io, as_task(a.send_to(m, where(b))));
+      REQUIRE(w);
+    }
+    for (const std::string m : {"first", "", "third one"}) {
+      auto got = sync_wait(io, as_task(b.recv_some_from()));
+      REQUIRE(got);
+      CHECK(lent_text(*got) == m);
+      CHECK(got->data.size() == m.size());
+      CHECK(got->from == where(a));
+    }
+    // The receive pool lent them; they all went back.
+    CHECK(io.stats().buffers_in_use == 0);
+  }
+}
+
+TEST_CASE("udp: recv_some_from: a datagram bigger than a pool buffer is an error naming its "
+          "size and the limit; the next one arrives whole") {
+  io_context::options o;
+  o.recv_buffer_size = 1024;
+  io_context io(o);
+  auto a = bound(io);
+  auto b = bound(io);
+  const std::string big(3000, 'B');
+  REQUIRE(sync_wait(io, as_task(a.send_to(big, where(b)))));
+  REQUIRE(sync_wait(io, as_task(a.send_to("next", where(b)))));
+  auto cut = sync_wait(io, as_task(b.recv_some_from()));
+  REQUIRE(!cut);
+  CHECK(cut.error() == errc::message_too_large);
+  const std::string msg = cut.error().message();
+  INFO(msg);
+  CHECK(msg.find(fmt::format("udp recv_some_from on {} from {}", where(b), where(a))) !=
+        std::string::npos);
+  CHECK(msg.find("(880 bytes for the datagram: options recv_buffer_size 1024, less 144") !=
+        std::string::npos);
+#ifndef _WIN32
+  CHECK(msg.find("a datagram of 3000 bytes") != std::string::npos);
+#endif
+  auto next = sync_wait(io, as_task(b.recv_some_from()));
+  REQUIRE(next);
+  CHECK(lent_text(*next) == "next");
+  next->data.release();
+  CHECK(io.stats().buffers_in_use == 0);
+
+  // A pool whose buffers cannot hold a header and a sender: said at once.
+  io_context::options tiny;
+  tiny.recv_buffer_size = 100;
+  io_context io2(tiny);
+  auto c = bound(io2);
+  auto r = sync_wait(io2, as_task(c.recv_some_from()));
+  REQUIRE(!r);
+  CHECK(r.error() == errc::buffer_too_small);
+  CHECK(r.error().message().find("receive buffers (100 bytes, options recv_buffer_size)") !=
+        std::string::npos);
+}
+
+TEST_CASE("udp: recv_some_from through an exhausted pool waits for a buffer to come back; a "
+          "burst arrives in order, none lost") {
+  io_context::options o;
+  o.recv_buffer_size = 512;
+  o.recv_buffers = 2;
+  o.max_recv_buffers = 4;
+  io_context io(o);
+  auto a = bound(io);
+  auto b = bound(io);
+  constexpr int n = 40;
+  for (int i = 0; i < n; ++i)
+    REQUIRE(sync_wait(io, as_task(a.send_to(fmt::format("{:04}", i), where(b)))));
+  // Hold as many datagrams as the pool has buffers: the next receive must wait, not fail.
+  std::vector<udp::lent_datagram> held;
+  for (int i = 0; i < 4; ++i) {
+    auto d = sync_wait(io, as_task(b.recv_some_from()));
+    REQUIRE(d);
+    CHECK(lent_text(*d) == fmt::format("{:04}", i));
+    held.push_back(std::move(*d));
+  }
+  CHECK(io.stats().buffers_in_use == 4);
+  std::optional<result<udp::lent_datagram>> fifth;
+  auto reader = [&]() -> task<void> { fifth.emplace(co_await b.recv_some_from()); };
+  auto releaser = [&]() -> task<void> {
+    co_await yield_turns(io, 5);
+    CHECK(!fifth.has_value()); // starved, still waiting
+    held.front().data.release();
+  };
+  sync_wait(io, when_all(reader(), releaser()));
+  REQUIRE(fifth.has_value());
+  REQUIRE(*fifth);
+  CHECK(lent_text(**fifth) == "0004");
+  fifth.reset();
+  held.clear();
+  // The rest, in order, each buffer going back before the next receive.
+  for (int i = 5; i < n; ++i) {
+    auto d = sync_wait(io, as_task(b.recv_some_from()));
+    REQUIRE(d);
+    CHECK(lent_text(*d) == fmt::format("{:04}", i));
+  }
+  CHECK(io.stats().buffers_in_use == 0);
+}
+
+TEST_CASE("udp: recv_from after recv_some_from takes the next datagrams in order, truncation "
+          "still reported") {
+  io_context io;
+  auto a = bound(io);
+  auto b = bound(io);
+  for (const char* m : {"one", "two", "a longer third", "four"})
+    REQUIRE(sync_wait(io, as_task(a.send_to(m, where(b)))));
+  auto first = sync_wait(io, as_task(b.recv_some_from()));
+  REQUIRE(first);
+  CHECK(lent_text(*first) == "one");
+  std::array<std::byte, 8> buf;
+  auto second = sync_wait(io, as_task(b.recv_from(buf)));
+  REQUIRE(second);
+  CHECK(text(std::span(buf).first(second->size)) == "two");
+  CHECK(second->from == where(a));
+  auto third = sync_wait(io, as_task(b.recv_from(buf)));
+  REQUIRE(!third);
+  CHECK(third.error() == errc::message_too_large);
+  CHECK(third.error().message().find("a datagram of 14 bytes does not fit the 8-byte buffer") !=
+        std::string::npos);
+  CHECK(text(buf) == "a longer");
+  auto fourth = sync_wait(io, as_task(b.recv_some_from()));
+  REQUIRE(fourth);
+  CHECK(lent_text(*fourth) == "four");
+  // And on a connected socket: recv() too.
+  REQUIRE(b.connect(where(a)));
+  REQUIRE(sync_wait(io, as_task(a.send_to("five", where(b)))));
+  auto fifth = sync_wait(io, as_task(b.recv(buf)));
+  REQUIRE(fifth);
+  CHECK(text(std::span(buf).first(*fifth)) == "five");
+}
+
+TEST_CASE("udp: recv_some_from is cancellable and bounded; close() ends it; nothing received "
+          "is lost") {
+  io_context io;
+  auto a = bound(io);
+  auto b = bound(io);
+  auto timed = sync_wait(io, as_task(with_timeout(b.recv_some_from(), 20ms)));
+  REQUIRE(!timed);
+  CHECK(timed.error() == errc::timed_out);
+  CHECK(timed.error().context() ==
+        fmt::format("udp recv_some_from on {} after a deadline of 20 ms", where(b)));
+  REQUIRE(sync_wait(io, as_task(a.send_to("after", where(b)))));
+  auto got = sync_wait(io, as_task(b.recv_some_from()));
+  REQUIRE(got);
+  CHECK(lent_text(*got) == "after");
+  got->data.release();
+
+  // Stopped through its stop token.
+  {
+    stop_source stop;
+    auto waiter = [&]() -> task<result<udp::lent_datagram>> {
+      co_return co_await with_stop_token(as_task(b.recv_some_from()), stop.get_token());
+    };
+    auto stopper = [&]() -> task<void> {
+      co_await yield_turns(io, 2);
+      stop.request_stop();
+    };
+    auto [r, ignored] = sync_wait(io, when_all(boxed(waiter()), stopper()));
+    REQUIRE(!r.value);
+    CHECK(r.value.error() == errc::operation_aborted);
+  }
+
+  // Closed while a receive waits: it ends with operation_aborted.
+  auto waiter = [&]() -> task<result<udp::lent_datagram>> {
+    co_return co_await b.recv_some_from();
+  };
+  auto closer = [&]() -> task<void> {
+    co_await yield_turns(io, 2);
+    b.close();
+  };
+  auto [r, ignored] = sync_wait(io, when_all(boxed(waiter()), closer()));
+  REQUIRE(!r.value);
+  CHECK(r.value.error() == errc::operation_aborted);
+  auto after = sync_wait(io, as_task(b.recv_some_from()));
+  REQUIRE(!after);
+  CHECK(after.error() == errc::not_a_socket);
+  CHECK(io.stats().buffers_in_use == 0);
+}
+
+TEST_CASE("udp: recv_some_from destroyed after it completed, unresumed, leaves its datagram "
+          "first in line") {
+  io_context io;
+  constexpr int n = 3 * io_context::turn_budget;
+  auto sender = bound(io);
+  std::vector<udp::socket> socks;
+  for (int i = 0; i < n; ++i)
+    socks.push_back(bound(io));
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < 2; ++k)
+      REQUIRE(
+          sync_wait(io, as_task(sender.send_to(fmt::format("{:04}.{}", i, k), where(socks[i])))));
+  std::vector<std::vector<std::string>> got(n);
+  auto receiver = [&](int i) -> task<void> {
+    auto r = co_await socks[i].recv_some_from();
+    if (r) got[i].push_back(lent_text(*r));
+  };
+  spawn_then_destroy(io, n, receiver);
+  for (int i = 0; i < n; ++i) {
+    while (got[i].size() < 2) {
+      auto r = sync_wait(io, as_task(socks[i].recv_some_from()));
+      REQUIRE(r);
+      CHECK(r->from == where(sender));
+      got[i].push_back(lent_text(*r));
+    }
+    CHECK(got[i] == std::vector<std::string>{fmt::format("{:04}.0", i), fmt::format("{:04}.1", i)});
+  }
+  socks.clear();
+  CHECK(io.stats().buffers_in_use == 0);
 }

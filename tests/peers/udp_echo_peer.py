@@ -8,6 +8,8 @@
 - A server started with --max-datagram 100 drops a 500-byte datagram, logs its size and
   sender, and still echoes the next small one.
 - SIGTERM: exit 0, with the counts in the log.
+All of it twice: with --receive lent (recv_some_from: pool buffers, multishot recvmsg on
+io_uring) and with --receive copy (recv_from into the server's buffer).
 Usage: udp_echo_peer.py path/to/udp_echo
 """
 import asyncio
@@ -96,8 +98,8 @@ async def with_asyncio(port):
         transport.close()
 
 
-def too_big(binary):
-    proc, port = start(binary, "--max-datagram", "100")
+def too_big(binary, mode):
+    proc, port = start(binary, "--max-datagram", "100", "--receive", mode)
     try:
         with client(port) as s:
             s.sendto(b"x" * 500, ("127.0.0.1", port))
@@ -106,8 +108,13 @@ def too_big(binary):
             assert back == b"small", back
             mine = s.getsockname()
         err = stop(proc)
-        assert (f"dropped: udp recv_from from 127.0.0.1:{mine[1]}: a datagram of 500 bytes "
-                "does not fit the 100-byte buffer") in err, err
+        if mode == "copy":
+            assert (f"dropped: udp recv_from from 127.0.0.1:{mine[1]}: a datagram of 500 "
+                    "bytes does not fit the 100-byte buffer") in err, err
+        else:
+            assert (f"from 127.0.0.1:{mine[1]}: a datagram of 500 bytes does not fit a "
+                    "receive buffer of the io_context's pool (100 bytes for the datagram") \
+                in err, err
         assert "1 datagrams echoed, 1 dropped" in err, err
     finally:
         if proc.poll() is None:
@@ -116,18 +123,19 @@ def too_big(binary):
 
 def main():
     binary = sys.argv[1]
-    proc, port = start(binary)
-    try:
-        sizes(port)
-        many(port)
-        asyncio.run(with_asyncio(port))
-        err = stop(proc)
-        assert "datagrams echoed, 0 dropped" in err, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    too_big(binary)
-    print("udp echo peer: all checks passed")
+    for mode in ("lent", "copy"):
+        proc, port = start(binary, "--receive", mode)
+        try:
+            sizes(port)
+            many(port)
+            asyncio.run(with_asyncio(port))
+            err = stop(proc)
+            assert "datagrams echoed, 0 dropped" in err, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        too_big(binary, mode)
+        print(f"udp echo peer, --receive {mode}: all checks passed")
 
 
 if __name__ == "__main__":

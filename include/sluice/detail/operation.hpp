@@ -46,6 +46,23 @@ enum class op_code : std::uint8_t {
   recv_message  // recvmsg with ancillary data: operation::buffer is a message
 };
 
+// For op_code::recv_lent, in operation::flags: receive one datagram with its sender.
+// The lent buffer then holds a datagram_header, `datagram_name_room` bytes for the
+// sender's address, and the datagram's bytes; op.res counts all three. io_uring's
+// multishot recvmsg writes this layout itself (struct io_uring_recvmsg_out); the other
+// backends write it after a recvmsg / WSARecvFrom into the same places.
+inline constexpr int recv_datagram = 1;
+
+struct datagram_header {
+  std::uint32_t name_length;    // the sender's address: its length
+  std::uint32_t control_length; // always 0 (no ancillary data is asked for)
+  std::uint32_t whole_size;     // the datagram's size, where the OS tells it
+  std::uint32_t flags;          // datagram_truncated
+};
+inline constexpr std::uint32_t datagram_truncated = 1; // it did not fit the buffer
+inline constexpr std::size_t datagram_name_room = 128; // sizeof(sockaddr_storage)
+inline constexpr std::size_t datagram_payload_offset = sizeof(datagram_header) + datagram_name_room;
+
 // For op_code::shutdown, in operation::flags.
 enum shutdown_how : int { shutdown_receive = 0, shutdown_send = 1, shutdown_both = 2 };
 
@@ -130,10 +147,12 @@ struct operation : ready_node { // the node: its deferred completion
   bool cancel_posted = false;    // a cancel request from another thread is queued
   int flags = 0;
   native_handle handle = invalid_handle;
-  void* buffer = nullptr;             // sendmsg: an io_buffer array
-  std::size_t length = 0;             // sendmsg: its number of entries
-  address_storage* address = nullptr; // connect: target; accept: receives the peer
-  std::int64_t duration_ns = 0;       // timeout
+  void* buffer = nullptr; // sendmsg: an io_buffer array
+  std::size_t length = 0; // sendmsg: its number of entries
+  // connect: the target; accept: receives the peer; recv_lent of a datagram: room for
+  // the sender where a backend needs its own (io_uring's single-shot recvmsg).
+  address_storage* address = nullptr;
+  std::int64_t duration_ns = 0; // timeout
   // Deadline: the steady_clock time (ns since its epoch) past which the operation is
   // cancelled and reported as timed_out; 0 for none. Kept across resubmissions.
   std::int64_t deadline = 0;

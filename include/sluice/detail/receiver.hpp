@@ -21,6 +21,7 @@
 #include <sluice/export.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <sluice/detail/operation.hpp>
 #include <sluice/lent_buffer.hpp>
 #include <system_error>
@@ -36,8 +37,9 @@ public:
   receiver(const receiver&) = delete;
   receiver& operator=(const receiver&) = delete;
 
-  // Begins receiving on `h` (a fresh receiver from the pool).
-  void open(native_handle h) noexcept;
+  // Begins receiving on `h` (a fresh receiver from the pool): bytes of a stream, or
+  // with `datagrams` one datagram per completion, with its sender (recv_datagram).
+  void open(native_handle h, bool datagrams = false);
 
   // What the reader gets: a completion queued, if any.
   bool ready() const noexcept { return count_ != 0; }
@@ -92,6 +94,9 @@ private:
   void notify_watcher() noexcept;
 
   operation op_;
+  // A datagram receiver's room for the sender, where the backend needs it (made once,
+  // kept while the receiver is pooled: the backend may write it until the last completion).
+  std::unique_ptr<address_storage> sender_;
   op_queue waiters_;
   io_context* io_;
   ready_node* watcher_ = nullptr;

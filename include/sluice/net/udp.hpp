@@ -13,6 +13,8 @@
 
 #include <cstddef>
 #include <sluice/detail/io_awaiter.hpp>
+#include <sluice/detail/receiver.hpp>
+#include <sluice/lent_buffer.hpp>
 #include <sluice/net/endpoint.hpp>
 #include <span>
 #include <string_view>
@@ -26,6 +28,17 @@ class socket;
 struct datagram {
   std::size_t size = 0; ///< bytes in the buffer (0: an empty datagram, not an end)
   endpoint from;        ///< the sender
+};
+
+/// The room each pool buffer gives up to a lent datagram's header and sender: a pool
+/// of recv_buffer_size bytes lends datagrams of up to recv_buffer_size minus this.
+inline constexpr std::size_t lent_datagram_overhead = sluice::detail::datagram_payload_offset;
+
+/// What recv_some_from() received: one datagram in a buffer lent by the io_context's
+/// receive pool (give it back soon: destroy it, or release()).
+struct lent_datagram {
+  lent_buffer data; ///< the datagram's bytes (empty: an empty datagram, not an end)
+  endpoint from;    ///< the sender
 };
 
 /// How socket::bind() binds.
@@ -47,7 +60,8 @@ public:
   /// receive.
   ~receive_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
+    if (!begin()) return settle_now(h);
+    return via_receiver_ ? wait_receiver(h, stop_token_of(h)) : start(h, stop_token_of(h));
   }
 
 protected:
@@ -55,10 +69,14 @@ protected:
 
 private:
   bool begin();
+  bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
+  void copy_out() noexcept; ///< a datagram the receiver lent into the caller's buffer
   socket* s_;
   std::span<std::byte> buf_;
   bool connected_;
   bool began_ = false;
+  bool via_receiver_ = false; ///< the socket receives into lent buffers: take from them
+  bool lent_ = false;         ///< op_ holds a lent datagram not copied out yet
   sluice::detail::io_buffer part_{};
   sluice::detail::message msg_{};
   sluice::detail::address_storage peer_;
@@ -78,6 +96,32 @@ public:
   recv_awaiter(socket& s, std::span<std::byte> buf) : receive_awaiter(s, buf, true) {}
   /// Bytes of the datagram (0: an empty one), or an error.
   result<std::size_t> await_resume();
+};
+
+/// recv_some_from(): one datagram in a buffer lent by the io_context's pool.
+class [[nodiscard]] SLUICE_API recv_some_from_awaiter : public io_awaiter {
+public:
+  explicit recv_some_from_awaiter(socket& s);
+  recv_some_from_awaiter(recv_some_from_awaiter&&) = default;
+  /// Destroyed after it received, unresumed: the datagram goes back to the socket's
+  /// receiver, first in line.
+  ~recv_some_from_awaiter();
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return begin() ? wait_receiver(h, stop_token_of(h)) : settle_now(h);
+  }
+  /// The datagram and its sender, or an error (message_too_large: it did not fit a
+  /// pool buffer).
+  result<lent_datagram> await_resume();
+
+private:
+  bool begin();
+  bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
+  socket* s_;
+  bool began_ = false;
+  lent_buffer kept_; ///< a datagram a destroyed receive had taken, lent from the heap
+  endpoint kept_from_;
+  std::size_t kept_whole_ = 0; ///< its size, when it had not fit (0: it fit)
+  bool from_kept_ = false;     ///< the datagram came from the socket's kept ones
 };
 
 /// send_to() and send(): one datagram, whole or not at all.
@@ -150,6 +194,14 @@ public:
   }
   /// Receives one datagram from the connected peer.
   detail::recv_awaiter recv(std::span<std::byte> buf) { return {*this, buf}; }
+  /// Receives one datagram into a buffer lent by the io_context's receive pool, with its
+  /// sender. On io_uring one multishot recvmsg on the provided-buffer ring keeps
+  /// receiving (no buffer is held while idle); on Asio each is a recvmsg on readiness;
+  /// on IOCP a WSARecvFrom into a pool buffer. A datagram larger than a pool buffer
+  /// (io_context options recv_buffer_size, less datagram_payload_offset) fails with
+  /// message_too_large, naming its size. Once used, recv_from()/recv() take their
+  /// datagrams from the same receiver, in order.
+  detail::recv_some_from_awaiter recv_some_from() { return detail::recv_some_from_awaiter(*this); }
 
   /// Cancels pending operations (they complete with operation_aborted) and closes.
   void close() noexcept;
@@ -167,8 +219,11 @@ public:
 private:
   friend class detail::receive_awaiter;
   friend class detail::recv_awaiter;
+  friend class detail::recv_some_from_awaiter;
   friend class detail::send_awaiter;
   socket(io_context& io, native_handle_type h);
+  sluice::detail::receiver& receiver();
+  void close_receiver() noexcept;
 
   io_context* io_ = nullptr;
   std::uint64_t io_id_ = 0;
@@ -182,7 +237,8 @@ private:
     bool cut = false;             ///< it did not fit the destroyed receive's buffer
     endpoint from;
   };
-  std::vector<kept> unread_; ///< for the next receives, oldest first
+  std::vector<kept> unread_;               ///< for the next receives, oldest first
+  sluice::detail::receiver* rx_ = nullptr; ///< once recv_some_from is used
 };
 
 } // namespace sluice::udp

@@ -327,7 +327,14 @@ private:
       // Readable (or the first try): only now is a buffer taken from the pool.
       std::uint32_t id = 0;
       if (!pool_.take(id)) return finish(op, ENOBUFS, 0);
-      r = ::recv(fd, pool_.address(id), pool_.buffer_size(), 0);
+      if ((op.flags & recv_datagram) != 0) { // the datagram with its sender
+        const std::int64_t n =
+            sys::recv_datagram_now(op.handle, pool_.address(id), pool_.buffer_size());
+        r = n < 0 ? -1 : static_cast<ssize_t>(n);
+        if (n < 0) errno = static_cast<int>(-n);
+      } else {
+        r = ::recv(fd, pool_.address(id), pool_.buffer_size(), 0);
+      }
       if (r > 0) {
         op.lent_id = id;
         op.buffer = pool_.address(id);

@@ -21,6 +21,7 @@
 //   each set through its own io_context's port.
 #include "../backend.hpp"
 #include "../recv_pool.hpp"
+#include "../socket_ops.hpp"
 #include <sluice/detail/deadline_heap.hpp>
 
 // clang-format off
@@ -34,6 +35,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstring>
 #include <fmt/format.h>
 #include <mutex>
@@ -503,6 +505,28 @@ private:
     BOOL ok = FALSE;
     switch (op.code) {
     case op_code::recv_lent:
+      if ((op.flags & recv_datagram) != 0) {
+        // A datagram: a zero-byte receive would consume it, so the pooled buffer is
+        // taken now and held while the receive waits (see docs/udp.md).
+        if (!pool_.take(sl.lent)) {
+          op.res = 0;
+          op.error = std::make_error_code(std::errc::no_buffer_space);
+          io_.defer_completion(op);
+          return;
+        }
+        sl.stage = 1;
+        std::byte* base = pool_.address(sl.lent);
+        datagram_header h{};
+        h.name_length = datagram_name_room; // WSARecvFrom writes the sender's length here
+        std::memcpy(base, &h, sizeof h);
+        sl.buf.buf = reinterpret_cast<char*>(base + datagram_payload_offset);
+        sl.buf.len = static_cast<ULONG>(pool_.buffer_size() - datagram_payload_offset);
+        ok = WSARecvFrom(s, &sl.buf, 1, &bytes, &sl.flags,
+                         reinterpret_cast<sockaddr*>(base + sizeof(datagram_header)),
+                         reinterpret_cast<INT*>(base + offsetof(datagram_header, name_length)),
+                         &sl.ov, nullptr) == 0;
+        break;
+      }
       if (!read_now) {
         // Idle: a zero-byte receive completes when data (or the FIN) is there, and
         // holds no buffer meanwhile.
@@ -609,6 +633,8 @@ private:
     }
     const DWORD err = static_cast<DWORD>(WSAGetLastError());
     if (err == WSA_IO_PENDING) return;
+    if (err == WSAEMSGSIZE && op.code == op_code::recv_lent) // a datagram cut, known at once
+      return complete_io(op, err, sl.buf.len, true);
     if (err == WSAEMSGSIZE && op.code == op_code::recv_message) {
       // A datagram too big for the buffer, known at once: the buffer is full of its start.
       auto& m = *static_cast<message*>(op.buffer);
@@ -672,6 +698,20 @@ private:
     slot& sl = slot_of(op);
     const SOCKET s = sock_of(op);
     auto deliver = [&](DWORD e, std::int64_t res) { fill(op, e, res); };
+    if (op.code == op_code::recv_lent && (op.flags & recv_datagram) != 0) {
+      if (err != 0 && err != WSAEMSGSIZE) {
+        pool_.give_back(sl.lent);
+        return deliver(err, 0);
+      }
+      // WSAEMSGSIZE: the buffer holds the datagram's start; Windows does not tell its size.
+      std::byte* base = pool_.address(sl.lent);
+      datagram_header h;
+      std::memcpy(&h, base, sizeof h);
+      sys::finish_datagram(base, pool_.buffer_size(), h.name_length, bytes, err == WSAEMSGSIZE);
+      op.lent_id = sl.lent;
+      op.buffer = base;
+      return deliver(0, static_cast<std::int64_t>(datagram_payload_offset + bytes));
+    }
     if (op.code == op_code::recv_lent) {
       if (sl.stage == 1 && (err != 0 || bytes == 0)) pool_.give_back(sl.lent); // nothing in it
       if (sl.stage == 1 && err == 0 && bytes > 0) {

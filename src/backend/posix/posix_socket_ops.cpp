@@ -154,6 +154,22 @@ void close_fds(const void* control, std::size_t length) noexcept {
   each_fd(control, length, [](int fd) { ::close(fd); });
 }
 
+std::int64_t recv_datagram_now(native_handle h, std::byte* buf, std::size_t size) noexcept {
+  iovec part{buf + datagram_payload_offset, size - datagram_payload_offset};
+  msghdr m{};
+  m.msg_name = buf + sizeof(datagram_header);
+  m.msg_namelen = datagram_name_room;
+  m.msg_iov = &part;
+  m.msg_iovlen = 1;
+  // MSG_TRUNC: the result is the datagram's whole size, even when it did not fit.
+  const ssize_t r = ::recvmsg(fd_of(h), &m, MSG_DONTWAIT | MSG_TRUNC);
+  if (r < 0) return -errno;
+  finish_datagram(buf, size, m.msg_namelen, static_cast<std::size_t>(r),
+                  (m.msg_flags & MSG_TRUNC) != 0);
+  return static_cast<std::int64_t>(datagram_payload_offset +
+                                   std::min(static_cast<std::size_t>(r), part.iov_len));
+}
+
 result<void> bind(native_handle h, const endpoint& ep) {
   address_storage s;
   to_storage(ep, s);

@@ -81,6 +81,11 @@ constexpr std::uint64_t tag_none = 0, tag_cancel = 1, tag_cancel_fd = 2, tag_can
 static_assert(sizeof(io_buffer) == sizeof(iovec) &&
               offsetof(io_buffer, data) == offsetof(iovec, iov_base) &&
               offsetof(io_buffer, size) == offsetof(iovec, iov_len));
+// A datagram received by multishot recvmsg begins with the kernel's header, which is
+// laid out as sluice's own (the other backends write that one themselves).
+static_assert(sizeof(io_uring_recvmsg_out) == sizeof(datagram_header) &&
+              offsetof(io_uring_recvmsg_out, namelen) == offsetof(datagram_header, name_length) &&
+              offsetof(io_uring_recvmsg_out, payloadlen) == offsetof(datagram_header, whole_size));
 // What the backend keeps in operation::scratch.
 struct op_data {
   union {
@@ -138,7 +143,37 @@ public:
     return true;
   }
 
+  // Ids of small blocks outside the ring (spare_block) have this bit set.
+  static constexpr std::uint32_t spare_bit = 0x8000'0000u;
+
+  // An empty datagram that a single-shot recvmsg received with no ring buffer (the
+  // kernel takes none for 0 bytes): a block of its own for its header and sender, lent
+  // like a buffer and reused once given back. False only when out of memory.
+  bool spare_block(std::uint32_t& id, std::byte*& at) noexcept {
+    try {
+      if (free_spares_.empty()) {
+        spares_.push_back(std::make_unique<std::byte[]>(datagram_payload_offset));
+        free_spares_.reserve(spares_.size()); // give_back() never allocates
+        free_spares_.push_back(static_cast<std::uint32_t>(spares_.size() - 1));
+      }
+    } catch (...) {
+      return false;
+    }
+    const std::uint32_t i = free_spares_.back();
+    free_spares_.pop_back();
+    ++in_use_;
+    id = i | spare_bit;
+    at = spares_[i].get();
+    return true;
+  }
+
   void give_back(std::uint32_t id) noexcept override {
+    if ((id & spare_bit) != 0) {
+      --in_use_;
+      free_spares_.push_back(id & ~spare_bit); // reserved room: cannot fail
+      io_.buffers_came_back();
+      return;
+    }
     if (!ring_mode()) return recv_pool::give_back(id);
     --in_use_;
     add(id, 0);
@@ -162,6 +197,8 @@ private:
                           static_cast<unsigned short>(id), mask_, offset);
   }
 
+  std::vector<std::unique_ptr<std::byte[]>> spares_; // spare_block()s, by index
+  std::vector<std::uint32_t> free_spares_;
   io_uring_buf_ring* br_ = nullptr;
   void* ring_mem_ = nullptr;
   std::size_t ring_bytes_ = 0;
@@ -428,12 +465,7 @@ public:
       if (pool_.ring_mode() || feat_.buf_ring) {
         // The kernel picks a buffer from the ring when data comes: none is held idle.
         op.multishot = feat_.recv_multishot;
-        if (op.multishot)
-          io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
-        else
-          io_uring_prep_recv(sqe, fd, nullptr, static_cast<unsigned>(pool_.buffer_size()), 0);
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = buffer_group;
+        prep_lent(sqe, op);
       } else {
         // No buffer ring: wait for input first, holding no buffer, then read.
         op.multishot = false;
@@ -946,7 +978,13 @@ private:
         fill(op, -ENOBUFS);
         return last_cqe(op);
       }
-      const ssize_t n = ::recv(fd, pool_.address(id), pool_.buffer_size(), MSG_DONTWAIT);
+      std::int64_t n = 0;
+      if ((op.flags & recv_datagram) != 0) {
+        n = sys::recv_datagram_now(op.handle, pool_.address(id), pool_.buffer_size());
+      } else {
+        n = ::recv(fd, pool_.address(id), pool_.buffer_size(), MSG_DONTWAIT);
+        if (n < 0) n = -errno;
+      }
       if (n > 0) {
         op.res = n;
         op.error = {};
@@ -954,7 +992,7 @@ private:
         op.buffer = pool_.address(id);
         return last_cqe(op);
       }
-      const int err = n == 0 ? 0 : errno;
+      const int err = static_cast<int>(-n);
       pool_.give_back(id);
       if (err == EAGAIN || err == EWOULDBLOCK) { // woken for nothing: wait again
         d.polling = true;
@@ -970,25 +1008,36 @@ private:
     if (res == -ENOBUFS && !more && !op.cancel_requested && pool_.grow() != 0) {
       // The ring ran dry and could grow: receive again, nothing was lost.
       io_uring_sqe* sqe = get_sqe();
-      io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
-      if (!op.multishot)
-        io_uring_prep_recv(sqe, fd, nullptr, static_cast<unsigned>(pool_.buffer_size()), 0);
-      sqe->flags |= IOSQE_BUFFER_SELECT;
-      sqe->buf_group = buffer_group;
+      prep_lent(sqe, op);
       io_uring_sqe_set_data(sqe, &op);
       return nullptr;
     }
     if ((flags & IORING_CQE_F_BUFFER) != 0) {
       const auto id = static_cast<std::uint32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
       pool_.lent_by_kernel();
-      if (res > 0) {
-        op.res = res;
+      const bool datagram = (op.flags & recv_datagram) != 0;
+      if (res > 0 || (datagram && res == 0)) { // (0: an empty datagram, or the end)
+        op.res = datagram ? lay_out_datagram(op, id, res) : res;
         op.error = {};
         op.lent_id = id;
         op.buffer = pool_.address(id);
       } else {
         pool_.give_back(id); // nothing in it
         fill(op, res);
+      }
+    } else if (res == 0 && (op.flags & recv_datagram) != 0 && !op.multishot) {
+      // An empty datagram (single-shot recvmsg): no ring buffer was taken for it.
+      std::byte* at = nullptr;
+      std::uint32_t id = 0;
+      if (!pool_.spare_block(id, at)) {
+        fill(op, -ENOMEM);
+      } else {
+        std::memcpy(at + sizeof(datagram_header), op.address->bytes, datagram_name_room);
+        sys::finish_datagram(at, datagram_payload_offset, data(op).msg.msg_namelen, 0, false);
+        op.res = static_cast<std::int64_t>(datagram_payload_offset);
+        op.error = {};
+        op.lent_id = id;
+        op.buffer = at;
       }
     } else {
       fill(op, res); // end of stream (0), an error, ENOBUFS past the cap
@@ -998,6 +1047,56 @@ private:
       return &op; // it stays pending
     }
     return last_cqe(op);
+  }
+
+  // A receive into the provided-buffer ring (op.multishot decides which): bytes of a
+  // stream, or a datagram with its sender (recvmsg; see datagram_header).
+  void prep_lent(io_uring_sqe* sqe, operation& op) noexcept {
+    const int fd = static_cast<int>(op.handle);
+    if ((op.flags & recv_datagram) != 0) {
+      auto& d = data(op);
+      d.msg = msghdr{};
+      if (op.multishot) {
+        // The kernel writes the header and the sender into the buffer itself.
+        d.msg.msg_namelen = datagram_name_room;
+        io_uring_prep_recvmsg_multishot(sqe, fd, &d.msg, MSG_TRUNC);
+      } else {
+        // No iovec: the buffer the kernel picks is the one; the sender goes to room
+        // of the receiver's, and lay_out_datagram() moves both into place.
+        d.msg.msg_name = op.address->bytes;
+        d.msg.msg_namelen = datagram_name_room;
+        io_uring_prep_recvmsg(sqe, fd, &d.msg, MSG_TRUNC);
+      }
+    } else if (op.multishot) {
+      io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    } else {
+      io_uring_prep_recv(sqe, fd, nullptr, static_cast<unsigned>(pool_.buffer_size()), 0);
+    }
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = buffer_group;
+  }
+
+  // A datagram the kernel put in ring buffer `id` (`res` bytes in the CQE): brought to
+  // the layout of datagram_header; returns the bytes it uses.
+  std::int64_t lay_out_datagram(operation& op, std::uint32_t id, int res) noexcept {
+    std::byte* buf = pool_.address(id);
+    const std::size_t size = pool_.buffer_size();
+    if (op.multishot) {
+      // io_uring_recvmsg_out, the sender, the bytes: only the flags need translating.
+      io_uring_recvmsg_out out;
+      std::memcpy(&out, buf, sizeof out);
+      sys::finish_datagram(buf, size, out.namelen, out.payloadlen, (out.flags & MSG_TRUNC) != 0);
+      return res;
+    }
+    // Single-shot: the bytes are at the buffer's start and `res` is the whole size
+    // (MSG_TRUNC); they move up behind the header (what does not fit is the cut part).
+    const std::size_t whole = static_cast<std::size_t>(res);
+    const std::size_t kept = std::min(whole, size - datagram_payload_offset);
+    std::memmove(buf + datagram_payload_offset, buf, kept);
+    const msghdr& h = data(op).msg;
+    std::memcpy(buf + sizeof(datagram_header), op.address->bytes, datagram_name_room);
+    sys::finish_datagram(buf, size, h.msg_namelen, whole, (h.msg_flags & MSG_TRUNC) != 0);
+    return static_cast<std::int64_t>(datagram_payload_offset + kept);
   }
 
   // One CQE from the batch being dispatched.

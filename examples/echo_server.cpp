@@ -11,6 +11,8 @@
 // Prints "listening on HOST:PORT" (or "listening on unix:PATH") first (port 0 picks a free one),
 // then runs until SIGINT or SIGTERM: it stops accepting, closes idle connections gracefully and
 // exits 0 (connections still busy at --drain-ms are reset). A second signal aborts at once.
+// Started by systemd with a socket unit (or systemd-socket-activate), it serves the
+// listening socket passed to it instead of binding its own (one loop).
 #include "options.hpp"
 
 #include <csignal>
@@ -64,7 +66,8 @@ int main(int argc, char** argv) {
   auto io_owner = examples::start_io_context("echo_server");
   if (!io_owner) return 1;
   io_context& io = *io_owner;
-  auto acc = tcp::acceptor::bind(io, *ep);
+  // The service manager's socket when it passed one (systemd socket activation).
+  auto acc = activation::listen_or_bind(io, *ep);
   if (!acc) {
     fmt::print(stderr, "echo_server: {}\n", acc.error().message());
     return 1;

@@ -5,19 +5,24 @@
 //               [--header-timeout-ms MS] [--body-timeout-ms MS] [--min-body-rate B/S]
 //               [--send-timeout-ms MS] [--idle-timeout-ms MS] [--nodelay 0|1] [--park 0|1]
 //               [--park-after-ms MS] [--threads N] [--share handoff|reuseport]
-//               [--work-us N]
+//               [--work-us N] [--proxy-protocol 0|1]
 //   http_server --help          (every option with its default)
 //
 // GET / answers a short text; POST /echo streams the request body back as it arrives
 // (chunked, in bounded memory); GET /bytes/N streams N bytes; GET
 // /hello/NAME?greeting=G answers JSON (an http::router). --work-us N
 // makes every response first spend N microseconds of CPU (a stand-in for application
-// work, for scaling benchmarks). --threads N runs a loop per thread on one port (see
+// work, for scaling benchmarks). GET /whoami answers the client's address as the
+// server sees it; with --proxy-protocol 1 every connection must begin with a PROXY
+// protocol header (a load balancer's send-proxy or send-proxy-v2), and the client it
+// names is that address. --threads N runs a loop per thread on one port (see
 // examples/echo_server.cpp for --share). Prints
 // "listening on HOST:PORT" first. The first SIGINT or SIGTERM drains: it stops
 // accepting, lets requests in flight finish (their responses carry "Connection:
 // close"), closes idle connections and exits 0 — or resets what is left at the drain
-// deadline. A second signal during the drain aborts at once (exit 1).
+// deadline. A second signal during the drain aborts at once (exit 1). Started by systemd
+// with a socket unit (or systemd-socket-activate), it serves the listening socket passed
+// to it instead of binding its own (with --threads 1).
 #include "options.hpp"
 
 #include <csignal>
@@ -88,6 +93,7 @@ http::router routes() {
              }
              (void)co_await out.finish();
            });
+  r.get("/whoami", [](http::routed& q) { return http::text(q.head.remote + "\n"); });
   r.get("/hello/{name}", [](http::routed& q) {
     return http::json(fmt::format("{{\"greeting\":\"{}\",\"name\":\"{}\"}}\n",
                                   http::json_escape(q.query_value("greeting", "hello")),
@@ -101,17 +107,17 @@ http::router routes() {
 int main(int argc, char** argv) {
   const http::server_options d; // the defaults, for --help
   auto ms = [](std::chrono::milliseconds v) { return std::to_string(v.count()); };
-  examples::options opt(argc, argv,
-                        {"host", "port", "max-body", "max-streamed-body", "drain-ms",
-                         "idle-timeout-ms", "header-timeout-ms", "body-timeout-ms", "min-body-rate",
-                         "send-timeout-ms", "nodelay", "park", "park-after-ms", "threads", "share",
-                         "work-us"},
-                        {"127.0.0.1", "8080", std::to_string(8 << 20) + " (bodies read whole)",
-                         "none (POST /echo streams)", "10000", ms(d.idle_timeout),
-                         ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")",
-                         ms(d.body_timeout), std::to_string(d.min_body_rate) + " bytes/s",
-                         ms(d.send_timeout), "1", "1 (0: a coroutine per connection, idle or not)",
-                         ms(d.park_after), "1", "handoff (or reuseport)", "0"});
+  examples::options opt(
+      argc, argv,
+      {"host", "port", "max-body", "max-streamed-body", "drain-ms", "idle-timeout-ms",
+       "header-timeout-ms", "body-timeout-ms", "min-body-rate", "send-timeout-ms", "nodelay",
+       "park", "park-after-ms", "threads", "share", "work-us", "proxy-protocol"},
+      {"127.0.0.1", "8080", std::to_string(8 << 20) + " (bodies read whole)",
+       "none (POST /echo streams)", "10000", ms(d.idle_timeout),
+       ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")", ms(d.body_timeout),
+       std::to_string(d.min_body_rate) + " bytes/s", ms(d.send_timeout), "1",
+       "1 (0: a coroutine per connection, idle or not)", ms(d.park_after), "1",
+       "handoff (or reuseport)", "0", "0 (1: a PROXY header v1 or v2 begins each connection)"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 8080, 0, 65535));
   constexpr long hour = 3'600'000;
@@ -138,6 +144,8 @@ int main(int argc, char** argv) {
   o.park_after =
       std::chrono::milliseconds(opt.number("park-after-ms", d.park_after.count(), 0, hour));
   const std::chrono::milliseconds drain(opt.number("drain-ms", 10'000, 0, hour));
+  std::optional<proxy_protocol_options> proxy;
+  if (opt.number("proxy-protocol", 0, 0, 1) != 0) proxy.emplace();
 
   auto ep = endpoint::parse(host, port);
   if (!ep) {
@@ -154,20 +162,22 @@ int main(int argc, char** argv) {
   };
   if (threads > 1 && park) // a loop per thread, one port
     return examples::serve_on_threads("http_server", threads, *ep, sharing,
-                                      http::parking_handler(route, o), drain);
+                                      http::parking_handler(route, o), drain, proxy);
   if (threads > 1)
     return examples::serve_on_threads("http_server", threads, *ep, sharing,
-                                      server::handler(per_connection), drain);
+                                      server::handler(per_connection), drain, proxy);
   auto io_owner = examples::start_io_context("http_server");
   if (!io_owner) return 1;
   io_context& io = *io_owner;
-  auto acc = tcp::acceptor::bind(io, *ep);
+  // The service manager's socket when it passed one (systemd socket activation).
+  auto acc = activation::listen_or_bind(io, *ep);
   if (!acc) {
     fmt::print(stderr, "http_server: {}\n", acc.error().message());
     return 1;
   }
   signal_set sigs(io, {SIGINT, SIGTERM});
   server srv(io, std::move(*acc));
+  if (proxy) srv.set_proxy_protocol(*proxy);
   fmt::print("listening on {}\n", srv.local_endpoint());
   std::fflush(stdout);
   fmt::print(stderr, "http_server: backend {}\n", io.backend_name());

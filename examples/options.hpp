@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fmt/format.h>
 #include <memory>
+#include <optional>
 #include <sluice/io_context.hpp>
 #include <sluice/sharded_server.hpp>
 #include <string>
@@ -101,7 +102,8 @@ start_io_context(const char* program, const sluice::io_context::options& o = {})
 // SIGTERM; returns the exit status.
 template <class Handler>
 int serve_on_threads(const char* program, unsigned threads, const sluice::endpoint& ep,
-                     sluice::port_sharing sharing, Handler h, std::chrono::milliseconds drain) {
+                     sluice::port_sharing sharing, Handler h, std::chrono::milliseconds drain,
+                     std::optional<sluice::proxy_protocol_options> proxy = std::nullopt) {
   std::unique_ptr<sluice::runtime> rt;
   try {
     rt = std::make_unique<sluice::runtime>(threads);
@@ -109,7 +111,7 @@ int serve_on_threads(const char* program, unsigned threads, const sluice::endpoi
     fmt::print(stderr, "{}: cannot start {} loops: {}\n", program, threads, e.what());
     return 1;
   }
-  auto srv = sluice::sharded_server::bind(*rt, ep, {.sharing = sharing});
+  auto srv = sluice::sharded_server::bind(*rt, ep, {.sharing = sharing, .proxy_protocol = proxy});
   if (!srv) {
     fmt::print(stderr, "{}: {}\n", program, srv.error().message());
     return 1;

@@ -12,6 +12,7 @@ else
     liburing-dev libasio-dev libfmt-dev catch2 # the libraries sluice builds on
     zlib1g-dev                                # WebSocket permessage-deflate
     python3 python3-h11 curl nginx-light      # real peers used by the tests
+    haproxy                                   # the PROXY protocol's load balancer
     python3-websockets python3-wsproto nodejs # WebSocket peers (and npm's ws, below)
     netbase                                   # /etc/services: resolve() of "http"
     util-linux procps                         # taskset, /proc readers for benchmarks

@@ -102,7 +102,8 @@ fuzz_seconds=${SLUICE_FUZZ_SECONDS:-60}
 echo "=== fuzz: ${fuzz_seconds} s per target"
 CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/fuzz -j "$jobs"
-for target in http1_fuzz framing_fuzz http_text_fuzz websocket_fuzz websocket_handshake_fuzz; do
+for target in http1_fuzz framing_fuzz http_text_fuzz websocket_fuzz websocket_handshake_fuzz \
+  proxy_protocol_fuzz; do
   corpus="build/fuzz/corpus-$target"
   mkdir -p "$corpus"
   cp tests/fuzz/seeds/"${target%_fuzz}"-* "$corpus"/ 2>/dev/null || true

@@ -32,12 +32,22 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <sluice/net/tcp.hpp>
+#include <sluice/proto/proxy_protocol.hpp>
 #include <sluice/scope.hpp>
 #include <sluice/signal.hpp>
 #include <vector>
 
 namespace sluice {
+
+/// How a server reads the PROXY protocol header a load balancer puts in front of each
+/// connection (server::set_proxy_protocol).
+struct proxy_protocol_options {
+  /// The whole header must arrive within this, from the connection's start.
+  std::chrono::milliseconds timeout{5'000};
+  proto::proxy::limits limits; ///< bounds on a v2 header
+};
 
 /// What server::shutdown() did.
 struct drain_report {
@@ -105,6 +115,15 @@ public:
   /// Sends the server's messages to `sink` instead of standard error.
   void set_log(log_sink sink) { log_ = std::move(sink); }
 
+  /// Before serve(): every connection begins with a PROXY protocol header (HAProxy's v1
+  /// or v2: send-proxy, send-proxy-v2), read before the handler runs. The client it
+  /// names becomes the stream's remote_endpoint(); a LOCAL header (a balancer's health
+  /// check) keeps the socket's own. Bytes after the header are the handler's. A
+  /// connection whose header is malformed, or not whole within `o.timeout`, is closed
+  /// and logged with the reason and the balancer's address. Only for listeners that
+  /// nothing but the balancer can reach: the header is taken on trust.
+  void set_proxy_protocol(proxy_protocol_options o) { proxy_ = o; }
+
   /// Loop thread: serves `s` like a connection it accepted (a hand-off from another
   /// loop); kept until serve() begins if it has not. Closed at once once the server
   /// drains.
@@ -131,6 +150,7 @@ private:
     connection* idle_next = nullptr;
     std::int64_t idle_deadline = 0; ///< steady_clock ns
     bool parked = false;
+    bool proxy_read = false; ///< its PROXY header was read (with set_proxy_protocol)
   };
   /// Owns the records; declared before scope_, so destroyed after the children.
   struct connection_list {
@@ -146,6 +166,7 @@ private:
   void start(connection& c);
   task<void> run(connection& c, handler& h);
   task<void> run_parking(connection& c);
+  task<bool> read_proxy_header(connection& c);
   connection& add(tcp::stream s);
   void remove(connection& c) noexcept; ///< closes the stream, frees the record
   void park(connection& c, std::chrono::milliseconds idle_timeout) noexcept;
@@ -164,6 +185,7 @@ private:
   stop_source stop_accepting_;
   log_sink log_;
   distributor distributor_;
+  std::optional<proxy_protocol_options> proxy_;
   detail::wait_list stopped_; // a server without an acceptor waits here for its drain
   std::atomic<std::size_t> served_{0};
   std::vector<tcp::stream> early_; // adopted before serve() began

@@ -42,6 +42,8 @@ public:
   struct options {
     port_sharing sharing = port_sharing::hand_off; ///< see port_sharing
     int backlog = 1024;                            ///< per listening socket
+    /// Every connection begins with a PROXY protocol header (server::set_proxy_protocol).
+    std::optional<proxy_protocol_options> proxy_protocol = std::nullopt;
   };
 
   /// Binds `ep` for every loop of `rt` (before rt.run()). Errors name the endpoint

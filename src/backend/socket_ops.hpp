@@ -79,6 +79,11 @@ std::string format_ip(const endpoint& ep); // IP addresses only
 result<std::vector<endpoint>> lookup(const std::string& host, const std::string& service,
                                      int family);
 
+// systemd socket activation: the descriptors LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES pass to
+// this process (from 3 on), made close-on-exec, with their names; empty when none. With
+// `unset`, the variables are removed. Windows: empty.
+result<std::vector<std::pair<native_handle, std::string>>> inherited_sockets(bool unset);
+
 // Starts the platform socket library where one must be started (Winsock); idempotent.
 void ensure_socket_library() noexcept;
 

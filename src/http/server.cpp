@@ -94,6 +94,7 @@ struct detail::connection {
   // wait (docs/runtime.md, "Lent buffers").
   lent_buffer in;
   h1::request current; // a request whose body is still arriving
+  std::string remote;  // the client's address as text, made at the first request
   std::string body;
   std::uint64_t body_received = 0; // of the current request
   bool in_request = false;
@@ -223,6 +224,11 @@ task<result<next>> answer(connection& c) {
       flush = true;
     } else if (auto* rh = std::get_if<h1::request_head>(&ev)) {
       c.current = std::move(rh->head);
+      if (c.remote.empty()) {
+        auto peer = c.s.remote_endpoint();
+        c.remote = peer ? peer->to_string() : std::string("unknown");
+      }
+      c.current.remote = c.remote;
       c.body.clear();
       c.body_received = 0;
       c.in_request = true;

@@ -66,7 +66,62 @@ template <class T> task<T> under(task<T> t, stop_token token) {
 }
 } // namespace
 
+task<bool> server::read_proxy_header(connection& c) {
+  namespace proxy = proto::proxy;
+  c.proxy_read = true;
+  const auto balancer = c.stream.remote_endpoint();
+  std::vector<std::byte> got;
+  auto reading = [&]() -> task<result<proxy::header>> {
+    std::array<std::byte, 512> chunk;
+    for (;;) {
+      auto r = proxy::parse(got, proxy_->limits);
+      if (auto* h = std::get_if<proxy::header>(&r)) {
+        c.stream.put_back(std::span(got).subspan(h->size)); // the handler's bytes
+        co_return std::move(*h);
+      }
+      if (auto* e = std::get_if<proxy::parse_error>(&r))
+        co_return error(errc::protocol_error, std::move(e->message));
+      auto n = co_await c.stream.recv(chunk);
+      if (!n) co_return std::move(n).error();
+      if (*n == 0)
+        co_return error(errc::end_of_stream,
+                        fmt::format("the connection ended after {} bytes, before a whole "
+                                    "PROXY header",
+                                    got.size()));
+      got.insert(got.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(*n));
+    }
+  };
+  auto r = co_await under(with_timeout(reading(), proxy_->timeout), c.stop.get_token());
+  if (!r) {
+    if (r.error() == errc::operation_aborted) co_return false; // the drain: nothing to say
+    // Connected and gone without a byte: a port probe (a balancer's plain TCP check
+    // closes so, often with a reset), not worth a line per probe.
+    if (got.empty() && (r.error() == errc::end_of_stream || r.error() == errc::connection_reset))
+      co_return false;
+    const std::string why =
+        r.error() == errc::timed_out
+            ? fmt::format("no whole PROXY header within {} ms", proxy_->timeout.count())
+            : r.error().message();
+    log(fmt::format("PROXY protocol from {}: {}; connection closed",
+                    balancer ? balancer->to_string() : std::string("?"), why));
+    co_return false;
+  }
+  const auto& a = r->source;
+  if (!r->local && a.family == proxy::address::kind::v4)
+    c.stream.set_remote_endpoint(endpoint::v4({a.ip[0], a.ip[1], a.ip[2], a.ip[3]}, a.port));
+  else if (!r->local && a.family == proxy::address::kind::v6)
+    c.stream.set_remote_endpoint(endpoint::v6(a.ip, a.port));
+  co_return true;
+}
+
 task<void> server::run(connection& c, handler& h) {
+  if (proxy_ && !c.proxy_read) {
+    const bool admitted = co_await read_proxy_header(c);
+    if (!admitted) {
+      remove(c);
+      co_return;
+    }
+  }
   try {
     const stop_token token = c.stop.get_token();
     co_await under(h(c.stream, token), token);
@@ -77,6 +132,13 @@ task<void> server::run(connection& c, handler& h) {
 }
 
 task<void> server::run_parking(connection& c) {
+  if (proxy_ && !c.proxy_read) {
+    const bool admitted = co_await read_proxy_header(c);
+    if (!admitted) {
+      remove(c);
+      co_return;
+    }
+  }
   after next;
   try {
     const stop_token token = c.stop.get_token();

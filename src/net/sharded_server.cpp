@@ -64,6 +64,9 @@ result<std::unique_ptr<sharded_server>> sharded_server::bind(runtime& rt, const 
     if (rt.size() > 1)
       s->shards_[0]->set_distributor([p = s.get()](tcp::stream& st) { return p->hand_off(st); });
   }
+  if (o.proxy_protocol)
+    for (auto& shard : s->shards_)
+      shard->set_proxy_protocol(*o.proxy_protocol);
   return s;
 }
 

@@ -206,6 +206,10 @@ result<endpoint> stream::remote_endpoint() const {
   return peer_;
 }
 
+void stream::put_back(std::span<const std::byte> bytes) {
+  unread_.insert(unread_.begin(), bytes.begin(), bytes.end());
+}
+
 result<void> stream::set_nodelay(bool on) {
   if (!is_open()) return error(errc::not_a_socket, "set_nodelay");
   return sys::set_nodelay(handle_, on);
@@ -664,7 +668,7 @@ void acceptor::close() noexcept {
 
 result<acceptor> acceptor::adopt(io_context& io, sluice::detail::native_handle h) {
   auto what = [h](const error& e) {
-    return error(e.code(), fmt::format("adopt listening socket {}: {}", h, e.message()));
+    return error(e.code(), fmt::format("adopt listening socket {}: {}", h, e.context()));
   };
   auto listening = sys::is_listening(h);
   if (!listening) return what(listening.error());

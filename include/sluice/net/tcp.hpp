@@ -364,8 +364,16 @@ public:
   bool is_open() const noexcept { return handle_ != sluice::detail::invalid_handle; }
   /// The local address and port (getsockname).
   result<endpoint> local_endpoint() const;
-  /// The peer's address and port (getpeername).
+  /// The peer's address and port (getpeername), or what set_remote_endpoint() said.
   result<endpoint> remote_endpoint() const;
+  /// Says who the peer really is, for remote_endpoint() from now on: the client a load
+  /// balancer's PROXY protocol header named (sluice::server does this with its
+  /// proxy_protocol option). The socket itself is unchanged.
+  void set_remote_endpoint(const endpoint& peer) noexcept { peer_ = peer; }
+  /// Puts `bytes` back in front of whatever is received next: the next recv() or
+  /// recv_some() returns them first. For a layer that read past its own header (a PROXY
+  /// protocol header, a handshake) and hands the rest on.
+  void put_back(std::span<const std::byte> bytes);
   /// Sets TCP_NODELAY: small sends leave at once instead of waiting for an ACK.
   result<void> set_nodelay(bool on);
   result<bool> nodelay() const; ///< TCP_NODELAY

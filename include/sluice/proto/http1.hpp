@@ -79,6 +79,10 @@ struct request {
   bool expect_continue = false;     ///< "Expect: 100-continue"
   bool chunked = false;             ///< Transfer-Encoding: chunked
   std::uint64_t content_length = 0; ///< when !chunked
+  /// The client's address ("192.0.2.1:5000", "[::1]:443"), set by the server that
+  /// received the request (sluice::http: its stream's remote_endpoint(), which a PROXY
+  /// protocol header may have set); the parser leaves it empty.
+  std::string remote;
 };
 
 /// A response's status line and header section, as parsed (or as a server writes

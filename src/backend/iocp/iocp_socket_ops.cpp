@@ -51,6 +51,11 @@ result<void> set_opt(native_handle h, int level, int name, T value, const char* 
 
 std::error_code last_error() noexcept { return {WSAGetLastError(), std::system_category()}; }
 
+// No service manager passes sockets this way on Windows.
+result<std::vector<std::pair<native_handle, std::string>>> inherited_sockets(bool) {
+  return std::vector<std::pair<native_handle, std::string>>{};
+}
+
 result<native_handle> open_stream(const endpoint& family_of) {
   ensure_socket_library();
   const int family = family_of.is_local() ? AF_UNIX : family_of.is_v6() ? AF_INET6 : AF_INET;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <netdb.h>
@@ -246,5 +247,66 @@ void abort(native_handle h) noexcept {
 }
 
 #include "../sockaddr_conversions.inc"
+
+result<std::vector<std::pair<native_handle, std::string>>> inherited_sockets(bool unset) {
+  std::vector<std::pair<native_handle, std::string>> out;
+  const char* pid_text = std::getenv("LISTEN_PID");
+  const char* fds_text = std::getenv("LISTEN_FDS");
+  const char* names_text = std::getenv("LISTEN_FDNAMES");
+  const std::string names = names_text != nullptr ? names_text : "";
+  auto number = [](const char* t, long& v) {
+    if (t == nullptr || *t == '\0') return false;
+    char* end = nullptr;
+    errno = 0;
+    v = std::strtol(t, &end, 10);
+    return errno == 0 && *end == '\0' && v >= 0;
+  };
+  auto done = [&]() -> result<std::vector<std::pair<native_handle, std::string>>> {
+    if (unset) {
+      ::unsetenv("LISTEN_PID");
+      ::unsetenv("LISTEN_FDS");
+      ::unsetenv("LISTEN_FDNAMES");
+    }
+    return out;
+  };
+  if (pid_text == nullptr && fds_text == nullptr) return done();
+  long pid = 0, n = 0;
+  if (!number(pid_text, pid))
+    return error(std::make_error_code(std::errc::invalid_argument),
+                 fmt::format("socket activation: LISTEN_PID='{}' is not a process id",
+                             pid_text != nullptr ? pid_text : ""));
+  if (pid != static_cast<long>(::getpid())) return done(); // meant for another process
+  constexpr int first = 3; // SD_LISTEN_FDS_START
+  if (!number(fds_text, n) || n > 4096)
+    return error(std::make_error_code(std::errc::invalid_argument),
+                 fmt::format("socket activation: LISTEN_FDS='{}' is not a count of descriptors",
+                             fds_text != nullptr ? fds_text : ""));
+  std::vector<std::string> given;
+  for (std::size_t p = 0; !names.empty();) {
+    const auto colon = names.find(':', p);
+    given.push_back(names.substr(p, colon == std::string::npos ? std::string::npos : colon - p));
+    if (colon == std::string::npos) break;
+    p = colon + 1;
+  }
+  for (long i = 0; i < n; ++i) {
+    const int fd = first + static_cast<int>(i);
+    if (::fcntl(fd, F_GETFD) < 0)
+      return error(last_error(), fmt::format("socket activation: LISTEN_FDS={} but descriptor {} "
+                                             "is not open",
+                                             n, fd));
+    // Not a socket: nothing was passed there, and something of this process's own (an
+    // io_context's ring, say) took the free number.
+    struct stat st{};
+    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+      return error(std::make_error_code(std::errc::not_a_socket),
+                   fmt::format("socket activation: LISTEN_FDS={} but descriptor {} is not a "
+                               "socket (was it passed?)",
+                               n, fd));
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    const auto k = static_cast<std::size_t>(i);
+    out.emplace_back(fd, k < given.size() && !given[k].empty() ? given[k] : "unknown");
+  }
+  return done();
+}
 
 } // namespace sluice::detail::sys

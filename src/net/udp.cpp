@@ -321,24 +321,25 @@ recv_some_from_awaiter::~recv_some_from_awaiter() {
 
 result<lent_datagram> recv_some_from_awaiter::await_resume() {
   finish();
-  const std::string what = describe(*s_, false, "recv_some_from");
+  // Named on the error paths only: describing the socket costs a getsockname().
+  auto what = [this] { return describe(*s_, false, "recv_some_from"); };
   if (!began_ && op_.error == errc::buffer_too_small)
     return error(errc::buffer_too_small,
                  fmt::format("{}: the io_context's receive buffers ({} bytes, options "
                              "recv_buffer_size) leave no room for a datagram after its {}-byte "
                              "header and sender",
-                             what, s_->io_->settings().recv_buffer_size,
+                             what(), s_->io_->settings().recv_buffer_size,
                              sluice::detail::datagram_payload_offset));
-  if (!began_) return error(op_.error, what);
+  if (!began_) return error(op_.error, what());
   if (from_kept_) {
     if (kept_whole_ != 0)
       return error(errc::message_too_large,
                    fmt::format("{} from {}: a datagram of {} bytes was cut by the receive that "
                                "took it (its coroutine was destroyed)",
-                               what, kept_from_, kept_whole_));
+                               what(), kept_from_, kept_whole_));
     return lent_datagram{std::move(kept_), kept_from_};
   }
-  if (op_.error) return error(op_.error, describe_outcome(what));
+  if (op_.error) return error(op_.error, describe_outcome(what()));
   const lent_view v = view_lent(op_, *s_);
   auto& pool = s_->io_->backend().buffers();
   if (v.truncated) {
@@ -349,7 +350,7 @@ result<lent_datagram> recv_some_from_awaiter::await_resume() {
                  fmt::format("{} from {}: a datagram {} does not fit a receive buffer of the "
                              "io_context's pool ({} bytes for the datagram: options "
                              "recv_buffer_size {}, less {} for its header and sender)",
-                             what, v.from, size, v.stored, s_->io_->settings().recv_buffer_size,
+                             what(), v.from, size, v.stored, s_->io_->settings().recv_buffer_size,
                              sluice::detail::datagram_payload_offset));
   }
   return lent_datagram{lent_buffer(pool, op_.lent_id, v.bytes, v.stored), v.from};

@@ -24,7 +24,8 @@ namespace {
 
 long arg(int argc, char** argv, const char* name, long def) {
   for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == std::string("--") + name) return std::strtol(argv[i + 1], nullptr, 10);
+    if (std::string(argv[i]) == std::string("--") + name)
+      return std::strtol(argv[i + 1], nullptr, 10);
   return def;
 }
 

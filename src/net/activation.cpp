@@ -40,9 +40,8 @@ result<tcp::acceptor> listen_or_bind(io_context& io, const endpoint& fallback,
   auto a = tcp::acceptor::adopt(io, h);
   if (!a) {
     sys::close(h);
-    return error(a.error().code(),
-                 fmt::format("socket activation: passed socket '{}': {}", pick->name,
-                             a.error().context()));
+    return error(a.error().code(), fmt::format("socket activation: passed socket '{}': {}",
+                                               pick->name, a.error().context()));
   }
   return a;
 }

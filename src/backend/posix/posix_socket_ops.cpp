@@ -276,7 +276,7 @@ result<std::vector<std::pair<native_handle, std::string>>> inherited_sockets(boo
                  fmt::format("socket activation: LISTEN_PID='{}' is not a process id",
                              pid_text != nullptr ? pid_text : ""));
   if (pid != static_cast<long>(::getpid())) return done(); // meant for another process
-  constexpr int first = 3; // SD_LISTEN_FDS_START
+  constexpr int first = 3;                                 // SD_LISTEN_FDS_START
   if (!number(fds_text, n) || n > 4096)
     return error(std::make_error_code(std::errc::invalid_argument),
                  fmt::format("socket activation: LISTEN_FDS='{}' is not a count of descriptors",
@@ -296,7 +296,7 @@ result<std::vector<std::pair<native_handle, std::string>>> inherited_sockets(boo
                                              n, fd));
     // Not a socket: nothing was passed there, and something of this process's own (an
     // io_context's ring, say) took the free number.
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
       return error(std::make_error_code(std::errc::not_a_socket),
                    fmt::format("socket activation: LISTEN_FDS={} but descriptor {} is not a "

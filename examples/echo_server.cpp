@@ -12,7 +12,7 @@
 // then runs until SIGINT or SIGTERM: it stops accepting, closes idle connections gracefully and
 // exits 0 (connections still busy at --drain-ms are reset). A second signal aborts at once.
 // Started by systemd with a socket unit (or systemd-socket-activate), it serves the
-// listening socket passed to it instead of binding its own (one loop).
+// listening socket passed to it instead of binding its own.
 #include "options.hpp"
 
 #include <csignal>

@@ -22,7 +22,8 @@
 // close"), closes idle connections and exits 0 — or resets what is left at the drain
 // deadline. A second signal during the drain aborts at once (exit 1). Started by systemd
 // with a socket unit (or systemd-socket-activate), it serves the listening socket passed
-// to it instead of binding its own (with --threads 1).
+// to it instead of binding its own (with --threads N: one socket is handed off from loop
+// 0, one per loop is each loop's own).
 #include "options.hpp"
 
 #include <csignal>

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <sluice/io_context.hpp>
+#include <sluice/net/activation.hpp>
 #include <sluice/sharded_server.hpp>
 #include <string>
 #include <string_view>
@@ -111,7 +112,19 @@ int serve_on_threads(const char* program, unsigned threads, const sluice::endpoi
     fmt::print(stderr, "{}: cannot start {} loops: {}\n", program, threads, e.what());
     return 1;
   }
-  auto srv = sluice::sharded_server::bind(*rt, ep, {.sharing = sharing, .proxy_protocol = proxy});
+  // The service manager's sockets when it passed some (systemd socket activation):
+  // one is handed off from loop 0, one per loop is each loop's own.
+  auto passed = sluice::activation::listen_fds();
+  if (!passed) {
+    fmt::print(stderr, "{}: {}\n", program, passed.error().message());
+    return 1;
+  }
+  std::vector<sluice::detail::native_handle> handles;
+  for (const auto& p : *passed)
+    handles.push_back(p.handle);
+  const sluice::sharded_server::options o{.sharing = sharing, .proxy_protocol = proxy};
+  auto srv = handles.empty() ? sluice::sharded_server::bind(*rt, ep, o)
+                             : sluice::sharded_server::adopt(*rt, std::move(handles), o);
   if (!srv) {
     fmt::print(stderr, "{}: {}\n", program, srv.error().message());
     return 1;

@@ -51,6 +51,17 @@ public:
   static result<std::unique_ptr<sharded_server>> bind(runtime& rt, const endpoint& ep, options o);
   /// The same with the default options (hand-off).
   static result<std::unique_ptr<sharded_server>> bind(runtime& rt, const endpoint& ep);
+  /// Serves listening sockets opened elsewhere (systemd socket activation, a hand-over
+  /// from another process), before rt.run(): one socket is loop 0's, handed off as
+  /// with port_sharing::hand_off; one per loop (SO_REUSEPORT sockets on one port) is
+  /// each loop's own, as with reuse_port. Takes every socket in `listeners`, even when
+  /// it fails (any other count, sockets on different ports, one not listening: the
+  /// error says which). `o.sharing` and `o.backlog` are not used.
+  static result<std::unique_ptr<sharded_server>>
+  adopt(runtime& rt, std::vector<sluice::detail::native_handle> listeners, options o);
+  /// The same with the default options.
+  static result<std::unique_ptr<sharded_server>>
+  adopt(runtime& rt, std::vector<sluice::detail::native_handle> listeners);
   sharded_server(const sharded_server&) = delete;
   sharded_server& operator=(const sharded_server&) = delete;
   ~sharded_server();
@@ -82,6 +93,9 @@ private:
   struct hand_off_node;
   sharded_server(runtime& rt, port_sharing sharing) : rt_(rt), sharing_(sharing) {}
   bool hand_off(tcp::stream& s); // loop 0's distributor
+  // The shards over `acceptors` (one: loop 0's, handed off; one per loop: each its own).
+  static std::unique_ptr<sharded_server> assemble(runtime& rt, std::vector<tcp::acceptor> acceptors,
+                                                  const options& o);
   static task<drain_report> shutdown_shard(server& s, std::chrono::milliseconds deadline);
   static task<void> abort_shard(server& s);
 

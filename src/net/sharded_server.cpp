@@ -42,32 +42,85 @@ struct sharded_server::hand_off_node : detail::remote_node {
   }
 };
 
+std::unique_ptr<sharded_server>
+sharded_server::assemble(runtime& rt, std::vector<tcp::acceptor> acceptors, const options& o) {
+  const bool each_own = acceptors.size() > 1;
+  std::unique_ptr<sharded_server> s(
+      new sharded_server(rt, each_own ? port_sharing::reuse_port : port_sharing::hand_off));
+  s->arriving_ = std::make_unique<std::atomic<std::size_t>[]>(rt.size());
+  s->local_ = acceptors[0].local_endpoint();
+  for (std::size_t i = 0; i < rt.size(); ++i) {
+    if (i < acceptors.size())
+      s->shards_.push_back(std::make_unique<server>(rt.loop(i), std::move(acceptors[i])));
+    else
+      s->shards_.push_back(std::make_unique<server>(rt.loop(i)));
+  }
+  if (!each_own && rt.size() > 1)
+    s->shards_[0]->set_distributor([p = s.get()](tcp::stream& st) { return p->hand_off(st); });
+  if (o.proxy_protocol)
+    for (auto& shard : s->shards_)
+      shard->set_proxy_protocol(*o.proxy_protocol);
+  return s;
+}
+
 result<std::unique_ptr<sharded_server>> sharded_server::bind(runtime& rt, const endpoint& ep,
                                                              options o) {
-  std::unique_ptr<sharded_server> s(new sharded_server(rt, o.sharing));
-  s->arriving_ = std::make_unique<std::atomic<std::size_t>[]>(rt.size());
+  std::vector<tcp::acceptor> acceptors;
   if (o.sharing == port_sharing::reuse_port) {
     endpoint at = ep;
     for (std::size_t i = 0; i < rt.size(); ++i) {
       auto acc = tcp::acceptor::bind(rt.loop(i), at, {.backlog = o.backlog, .reuse_port = true});
       if (!acc) return std::move(acc).error();
-      if (i == 0) at = s->local_ = acc->local_endpoint(); // port 0: the others take its port
-      s->shards_.push_back(std::make_unique<server>(rt.loop(i), std::move(*acc)));
+      if (i == 0) at = acc->local_endpoint(); // port 0: the others take its port
+      acceptors.push_back(std::move(*acc));
     }
   } else {
     auto acc = tcp::acceptor::bind(rt.loop(0), ep, {.backlog = o.backlog, .reuse_port = false});
     if (!acc) return std::move(acc).error();
-    s->local_ = acc->local_endpoint();
-    s->shards_.push_back(std::make_unique<server>(rt.loop(0), std::move(*acc)));
-    for (std::size_t i = 1; i < rt.size(); ++i)
-      s->shards_.push_back(std::make_unique<server>(rt.loop(i)));
-    if (rt.size() > 1)
-      s->shards_[0]->set_distributor([p = s.get()](tcp::stream& st) { return p->hand_off(st); });
+    acceptors.push_back(std::move(*acc));
   }
-  if (o.proxy_protocol)
-    for (auto& shard : s->shards_)
-      shard->set_proxy_protocol(*o.proxy_protocol);
+  auto s = assemble(rt, std::move(acceptors), o);
+  s->sharing_ = o.sharing; // reuse_port on a one-loop runtime is still reuse_port
   return s;
+}
+
+result<std::unique_ptr<sharded_server>>
+sharded_server::adopt(runtime& rt, std::vector<detail::native_handle> listeners, options o) {
+  auto close_from = [&](std::size_t i) {
+    for (; i < listeners.size(); ++i)
+      detail::sys::close(listeners[i]);
+  };
+  if (listeners.size() != 1 && listeners.size() != rt.size()) {
+    const std::size_t n = listeners.size();
+    close_from(0);
+    return error(std::make_error_code(std::errc::invalid_argument),
+                 fmt::format("sharded_server adopt: {} listening sockets for {} loops (1: loop 0 "
+                             "accepts and hands off; {}: one per loop)",
+                             n, rt.size(), rt.size()));
+  }
+  std::vector<tcp::acceptor> acceptors;
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    auto acc = tcp::acceptor::adopt(rt.loop(i), listeners[i]);
+    if (!acc) {
+      close_from(i);
+      return error(acc.error().code(), "sharded_server " + acc.error().context());
+    }
+    acceptors.push_back(std::move(*acc));
+    if (i > 0 && acceptors[i].local_endpoint() != acceptors[0].local_endpoint()) {
+      const std::string what =
+          fmt::format("sharded_server adopt: socket {} listens on {}, socket 0 on {} (one per "
+                      "loop must share one port)",
+                      i, acceptors[i].local_endpoint(), acceptors[0].local_endpoint());
+      close_from(i + 1);
+      return error(std::make_error_code(std::errc::invalid_argument), what);
+    }
+  }
+  return assemble(rt, std::move(acceptors), o);
+}
+
+result<std::unique_ptr<sharded_server>>
+sharded_server::adopt(runtime& rt, std::vector<detail::native_handle> listeners) {
+  return adopt(rt, std::move(listeners), options());
 }
 
 result<std::unique_ptr<sharded_server>> sharded_server::bind(runtime& rt, const endpoint& ep) {

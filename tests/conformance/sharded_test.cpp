@@ -50,11 +50,9 @@ task<int> storm(io_context& io, endpoint ep, int total, int at_once) {
   co_return ok;
 }
 
-void storm_case(port_sharing sharing) {
-  runtime rt(2);
-  auto srv = sharded_server::bind(rt, endpoint::loopback_v4(0), {.sharing = sharing});
-  REQUIRE(srv);
-  constexpr int total = 2000;
+// `total` connects (200 at a time) against `srv`, served by both loops of `rt`.
+void storm_on(runtime& rt, std::unique_ptr<sharded_server>& server_ptr, int total) {
+  auto* srv = &server_ptr;
   std::atomic<int> served{-1};
   rt.run([&](io_context& loop, std::size_t i) -> task<void> {
     if (i != 0) {
@@ -88,6 +86,23 @@ void storm_case(port_sharing sharing) {
   CHECK((*srv)->connections(0) + (*srv)->connections(1) == 0);
 }
 
+void storm_case(port_sharing sharing) {
+  runtime rt(2);
+  auto srv = sharded_server::bind(rt, endpoint::loopback_v4(0), {.sharing = sharing});
+  REQUIRE(srv);
+  storm_on(rt, *srv, 2000);
+}
+
+// A listening socket opened the way another process (or systemd) would, handed over.
+detail::native_handle listening_socket(const endpoint& ep, bool reuse_port,
+                                       endpoint* where = nullptr) {
+  io_context io;
+  auto acc = tcp::acceptor::bind(io, ep, {.backlog = 1024, .reuse_port = reuse_port});
+  REQUIRE(acc);
+  if (where != nullptr) *where = acc->local_endpoint();
+  return acc->release();
+}
+
 } // namespace
 
 TEST_CASE("Hand-off: a storm of 2,000 connects is served whole, spread over both loops",
@@ -108,6 +123,46 @@ TEST_CASE("SO_REUSEPORT: a storm of 2,000 connects is served whole, by every loo
 #else
   storm_case(port_sharing::reuse_port);
 #endif
+}
+
+TEST_CASE("Adopted listeners (socket activation, a hand-over): one is handed off from loop 0, "
+          "one per loop is each loop's own; a storm is served whole",
+          "[threads]"){{runtime rt(2);
+auto srv = sharded_server::adopt(rt, {listening_socket(endpoint::loopback_v4(0), false)});
+REQUIRE(srv);
+CHECK((*srv)->sharing() == port_sharing::hand_off);
+storm_on(rt, *srv, 400);
+}
+#ifndef _WIN32
+{
+  endpoint port;
+  const auto first = listening_socket(endpoint::loopback_v4(0), true, &port);
+  const auto second = listening_socket(port, true);
+  runtime rt(2);
+  auto srv = sharded_server::adopt(rt, {first, second});
+  REQUIRE(srv);
+  CHECK((*srv)->sharing() == port_sharing::reuse_port);
+  CHECK((*srv)->local_endpoint() == port);
+  storm_on(rt, *srv, 400);
+}
+#endif
+}
+
+TEST_CASE("Adopting the wrong listeners is an error saying which (and closes them)") {
+  runtime rt(2);
+  const long before = open_descriptors();
+  std::vector<detail::native_handle> three;
+  for (int i = 0; i < 3; ++i)
+    three.push_back(listening_socket(endpoint::loopback_v4(0), false));
+  auto too_many = sharded_server::adopt(rt, three);
+  REQUIRE(!too_many);
+  CHECK(too_many.error().message().find("3 listening sockets for 2 loops (1: loop 0 accepts and "
+                                        "hands off; 2: one per loop)") != std::string::npos);
+  auto ports = sharded_server::adopt(rt, {listening_socket(endpoint::loopback_v4(0), false),
+                                          listening_socket(endpoint::loopback_v4(0), false)});
+  REQUIRE(!ports);
+  CHECK(ports.error().message().find("(one per loop must share one port)") != std::string::npos);
+  if (before >= 0) CHECK(open_descriptors() == before); // every socket was closed
 }
 
 TEST_CASE("One drain covers the idle connections of every loop; one abort resets them",

@@ -5,7 +5,8 @@
   LISTEN_FDNAMES, LISTEN_PID set to the server's own pid after the fork. The server
   serves that socket (its "listening on" line names the harness's port, not --port 0's)
   and the variables do not reach processes it starts. Connections made before the
-  server started wait in the socket's backlog and are answered.
+  server started wait in the socket's backlog and are answered. With --threads 2: one
+  passed socket (handed off from loop 0), and two SO_REUSEPORT sockets (one per loop).
 - LISTEN_PID of another process: the variables are not for it; it binds its own port.
 - LISTEN_FDS=1 with nothing passed at descriptor 3, and LISTEN_FDS=x: exit 1 with a
   message naming the problem.
@@ -33,20 +34,23 @@ def listening_socket():
 
 
 def spawn(cmd, sock=None, env_extra=None, pid="self"):
-    """Starts `cmd` with `sock` at descriptor 3 and the variables systemd sets."""
+    """Starts `cmd` with `sock` (or a list of sockets) at descriptors 3, 4, ... and the
+    variables systemd sets."""
     env = dict(os.environ)
     env.pop("LISTEN_PID", None)
     env.pop("LISTEN_FDS", None)
     env.pop("LISTEN_FDNAMES", None)
     env.update(env_extra or {})
-    fd = sock.fileno() if sock is not None else None
+    socks = sock if isinstance(sock, list) else ([sock] if sock is not None else [])
+    fds = [s.fileno() for s in socks]
 
     def child():
-        if fd == 3:
-            os.set_inheritable(3, True)
-        elif fd is not None:
-            os.dup2(fd, 3)  # dup2 clears close-on-exec on the copy
-        else:
+        # Out of the way first, so that moving one into place cannot close another.
+        moved = [os.dup(fd) for fd in fds]
+        for i, fd in enumerate(moved):
+            os.dup2(fd, 3 + i)  # dup2 clears close-on-exec on the copy
+            os.close(fd)
+        if not fds:
             try:
                 os.close(3)  # nothing there, whatever this process had inherited
             except OSError:
@@ -130,7 +134,33 @@ def harness(http_server, echo_server):
         finally:
             if proc.poll() is None:
                 proc.kill()
-    print("harness: the passed socket is served")
+    # A loop per thread: one passed socket is handed off from loop 0; two SO_REUSEPORT
+    # sockets on one port are one per loop.
+    for count in (1, 2):
+        socks = []
+        try:
+            for k in range(count):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                s.bind(("127.0.0.1", socks[0].getsockname()[1] if socks else 0))
+                s.listen(64)
+                socks.append(s)
+            port = socks[0].getsockname()[1]
+            proc = spawn([http_server, "--port", "0", "--threads", "2"], socks,
+                         {"LISTEN_FDS": str(count)})
+            try:
+                assert first_line(proc) == f"127.0.0.1:{port}"
+                for _ in range(20):
+                    assert "hello from sluice" in http_get(port)
+                stop(proc)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        finally:
+            for s in socks:
+                s.close()
+    print("harness: the passed socket is served (one loop, and two loops with 1 or 2 sockets)")
 
 
 def not_ours(http_server):

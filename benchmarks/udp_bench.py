@@ -19,16 +19,11 @@ import subprocess
 import sys
 import time
 
+from echo_bench import cpu_times  # this directory's echo benchmark
+
 CONFIGS = [(1, 64), (8, 64), (8, 1400), (64, 64)]
 SERVERS = [("uring-copy", "uring", "copy"), ("uring-lent", "uring", "lent"),
            ("asio-copy", "asio", "copy"), ("asio-lent", "asio", "lent")]
-
-
-def cpu_times(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def run_one(b, backend, mode, clients, size, seconds, cpus):

@@ -290,10 +290,9 @@ bool recv_some_from_awaiter::begin() {
     s_->unread_.erase(s_->unread_.begin());
     from_kept_ = true;
     kept_from_ = k.from;
-    if (k.cut || k.whole > k.bytes.size())
-      kept_whole_ = std::max(k.whole, k.bytes.size() + 1);
-    else
-      kept_ = sluice::detail::heap_lend::make(std::move(k.bytes));
+    kept_cut_ = k.cut || k.whole > k.bytes.size();
+    kept_whole_ = std::max(k.whole, k.bytes.size());
+    if (!kept_cut_) kept_ = sluice::detail::heap_lend::make(std::move(k.bytes));
     op_.res = 0;
     op_.error = {};
     return false;
@@ -332,7 +331,7 @@ result<lent_datagram> recv_some_from_awaiter::await_resume() {
                              sluice::detail::datagram_payload_offset));
   if (!began_) return error(op_.error, what());
   if (from_kept_) {
-    if (kept_whole_ != 0)
+    if (kept_cut_)
       return error(errc::message_too_large,
                    fmt::format("{} from {}: a datagram of {} bytes was cut by the receive that "
                                "took it (its coroutine was destroyed)",

@@ -120,7 +120,8 @@ private:
   bool began_ = false;
   lent_buffer kept_; ///< a datagram a destroyed receive had taken, lent from the heap
   endpoint kept_from_;
-  std::size_t kept_whole_ = 0; ///< its size, when it had not fit (0: it fit)
+  std::size_t kept_whole_ = 0; ///< its size, where the OS told it
+  bool kept_cut_ = false;      ///< it had not fit the destroyed receive's buffer
   bool from_kept_ = false;     ///< the datagram came from the socket's kept ones
 };
 

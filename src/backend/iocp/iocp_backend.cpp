@@ -503,18 +503,23 @@ private:
     sl.accepted = INVALID_SOCKET;
     DWORD bytes = 0;
     BOOL ok = FALSE;
+    // recv_lent's pooled buffer; false (op completed with ENOBUFS) when none is left.
+    auto take_lent = [&] {
+      if (pool_.take(sl.lent)) {
+        sl.stage = 1;
+        return true;
+      }
+      op.res = 0;
+      op.error = std::make_error_code(std::errc::no_buffer_space);
+      io_.defer_completion(op);
+      return false;
+    };
     switch (op.code) {
     case op_code::recv_lent:
       if ((op.flags & recv_datagram) != 0) {
         // A datagram: a zero-byte receive would consume it, so the pooled buffer is
         // taken now and held while the receive waits (see docs/udp.md).
-        if (!pool_.take(sl.lent)) {
-          op.res = 0;
-          op.error = std::make_error_code(std::errc::no_buffer_space);
-          io_.defer_completion(op);
-          return;
-        }
-        sl.stage = 1;
+        if (!take_lent()) return;
         std::byte* base = pool_.address(sl.lent);
         datagram_header h{};
         h.name_length = datagram_name_room; // WSARecvFrom writes the sender's length here
@@ -533,13 +538,7 @@ private:
         sl.buf.buf = nullptr;
         sl.buf.len = 0;
       } else {
-        if (!pool_.take(sl.lent)) {
-          op.res = 0;
-          op.error = std::make_error_code(std::errc::no_buffer_space);
-          io_.defer_completion(op);
-          return;
-        }
-        sl.stage = 1;
+        if (!take_lent()) return;
         sl.buf.buf = reinterpret_cast<char*>(pool_.address(sl.lent));
         sl.buf.len = static_cast<ULONG>(pool_.buffer_size());
       }

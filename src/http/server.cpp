@@ -617,12 +617,20 @@ task<result<ended>> serve(tcp::stream& s, const service& h, const server_options
     }
     if (*step == next::close) break;
     const bool idle = !c.in_request && c.p.buffered() == 0;
+    // Before its first request a connection is not idle in the keep-alive sense: its
+    // client connected to send one, and closing it then fails that request (a client
+    // retries only on a reused connection). So a drain awaits the first request
+    // (within header_timeout) and answers it with Connection: close, and such a
+    // connection is not parked (a drain closes parked connections at once).
+    const bool awaiting_first = idle && c.report.requests == 0;
     // Idle between requests and asked to stop: close now.
-    if (c.stop.stop_requested() && idle) break;
+    if (c.stop.stop_requested() && idle && !awaiting_first) break;
+    const bool first_in_drain = awaiting_first && c.stop.stop_requested();
     // Parking: an idle connection first waits here, frame and all, for park_after (a
     // busy client's next request usually comes sooner, and then costs no wake-up),
     // then is handed back to the server to wait with no frame.
-    const bool may_park = idle && park_when_idle && o.park_after < o.idle_timeout;
+    const bool may_park =
+        idle && !awaiting_first && park_when_idle && o.park_after < o.idle_timeout;
     if (may_park && o.park_after.count() <= 0 && !s.available()) {
       c.in.release();
       report = c.report;
@@ -649,11 +657,14 @@ task<result<ended>> serve(tcp::stream& s, const service& h, const server_options
       if (may_park) {
         deadline = now + o.park_after;
         bound = o.park_after;
+      } else if (first_in_drain) {
+        bound = std::min(o.header_timeout, max_header_timeout);
+        deadline = now + bound;
       }
     }
     auto wait = s.recv_some();
     wait.set_deadline(deadline, bound);
-    auto got = co_await shield_if(wait, !idle);
+    auto got = co_await shield_if(wait, !idle || first_in_drain);
 
     if (!got) {
       if (got.error() == errc::timed_out && !idle) { // a request too slow to arrive
@@ -665,8 +676,12 @@ task<result<ended>> serve(tcp::stream& s, const service& h, const server_options
         report = c.report;
         co_return ended::idle;
       }
-      if (got.error() == errc::timed_out) break;                 // idle too long
-      if (idle && got.error() == errc::operation_aborted) break; // stop requested
+      if (got.error() == errc::timed_out) break; // idle too long
+      if (idle && got.error() == errc::operation_aborted) {
+        // The drain began: the first request is now awaited shielded (once).
+        if (awaiting_first && !first_in_drain && c.stop.stop_requested()) continue;
+        break; // stop requested
+      }
       report = c.report;
       co_return std::move(got).error();
     }

@@ -24,11 +24,12 @@ void accept_queue::open(native_handle h, std::uint32_t limit) noexcept {
   op_.handle = h;
   limit_ = std::max<std::uint32_t>(limit, 1);
   closed_ = false;
+  stopped_ = false;
   head_ = count_ = 0;
 }
 
 void accept_queue::arm() noexcept {
-  if (closed_ || op_.state != op_state::idle) return;
+  if (closed_ || stopped_ || op_.state != op_state::idle) return;
   op_.cancel_requested = false;
   op_.timed_out = false;
   op_.more = false;
@@ -77,7 +78,31 @@ void accept_queue::put_back(native_handle h, const address_storage& peer) {
 
 void accept_queue::wait(operation& waiter) noexcept {
   waiters_.wait(waiter);
-  arm();
+  if (stopped_ && op_.state == op_state::idle)
+    abort_waiters(); // stopped, nothing left, nothing more coming
+  else
+    arm();
+}
+
+void accept_queue::abort_waiters() noexcept {
+  while (operation* w = waiters_.first_waiting()) {
+    waiters_.remove(*w);
+    w->res = 0;
+    w->error = make_error_code(errc::operation_aborted);
+    io_->defer_completion(*w);
+  }
+}
+
+void accept_queue::stop() noexcept {
+  if (closed_ || stopped_) return;
+  stopped_ = true;
+  if (op_.state == op_state::idle) {
+    if (count_ == 0) abort_waiters();
+    return;
+  }
+  // In the backend (or completed, its completion not yet run): its last completion
+  // ends the waits once the queue is empty.
+  if (op_.state == op_state::pending && !op_.cancel_requested) io_->cancel(op_);
 }
 
 void accept_queue::close_items() noexcept {
@@ -91,12 +116,7 @@ void accept_queue::close() noexcept {
   if (closed_) return;
   closed_ = true;
   close_items();
-  while (operation* w = waiters_.first_waiting()) {
-    waiters_.remove(*w);
-    w->res = 0;
-    w->error = make_error_code(errc::operation_aborted);
-    io_->defer_completion(*w);
-  }
+  abort_waiters();
   if (op_.state != op_state::idle) {
     // In the backend, or completed and not yet seen: its last completion returns the
     // queue to the pool (and closes what it carries).
@@ -116,7 +136,9 @@ void accept_queue::on_complete(operation& op) {
     return;
   }
   if (op.error && !more && op.cancel_requested && op.error == errc::operation_aborted) {
-    // Stopped at the bound: re-armed by an accept() that finds the queue empty.
+    // Stopped at the bound: re-armed by an accept() that finds the queue empty. After
+    // stop(): the end of accepting, once the queue is empty.
+    if (q.stopped_ && q.count_ == 0) q.abort_waiters();
     if (q.count_ == 0 && q.waiters_.has_waiting()) q.arm();
     return;
   }
@@ -140,11 +162,17 @@ void accept_queue::on_complete(operation& op) {
     q.io_->complete(*w);
   }
   // Enough ahead of accept(): the kernel's backlog holds the next ones.
-  if (more && q.count_ >= q.limit_ && !op.cancel_requested && !q.closed_) q.io_->cancel(op);
+  // (After stop(), a completion that came before the cancel could be asked.)
+  if (more && (q.count_ >= q.limit_ || q.stopped_) && !op.cancel_requested && !q.closed_)
+    q.io_->cancel(op);
 
   // A single-shot accept (or a multishot that ended) goes on while accept()s wait.
-  if (!q.closed_ && op.state == op_state::idle && q.count_ == 0 && q.waiters_.has_waiting())
-    q.arm();
+  if (!q.closed_ && op.state == op_state::idle && q.count_ == 0 && q.waiters_.has_waiting()) {
+    if (q.stopped_)
+      q.abort_waiters();
+    else
+      q.arm();
+  }
 }
 
 } // namespace sluice::detail

@@ -666,6 +666,11 @@ void acceptor::close() noexcept {
   handle_ = sluice::detail::invalid_handle;
 }
 
+void acceptor::stop_accepting() {
+  if (!is_open() || io_ == nullptr || !io_context::alive(io_id_)) return;
+  queue().stop();
+}
+
 result<acceptor> acceptor::adopt(io_context& io, sluice::detail::native_handle h) {
   auto what = [h](const error& e) {
     return error(e.code(), fmt::format("adopt listening socket {}: {}", h, e.context()));

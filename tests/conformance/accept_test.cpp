@@ -198,3 +198,54 @@ TEST_CASE("Destroying an io_context with connections accepted ahead and the acce
   }
   if (fds_before >= 0) CHECK(open_descriptors() == fds_before);
 }
+
+TEST_CASE("stop_accepting() keeps what the OS accepted (accept() returns it, then ends with "
+          "operation_aborted) and leaves the socket listening for its next holder") {
+  io_context io;
+  auto acc = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
+  REQUIRE(acc);
+  std::vector<std::string> first_holder, next_holder;
+  std::vector<tcp::stream> clients;
+  std::string end_of_first = "not reached";
+  auto body = [&]() -> task<bool> {
+    auto [c0, s0] = co_await when_all(connect_tagged(io, acc->local_endpoint(), "----"),
+                                      as_task(acc->accept()));
+    if (!c0 || !s0) co_return false;
+    for (int i = 0; i < 3; ++i) {
+      auto c = co_await connect_tagged(io, acc->local_endpoint(), fmt::format("{:04}", i));
+      if (!c) co_return false;
+      clients.push_back(std::move(*c));
+    }
+    co_await until_queued(io, *acc, accepts_ahead(io) ? 3 : 0);
+    acc->stop_accepting();
+    // Connected after the stop: the kernel's backlog keeps it for the next holder.
+    auto late = co_await connect_tagged(io, acc->local_endpoint(), "late");
+    if (!late) co_return false;
+    clients.push_back(std::move(*late));
+    for (;;) {
+      auto s = co_await with_timeout(acc->accept(), std::chrono::seconds(10));
+      if (!s) {
+        end_of_first =
+            s.error().code() == errc::operation_aborted ? "aborted" : s.error().message();
+        break;
+      }
+      first_holder.push_back(co_await recv_exactly(*s, 4));
+    }
+    // The same listening socket, taken by another acceptor (as by another process).
+    auto next = tcp::acceptor::adopt(io, acc->release());
+    if (!next) co_return false;
+    while (first_holder.size() + next_holder.size() < 4) {
+      auto s = co_await with_timeout(next->accept(), std::chrono::seconds(10));
+      if (!s) co_return false;
+      next_holder.push_back(co_await recv_exactly(*s, 4));
+    }
+    co_return true;
+  };
+  REQUIRE(sync_wait(io, body()));
+  CAPTURE(io.backend_description(), first_holder, next_holder);
+  CHECK(end_of_first == "aborted");
+  if (accepts_ahead(io)) CHECK(first_holder == std::vector<std::string>{"0000", "0001", "0002"});
+  std::vector<std::string> all = first_holder;
+  all.insert(all.end(), next_holder.begin(), next_holder.end());
+  CHECK(all == std::vector<std::string>{"0000", "0001", "0002", "late"});
+}

@@ -10,6 +10,10 @@
 //    an accept() waits: nothing is accepted ahead there.
 //  - An error (EMFILE, ...) ends a multishot; it goes to the next accept(), and the
 //    operation is re-armed only by an accept() that finds the queue empty.
+//  - stop() stops taking connections from the kernel but keeps what it took: the
+//    operation is cancelled and never re-armed, the connections it accepted (ahead, or
+//    as the cancel raced) still go to accept(), and once none is left every accept()
+//    ends with operation_aborted. The socket keeps listening for whoever else holds it.
 //  - close() closes the queued connections, aborts the waiting accept()s and cancels the
 //    operation; a queue whose operation is still in the backend goes back to the pool
 //    with its last completion (which closes what it carries), never freed under it.
@@ -46,6 +50,7 @@ public:
   void put_back(native_handle h, const address_storage& peer);
   // Queues `waiter` until a connection comes; arms the accept. Precondition: !ready().
   void wait(operation& waiter) noexcept;
+  void stop() noexcept;
   void close() noexcept;
 
   // Connections accepted and not yet taken (tests, diagnostics).
@@ -63,6 +68,7 @@ private:
   item pop() noexcept;
   static void give(operation& into, const item& it) noexcept;
   void close_items() noexcept;
+  void abort_waiters() noexcept;
 
   operation op_;
   op_queue waiters_;
@@ -73,6 +79,7 @@ private:
   std::uint32_t head_ = 0, count_ = 0;
   std::uint32_t limit_ = 0;
   bool closed_ = true;
+  bool stopped_ = false; // stop(): nothing more is taken from the kernel
 };
 
 } // namespace sluice::detail

@@ -196,7 +196,10 @@ struct service {
 /// most body_timeout between reads and must average min_body_rate past its first
 /// body_timeout (one more second per min_body_rate bytes). Either answers 408 and closes.
 /// A client that takes nothing for send_timeout while a response is being sent is
-/// reset. An idle keep-alive connection is closed after idle_timeout.
+/// reset. An idle keep-alive connection is closed after idle_timeout. A new connection
+/// is not idle until its first request: a drain waits for that request (within
+/// header_timeout) and answers it with "Connection: close", and it is never parked
+/// before it.
 inline constexpr std::chrono::milliseconds max_header_timeout{30'000};
 
 /// How serve_connection() serves: limits, deadlines, batching, logging.

@@ -457,6 +457,13 @@ public:
   /// Stops listening: a waiting accept() ends with operation_aborted, connections
   /// accepted ahead are closed.
   void close() noexcept;
+  /// Stops taking connections without closing anything: accept() still returns the
+  /// connections the OS already handed over (accepted ahead, or as the stop raced),
+  /// then ends with operation_aborted. The socket keeps listening: new connections
+  /// wait in the kernel's backlog for another holder of the socket (another loop, or
+  /// the process it was handed over to). close() or release() it afterwards; a
+  /// release() after the last accept() ended leaves no accept behind in the kernel.
+  void stop_accepting();
   /// The io_context it belongs to, or nullptr.
   io_context* context() const noexcept { return io_; }
   /// The OS socket.

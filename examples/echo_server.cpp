@@ -1,6 +1,7 @@
 // echo_server: echoes every byte back, one coroutine per connection.
 //
 //   echo_server --host 127.0.0.1 --port 0 [--threads N] [--share handoff|reuseport]
+//               [--handover PATH]
 //   echo_server --unix PATH        (a Unix-domain socket; "@name" for an abstract name)
 //
 // With --threads N (N > 1) it runs a loop per thread (sluice::runtime) and shares the
@@ -12,7 +13,9 @@
 // then runs until SIGINT or SIGTERM: it stops accepting, closes idle connections gracefully and
 // exits 0 (connections still busy at --drain-ms are reset). A second signal aborts at once.
 // Started by systemd with a socket unit (or systemd-socket-activate), it serves the
-// listening socket passed to it instead of binding its own.
+// listening socket passed to it instead of binding its own. With --handover PATH a
+// second echo_server started with the same PATH takes its listening sockets over
+// (SIGHUP starts one), and this one drains and exits (see http_server.cpp).
 #include "options.hpp"
 
 #include <csignal>
@@ -44,7 +47,8 @@ task<void> echo(tcp::stream& s, stop_token) {
 } // namespace
 
 int main(int argc, char** argv) {
-  examples::options opt(argc, argv, {"host", "port", "drain-ms", "threads", "share", "unix"});
+  examples::options opt(argc, argv,
+                        {"host", "port", "drain-ms", "threads", "share", "unix", "handover"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 7000, 0, 65535));
   const std::chrono::milliseconds drain(opt.number("drain-ms", 5'000, 0, 3'600'000));
@@ -61,24 +65,26 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "echo_server: --unix serves on one loop (drop --threads)\n");
     return 2;
   }
+  // --handover PATH: the listeners of the server running there, if one is.
+  auto hs = examples::open_handover("echo_server", opt, argc, argv);
   if (threads > 1) // a loop per thread, one port
-    return examples::serve_on_threads("echo_server", threads, *ep, sharing, echo, drain);
+    return examples::serve_on_threads("echo_server", threads, *ep, sharing, echo, drain,
+                                      std::nullopt, hs);
   auto io_owner = examples::start_io_context("echo_server");
   if (!io_owner) return 1;
   io_context& io = *io_owner;
-  // The service manager's socket when it passed one (systemd socket activation).
-  auto acc = activation::listen_or_bind(io, *ep);
-  if (!acc) {
-    fmt::print(stderr, "echo_server: {}\n", acc.error().message());
-    return 1;
-  }
+  // Taken over, or the service manager's (systemd socket activation), or bound here.
   signal_set sigs(io, {SIGINT, SIGTERM});
-  server srv(io, std::move(*acc));
+  server srv(io, examples::listener_for("echo_server", io, *ep, hs));
   fmt::print("listening on {}\n", srv.local_endpoint());
   std::fflush(stdout);
   fmt::print(stderr, "echo_server: backend {}\n", io.backend_name());
   std::fflush(stderr); // not line-buffered everywhere (mingw, redirected)
-  const int rc = sync_wait(io, serve_until_signalled(srv, echo, sigs, drain, "echo_server"));
-  if (ep->is_local() && !ep->is_abstract()) std::remove(ep->path().c_str()); // ours: gone with us
+  const int rc =
+      hs ? sync_wait(io, serve_until_signalled(srv, echo, sigs, drain, "echo_server", *hs))
+         : sync_wait(io, serve_until_signalled(srv, echo, sigs, drain, "echo_server"));
+  // Our socket file goes with us, unless a successor took the listener over.
+  if (ep->is_local() && !ep->is_abstract() && !(hs && hs->handed_over()))
+    std::remove(ep->path().c_str());
   return rc;
 }

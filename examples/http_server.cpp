@@ -5,7 +5,7 @@
 //               [--header-timeout-ms MS] [--body-timeout-ms MS] [--min-body-rate B/S]
 //               [--send-timeout-ms MS] [--idle-timeout-ms MS] [--nodelay 0|1] [--park 0|1]
 //               [--park-after-ms MS] [--threads N] [--share handoff|reuseport]
-//               [--work-us N] [--proxy-protocol 0|1]
+//               [--work-us N] [--proxy-protocol 0|1] [--handover PATH]
 //   http_server --help          (every option with its default)
 //
 // GET / answers a short text; POST /echo streams the request body back as it arrives
@@ -23,7 +23,10 @@
 // deadline. A second signal during the drain aborts at once (exit 1). Started by systemd
 // with a socket unit (or systemd-socket-activate), it serves the listening socket passed
 // to it instead of binding its own (with --threads N: one socket is handed off from loop
-// 0, one per loop is each loop's own).
+// 0, one per loop is each loop's own). With --handover PATH it can be replaced without
+// refusing a connection: a second http_server started with the same PATH takes the
+// listening sockets over, and this one drains and exits 0; SIGHUP starts that second
+// one itself (the same binary, the same arguments: a binary upgrade). docs/service.md.
 #include "options.hpp"
 
 #include <csignal>
@@ -112,13 +115,14 @@ int main(int argc, char** argv) {
       argc, argv,
       {"host", "port", "max-body", "max-streamed-body", "drain-ms", "idle-timeout-ms",
        "header-timeout-ms", "body-timeout-ms", "min-body-rate", "send-timeout-ms", "nodelay",
-       "park", "park-after-ms", "threads", "share", "work-us", "proxy-protocol"},
+       "park", "park-after-ms", "threads", "share", "work-us", "proxy-protocol", "handover"},
       {"127.0.0.1", "8080", std::to_string(8 << 20) + " (bodies read whole)",
        "none (POST /echo streams)", "10000", ms(d.idle_timeout),
        ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")", ms(d.body_timeout),
        std::to_string(d.min_body_rate) + " bytes/s", ms(d.send_timeout), "1",
        "1 (0: a coroutine per connection, idle or not)", ms(d.park_after), "1",
-       "handoff (or reuseport)", "0", "0 (1: a PROXY header v1 or v2 begins each connection)"});
+       "handoff (or reuseport)", "0", "0 (1: a PROXY header v1 or v2 begins each connection)",
+       "none (PATH: take over from the server there, or be the one to take over from)"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 8080, 0, 65535));
   constexpr long hour = 3'600'000;
@@ -161,29 +165,32 @@ int main(int argc, char** argv) {
         r.error() != errc::broken_pipe && r.error() != errc::not_a_socket)
       fmt::print(stderr, "http_server: {}\n", r.error().message());
   };
+  // --handover PATH: the listeners of the server running there, if one is.
+  auto hs = examples::open_handover("http_server", opt, argc, argv);
   if (threads > 1 && park) // a loop per thread, one port
     return examples::serve_on_threads("http_server", threads, *ep, sharing,
-                                      http::parking_handler(route, o), drain, proxy);
+                                      http::parking_handler(route, o), drain, proxy, hs);
   if (threads > 1)
     return examples::serve_on_threads("http_server", threads, *ep, sharing,
-                                      server::handler(per_connection), drain, proxy);
+                                      server::handler(per_connection), drain, proxy, hs);
   auto io_owner = examples::start_io_context("http_server");
   if (!io_owner) return 1;
   io_context& io = *io_owner;
-  // The service manager's socket when it passed one (systemd socket activation).
-  auto acc = activation::listen_or_bind(io, *ep);
-  if (!acc) {
-    fmt::print(stderr, "http_server: {}\n", acc.error().message());
-    return 1;
-  }
+  // Taken over, or the service manager's (systemd socket activation), or bound here.
   signal_set sigs(io, {SIGINT, SIGTERM});
-  server srv(io, std::move(*acc));
+  server srv(io, examples::listener_for("http_server", io, *ep, hs));
   if (proxy) srv.set_proxy_protocol(*proxy);
   fmt::print("listening on {}\n", srv.local_endpoint());
   std::fflush(stdout);
   fmt::print(stderr, "http_server: backend {}\n", io.backend_name());
   // Idle keep-alive connections are parked: the server holds them with no coroutine
   // frame and no buffer until their next request arrives.
+  if (hs && park)
+    return sync_wait(io, serve_until_signalled(srv, http::parking_handler(route, o), sigs, drain,
+                                               "http_server", *hs));
+  if (hs)
+    return sync_wait(io,
+                     serve_until_signalled(srv, per_connection, sigs, drain, "http_server", *hs));
   if (park)
     return sync_wait(io, serve_until_signalled(srv, http::parking_handler(route, o), sigs, drain,
                                                "http_server"));

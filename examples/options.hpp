@@ -10,7 +10,9 @@
 #include <optional>
 #include <sluice/io_context.hpp>
 #include <sluice/net/activation.hpp>
+#include <sluice/net/handover.hpp>
 #include <sluice/sharded_server.hpp>
+#include <sluice/sync_wait.hpp>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -98,13 +100,48 @@ start_io_context(const char* program, const sluice::io_context::options& o = {})
   }
 }
 
+// --handover PATH: the hand-over point at PATH (sluice/net/handover.hpp), opened on a
+// loop of its own before the server's: the listeners of the server running there, or
+// the point bound here when nobody runs there. SIGHUP restarts this program, with the
+// same arguments, through it. Without the option, nothing; on an error the program
+// exits 1 after saying why.
+inline std::optional<sluice::handover::session>
+open_handover(const char* program, const options& opt, int argc, char** argv) {
+  if (!opt.has("handover")) return std::nullopt;
+  auto io = start_io_context(program);
+  if (!io) std::exit(1);
+  auto hs = sluice::sync_wait(*io, sluice::handover::session::open(*io, opt.get("handover", "")));
+  if (!hs) {
+    fmt::print(stderr, "{}: {}\n", program, hs.error().message());
+    std::exit(1);
+  }
+  std::vector<std::string> again(argv, argv + argc);
+  again[0] = sluice::handover::own_executable(argv[0]);
+  hs->set_restart_command(std::move(again));
+  if (hs->took_over())
+    fmt::print(stderr, "{}: pid {} took {} listening sockets over from pid {} through {}\n",
+               program, sluice::handover::process_id(), hs->listeners(), hs->predecessor(),
+               hs->path());
+  return std::move(*hs);
+}
+
+// A process that took the listeners over and cannot serve them: the old server keeps
+// serving, told why; returns the exit status.
+inline int abandon_handover(const char* program, sluice::handover::session& hs,
+                            const std::string& why) {
+  fmt::print(stderr, "{}: {}\n", program, why);
+  if (auto io = start_io_context(program)) sluice::sync_wait(*io, hs.abandon(*io, why));
+  return 1;
+}
+
 // Serves `h` on `threads` loops sharing one port (sluice::runtime and
 // sluice::sharded_server), printing "listening on HOST:PORT" first, until SIGINT or
-// SIGTERM; returns the exit status.
+// SIGTERM (or a hand-over through `hs`); returns the exit status.
 template <class Handler>
 int serve_on_threads(const char* program, unsigned threads, const sluice::endpoint& ep,
                      sluice::port_sharing sharing, Handler h, std::chrono::milliseconds drain,
-                     std::optional<sluice::proxy_protocol_options> proxy = std::nullopt) {
+                     std::optional<sluice::proxy_protocol_options> proxy,
+                     std::optional<sluice::handover::session>& hs) {
   std::unique_ptr<sluice::runtime> rt;
   try {
     rt = std::make_unique<sluice::runtime>(threads);
@@ -112,20 +149,26 @@ int serve_on_threads(const char* program, unsigned threads, const sluice::endpoi
     fmt::print(stderr, "{}: cannot start {} loops: {}\n", program, threads, e.what());
     return 1;
   }
-  // The service manager's sockets when it passed some (systemd socket activation):
-  // one is handed off from loop 0, one per loop is each loop's own.
-  auto passed = sluice::activation::listen_fds();
-  if (!passed) {
-    fmt::print(stderr, "{}: {}\n", program, passed.error().message());
-    return 1;
-  }
+  // The sockets taken over from the server this one replaces, or those the service
+  // manager passed (systemd socket activation): one is handed off from loop 0, one per
+  // loop is each loop's own.
   std::vector<sluice::detail::native_handle> handles;
-  for (const auto& p : *passed)
-    handles.push_back(p.handle);
+  if (hs && hs->took_over()) {
+    handles = hs->take_listeners();
+  } else {
+    auto passed = sluice::activation::listen_fds();
+    if (!passed) {
+      fmt::print(stderr, "{}: {}\n", program, passed.error().message());
+      return 1;
+    }
+    for (const auto& p : *passed)
+      handles.push_back(p.handle);
+  }
   const sluice::sharded_server::options o{.sharing = sharing, .proxy_protocol = proxy};
   auto srv = handles.empty() ? sluice::sharded_server::bind(*rt, ep, o)
                              : sluice::sharded_server::adopt(*rt, std::move(handles), o);
   if (!srv) {
+    if (hs && hs->took_over()) return abandon_handover(program, *hs, srv.error().message());
     fmt::print(stderr, "{}: {}\n", program, srv.error().message());
     return 1;
   }
@@ -133,7 +176,37 @@ int serve_on_threads(const char* program, unsigned threads, const sluice::endpoi
   std::fflush(stdout);
   fmt::print(stderr, "{}: backend {}, {} loops\n", program, rt->loop(0).backend_name(), threads);
   std::fflush(stderr); // not line-buffered everywhere (mingw, redirected)
+  if (hs) return sluice::serve_until_signalled(*rt, **srv, std::move(h), drain, program, *hs);
   return sluice::serve_until_signalled(*rt, **srv, std::move(h), drain, program);
+}
+
+// The listening socket of a one-loop server: the one taken over through `hs`, else the
+// service manager's (systemd socket activation), else one bound to `ep`. Exits 1 after
+// saying why when there is none.
+inline sluice::tcp::acceptor listener_for(const char* program, sluice::io_context& io,
+                                          const sluice::endpoint& ep,
+                                          std::optional<sluice::handover::session>& hs) {
+  if (hs && hs->took_over()) {
+    auto taken = hs->take_listeners();
+    if (taken.size() != 1) {
+      for (auto h : taken)
+        sluice::local::unique_fd closing(h);
+      std::exit(abandon_handover(
+          program, *hs,
+          fmt::format("{} listening sockets taken over (one per loop of the old server); this "
+                      "one serves one loop: start it with --threads {}",
+                      taken.size(), taken.size())));
+    }
+    auto acc = sluice::tcp::acceptor::adopt(io, taken[0]);
+    if (!acc) std::exit(abandon_handover(program, *hs, acc.error().message()));
+    return std::move(*acc);
+  }
+  auto acc = sluice::activation::listen_or_bind(io, ep);
+  if (!acc) {
+    fmt::print(stderr, "{}: {}\n", program, acc.error().message());
+    std::exit(1);
+  }
+  return std::move(*acc);
 }
 
 // --share: "handoff" (loop 0 accepts and hands connections out) or "reuseport".

@@ -11,7 +11,10 @@
 // say — is cancelled when the drain starts; `stop` is that same token, for handlers
 // that want to finish something first (shield() the work that must complete).
 //
-// shutdown() stops accepting at once, requests stop on every connection's token,
+// shutdown() stops accepting at once (connections the OS had already accepted are
+// served and drained, not reset; the listening socket is closed once they are taken,
+// which leaves it listening in any process it was handed over to), requests stop on
+// every connection's token,
 // waits until the deadline, then aborts (RST) whatever is left. A connection accepted
 // while the drain begins is drained like the others.
 //
@@ -40,6 +43,10 @@
 #include <vector>
 
 namespace sluice {
+
+namespace handover {
+class session;
+}
 
 /// How a server reads the PROXY protocol header a load balancer puts in front of each
 /// connection (server::set_proxy_protocol).
@@ -100,6 +107,11 @@ public:
   std::size_t parked() const noexcept { return parked_; }
   /// True once shutdown() or abort() began.
   bool draining() const noexcept { return draining_; }
+  /// The listening socket (for a hand-over), or an invalid handle for a server without
+  /// one or after its drain.
+  sluice::detail::native_handle listener() const noexcept { return acceptor_.native_handle(); }
+  /// The io_context it runs on.
+  io_context& context() const noexcept { return io_; }
 
   /// Accepts and serves until shutdown()/abort(); completes when every connection ended.
   task<void> serve(handler h);
@@ -212,6 +224,17 @@ SLUICE_API task<int> serve_until_signalled(server& srv, server::handler h, signa
 SLUICE_API task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
                                            std::chrono::milliseconds drain_deadline,
                                            std::string_view name);
+/// The same, with a hand-over point (net/handover.hpp): when `hs` took its listeners
+/// over, the old server is told to drain once this one serves; a successor that takes
+/// them over from this one starts the drain like a signal (the exit status is the
+/// same); SIGHUP starts hs.restart_command() when it has one.
+SLUICE_API task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
+                                           std::chrono::milliseconds drain_deadline,
+                                           std::string_view name, handover::session& hs);
+/// The same with a handler that parks idle connections.
+SLUICE_API task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
+                                           std::chrono::milliseconds drain_deadline,
+                                           std::string_view name, handover::session& hs);
 
 } // namespace sluice
 

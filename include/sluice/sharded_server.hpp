@@ -119,5 +119,15 @@ SLUICE_API int serve_until_signalled(runtime& rt, sharded_server& srv, server::h
 SLUICE_API int serve_until_signalled(runtime& rt, sharded_server& srv, server::parking_handler h,
                                      std::chrono::milliseconds drain_deadline,
                                      std::string_view name);
+/// The same with a hand-over point (see the single-loop serve_until_signalled): what is
+/// handed over is every loop's listening socket (loop 0's alone with hand-off); loop 0
+/// offers them and confirms the session's own take-over.
+SLUICE_API int serve_until_signalled(runtime& rt, sharded_server& srv, server::handler h,
+                                     std::chrono::milliseconds drain_deadline,
+                                     std::string_view name, handover::session& hs);
+/// The same with a handler that parks idle connections.
+SLUICE_API int serve_until_signalled(runtime& rt, sharded_server& srv, server::parking_handler h,
+                                     std::chrono::milliseconds drain_deadline,
+                                     std::string_view name, handover::session& hs);
 
 } // namespace sluice

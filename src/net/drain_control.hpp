@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <sluice/net/handover.hpp>
 #include <sluice/server.hpp>
 #include <sluice/signal.hpp>
 #include <string>
@@ -16,12 +17,16 @@ struct drain_controls {
   std::function<task<drain_report>(std::chrono::milliseconds)> drain;
   std::function<task<void>()> abort;
   std::function<std::size_t()> connections;
+  std::function<std::vector<native_handle>()> listeners; // what a hand-over gives
 };
 
-// Waits for a signal of `sigs`, drains through `c` within `deadline` (a second signal
-// aborts), reports on standard error prefixed with `name`; 0 after a drain that finished
-// by itself, 1 after an abort.
-task<int> drain_on_signals(signal_set& sigs, drain_controls c, std::chrono::milliseconds deadline,
-                           std::string name);
+// Waits for a signal of `sigs` — or, with a hand-over session, for a successor that
+// took the listeners over (and first confirms the session's own take-over; SIGHUP
+// starts its restart command) — then drains through `c` within `deadline` (a second
+// signal aborts), reports on standard error prefixed with `name`; 0 after a drain that
+// finished by itself, 1 after an abort. Runs on `io`, the loop of the listeners' server.
+task<int> drain_on_signals(io_context& io, signal_set& sigs, drain_controls c,
+                           std::chrono::milliseconds deadline, std::string name,
+                           handover::session* hs);
 
 } // namespace sluice::detail

@@ -5,7 +5,9 @@
 
 #include "drain_control.hpp"
 
+#include <csignal>
 #include <fmt/format.h>
+#include <sluice/net/handover.hpp>
 #include <sluice/timer.hpp>
 #include <sluice/when_all.hpp>
 
@@ -223,12 +225,12 @@ void server::start(connection& c) {
 }
 
 void server::adopt(tcp::stream s) {
-  if (draining_) return; // s closes as it goes
   if (!serving_) {
+    if (draining_) return;          // over, or drained before it began: s closes as it goes
     early_.push_back(std::move(s)); // serve() has not begun: it starts them
     return;
   }
-  start(add(std::move(s)));
+  start(add(std::move(s))); // during a drain: accepted before it, so drained like the others
 }
 
 task<void> server::accept_loop() {
@@ -237,7 +239,11 @@ task<void> server::accept_loop() {
   milliseconds pause{0};
   for (auto& s : std::exchange(early_, {}))
     start(add(std::move(s)));
-  while (!draining_ && acceptor_.is_open()) {
+  const bool accepting = acceptor_.is_open();
+  // During a drain the acceptor has stopped accepting: the loop still takes the
+  // connections the OS handed over before that (they are drained like the others, not
+  // reset), until accept() says there are no more.
+  while (acceptor_.is_open()) {
     auto s = co_await acceptor_.accept();
     if (!s) {
       if (s.error() == errc::operation_aborted || draining_) break;
@@ -254,12 +260,16 @@ task<void> server::accept_loop() {
       continue;
     }
     pause = milliseconds(0);
-    if (distributor_ && distributor_(*s)) continue; // another loop serves it
+    if (!draining_ && distributor_ && distributor_(*s)) continue; // another loop serves it
     start(add(std::move(*s)));
   }
-  // No acceptor (connections are handed in): serve until the drain, or until serve()'s
-  // own stop token stops it (as it stops accepting).
-  if (!acceptor_.is_open() && !draining_) (void)co_await stopped_.wait(draining_);
+  if (accepting) {
+    if (draining_) acceptor_.close(); // still listening wherever it was handed over
+  } else if (!draining_) {
+    // No acceptor (connections are handed in): serve until the drain, or until
+    // serve()'s own stop token stops it (as it stops accepting).
+    (void)co_await stopped_.wait(draining_);
+  }
   (void)co_await scope_.join(); // no connection outlives serve()
   serving_ = false;
 }
@@ -277,7 +287,12 @@ task<void> server::serve(parking_handler h) {
 task<drain_report> server::shutdown(std::chrono::milliseconds deadline) {
   draining_ = true;
   stop_accepting_.request_stop();
-  acceptor_.close(); // stops accepting at once: the pending accept is cancelled
+  // No new connection from now on; the accept loop serves what the OS already handed
+  // over, then closes the socket.
+  if (serving_)
+    acceptor_.stop_accepting();
+  else
+    acceptor_.close();
   stopped_.notify();
   const std::size_t at_start = conns_.count.load(std::memory_order_relaxed);
   const std::size_t aborted_before = aborted_;
@@ -343,25 +358,121 @@ task<void> abort_now(server& srv) {
 
 template <class Handler>
 task<int> serve_and_control(server& srv, Handler h, signal_set& sigs,
-                            std::chrono::milliseconds drain_deadline, std::string name) {
+                            std::chrono::milliseconds drain_deadline, std::string name,
+                            handover::session* hs) {
   detail::drain_controls c{[&srv](std::chrono::milliseconds d) { return srv.shutdown(d); },
-                           [&srv] { return abort_now(srv); }, [&srv] { return srv.connections(); }};
+                           [&srv] { return abort_now(srv); }, [&srv] { return srv.connections(); },
+                           [&srv] { return std::vector<detail::native_handle>{srv.listener()}; }};
   auto [served, code] = co_await when_all(
-      srv.serve(std::move(h)), detail::drain_on_signals(sigs, std::move(c), drain_deadline, name));
+      srv.serve(std::move(h)),
+      detail::drain_on_signals(srv.context(), sigs, std::move(c), drain_deadline, name, hs));
   (void)served;
   co_return code;
+}
+
+// SIGHUP starts the session's restart command, then watches the new process until it
+// ends (reported: it failed to take over) or this watch is stopped (the drain began:
+// it took over). Signals that come meanwhile wait their turn.
+task<void> restart_on_sighup(io_context& io, handover::session& hs, std::string name) {
+#ifdef _WIN32
+  (void)io;
+  (void)hs;
+  (void)name;
+  co_return;
+#else
+  if (hs.restart_command().empty()) co_return;
+  signal_set hup(io, {SIGHUP});
+  for (;;) {
+    auto sig = co_await hup.wait();
+    if (!sig) co_return; // stopped
+    auto pid = handover::spawn_process(hs.restart_command());
+    if (!pid) {
+      fmt::print(stderr, "{}: SIGHUP: {}; still serving\n", name, pid.error().message());
+      continue;
+    }
+    fmt::print(stderr, "{}: SIGHUP: started pid {} to take over through {}\n", name, *pid,
+               hs.path());
+    for (;;) {
+      auto slept = co_await sleep_for(io, std::chrono::milliseconds(100));
+      if (!slept) co_return; // stopped: the drain began
+      if (auto how = handover::reap_process(*pid)) {
+        fmt::print(stderr, "{}: the new process (pid {}) {} before taking over; still serving\n",
+                   name, *pid, *how);
+        break;
+      }
+    }
+  }
+#endif
+}
+
+struct drain_cause {
+  int signal = 0;     // a signal asked for the drain
+  long successor = 0; // or a successor took over
+};
+
+// What starts the drain: a signal, or a successor ready (the hand-over offered meanwhile).
+task<result<drain_cause>> first_cause(io_context& io, signal_set& sigs, handover::session& hs,
+                                      std::vector<detail::native_handle> listeners,
+                                      std::string name, stop_source& restarts) {
+  auto log = [name](std::string_view m) { fmt::print(stderr, "{}: {}\n", name, m); };
+  auto won = co_await when_any(sigs.wait(), hs.offer(io, std::move(listeners), log));
+  restarts.request_stop();
+  if (won.index() == 0) {
+    auto& sig = std::get<0>(won);
+    if (!sig) co_return std::move(sig).error();
+    co_return drain_cause{*sig, 0};
+  }
+  auto& pid = std::get<1>(won);
+  if (!pid) co_return std::move(pid).error();
+  co_return drain_cause{0, *pid};
+}
+
+task<result<drain_cause>> handover_or_signal(io_context& io, signal_set& sigs,
+                                             handover::session& hs,
+                                             std::vector<detail::native_handle> listeners,
+                                             std::string name) {
+  if (hs.took_over()) {
+    auto confirmed = co_await hs.confirm(io);
+    if (confirmed)
+      fmt::print(stderr, "{}: pid {} serves; pid {} was told to drain\n", name,
+                 handover::process_id(), hs.predecessor());
+    else
+      fmt::print(stderr, "{}: {}; serving anyway\n", name, confirmed.error().message());
+  }
+  stop_source restarts;
+  auto [cause, watched] =
+      co_await when_all(first_cause(io, sigs, hs, std::move(listeners), name, restarts),
+                        with_stop_token(restart_on_sighup(io, hs, name), restarts.get_token()));
+  (void)watched;
+  co_return std::move(cause);
 }
 
 } // namespace
 
 // (Named coroutines with parameters, not lambdas invoked inside a co_await: GCC 12 may
 // destroy such a lambda's closure while its coroutine still reads the captures.)
-task<int> detail::drain_on_signals(signal_set& sigs, drain_controls c,
-                                   std::chrono::milliseconds deadline, std::string name) {
-  auto first = co_await sigs.wait();
-  if (!first) co_return 1;
-  fmt::print(stderr, "{}: signal {}, draining {} connections (deadline {} ms)\n", name, *first,
-             c.connections(), deadline.count());
+task<int> detail::drain_on_signals(io_context& io, signal_set& sigs, drain_controls c,
+                                   std::chrono::milliseconds deadline, std::string name,
+                                   handover::session* hs) {
+  if (hs == nullptr) {
+    auto first = co_await sigs.wait();
+    if (!first) co_return 1;
+    fmt::print(stderr, "{}: signal {}, draining {} connections (deadline {} ms)\n", name, *first,
+               c.connections(), deadline.count());
+  } else {
+    auto cause = co_await handover_or_signal(io, sigs, *hs, c.listeners(), name);
+    if (!cause) {
+      if (cause.error() != errc::operation_aborted)
+        fmt::print(stderr, "{}: {}\n", name, cause.error().message());
+      co_return 1;
+    }
+    if (cause->successor != 0)
+      fmt::print(stderr, "{}: handed over to pid {}, draining {} connections (deadline {} ms)\n",
+                 name, cause->successor, c.connections(), deadline.count());
+    else
+      fmt::print(stderr, "{}: signal {}, draining {} connections (deadline {} ms)\n", name,
+                 cause->signal, c.connections(), deadline.count());
+  }
   bool forced = false;
   stop_source watcher;
   auto [report, ignored] = co_await when_all(
@@ -374,12 +485,24 @@ task<int> detail::drain_on_signals(signal_set& sigs, drain_controls c,
 
 task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
                                 std::chrono::milliseconds drain_deadline, std::string_view name) {
-  return serve_and_control(srv, std::move(h), sigs, drain_deadline, std::string(name));
+  return serve_and_control(srv, std::move(h), sigs, drain_deadline, std::string(name), nullptr);
 }
 
 task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
                                 std::chrono::milliseconds drain_deadline, std::string_view name) {
-  return serve_and_control(srv, std::move(h), sigs, drain_deadline, std::string(name));
+  return serve_and_control(srv, std::move(h), sigs, drain_deadline, std::string(name), nullptr);
+}
+
+task<int> serve_until_signalled(server& srv, server::handler h, signal_set& sigs,
+                                std::chrono::milliseconds drain_deadline, std::string_view name,
+                                handover::session& hs) {
+  return serve_and_control(srv, std::move(h), sigs, drain_deadline, std::string(name), &hs);
+}
+
+task<int> serve_until_signalled(server& srv, server::parking_handler h, signal_set& sigs,
+                                std::chrono::milliseconds drain_deadline, std::string_view name,
+                                handover::session& hs) {
+  return serve_and_control(srv, std::move(h), sigs, drain_deadline, std::string(name), &hs);
 }
 
 } // namespace sluice

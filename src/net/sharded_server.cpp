@@ -201,9 +201,18 @@ std::size_t open_connections(const sharded_server& srv, std::size_t loops) {
 }
 
 // One loop's task: loop 0 also watches the signals and drives the drain.
+// Every loop's listening socket (loop 0's alone with hand-off), for a hand-over.
+std::vector<detail::native_handle> listeners_of(sharded_server& srv, std::size_t loops) {
+  std::vector<detail::native_handle> out;
+  for (std::size_t i = 0; i < loops; ++i)
+    if (srv.shard(i).listener() != detail::invalid_handle) out.push_back(srv.shard(i).listener());
+  return out;
+}
+
 template <class Handler>
 task<void> loop_part(io_context& loop, std::size_t i, std::size_t loops, sharded_server& srv,
-                     Handler h, std::chrono::milliseconds deadline, std::string name, int& code) {
+                     Handler h, std::chrono::milliseconds deadline, std::string name, int& code,
+                     handover::session* hs) {
   if (i != 0) {
     co_await srv.serve(i, std::move(h));
     co_return;
@@ -211,19 +220,21 @@ task<void> loop_part(io_context& loop, std::size_t i, std::size_t loops, sharded
   signal_set sigs(loop, {SIGINT, SIGTERM});
   detail::drain_controls c{[&srv](std::chrono::milliseconds d) { return srv.shutdown(d); },
                            [&srv] { return srv.abort(); },
-                           [&srv, loops] { return open_connections(srv, loops); }};
-  auto [served, rc] = co_await when_all(
-      srv.serve(0, std::move(h)), detail::drain_on_signals(sigs, std::move(c), deadline, name));
+                           [&srv, loops] { return open_connections(srv, loops); },
+                           [&srv, loops] { return listeners_of(srv, loops); }};
+  auto [served, rc] =
+      co_await when_all(srv.serve(0, std::move(h)),
+                        detail::drain_on_signals(loop, sigs, std::move(c), deadline, name, hs));
   (void)served;
   code = rc;
 }
 
 template <class Handler>
 int serve_all(runtime& rt, sharded_server& srv, Handler h, std::chrono::milliseconds deadline,
-              std::string name) {
+              std::string name, handover::session* hs) {
   int code = 1;
   rt.run([&](io_context& loop, std::size_t i) {
-    return loop_part(loop, i, rt.size(), srv, h, deadline, name, code);
+    return loop_part(loop, i, rt.size(), srv, h, deadline, name, code, hs);
   });
   std::string per_loop;
   for (std::size_t i = 0; i < rt.size(); ++i)
@@ -236,12 +247,24 @@ int serve_all(runtime& rt, sharded_server& srv, Handler h, std::chrono::millisec
 
 int serve_until_signalled(runtime& rt, sharded_server& srv, server::handler h,
                           std::chrono::milliseconds drain_deadline, std::string_view name) {
-  return serve_all(rt, srv, std::move(h), drain_deadline, std::string(name));
+  return serve_all(rt, srv, std::move(h), drain_deadline, std::string(name), nullptr);
 }
 
 int serve_until_signalled(runtime& rt, sharded_server& srv, server::parking_handler h,
                           std::chrono::milliseconds drain_deadline, std::string_view name) {
-  return serve_all(rt, srv, std::move(h), drain_deadline, std::string(name));
+  return serve_all(rt, srv, std::move(h), drain_deadline, std::string(name), nullptr);
+}
+
+int serve_until_signalled(runtime& rt, sharded_server& srv, server::handler h,
+                          std::chrono::milliseconds drain_deadline, std::string_view name,
+                          handover::session& hs) {
+  return serve_all(rt, srv, std::move(h), drain_deadline, std::string(name), &hs);
+}
+
+int serve_until_signalled(runtime& rt, sharded_server& srv, server::parking_handler h,
+                          std::chrono::milliseconds drain_deadline, std::string_view name,
+                          handover::session& hs) {
+  return serve_all(rt, srv, std::move(h), drain_deadline, std::string(name), &hs);
 }
 
 } // namespace sluice

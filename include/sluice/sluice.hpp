@@ -4,9 +4,9 @@
 #include <sluice/error.hpp>
 #include <sluice/io_context.hpp>
 #include <sluice/net/activation.hpp>
-#include <sluice/net/handover.hpp>
 #include <sluice/net/endpoint.hpp>
 #include <sluice/net/framed.hpp>
+#include <sluice/net/handover.hpp>
 #include <sluice/net/local.hpp>
 #include <sluice/net/resolve.hpp>
 #include <sluice/net/stream_utils.hpp>

@@ -21,7 +21,6 @@
    old server drains it; new connections echo through the new one.
 Usage: handover_peer.py path/to/http_server path/to/echo_server
 """
-import array
 import asyncio
 import os
 import re
@@ -82,11 +81,6 @@ class Server:
 
 def start_http(path, *extra):
     return Server(http_bin, "--handover", path, "--drain-ms", "10000", *extra)
-
-
-def successor(path, *extra):
-    """A second server on the same path; returns it once it printed "listening on"."""
-    return start_http(path, *extra)
 
 
 def pid_gone(pid):
@@ -229,7 +223,7 @@ def hand_over(name, old_args, new_args):
 
     def switch():
         nonlocal new
-        new = successor(path, *new_args)
+        new = start_http(path, *new_args)
         assert new.port == old.port, (new.port, old.port)
         old.exits(0)
 
@@ -298,7 +292,7 @@ def failed_successors():
     get(old.port)
     assert old.proc.poll() is None
     # A good successor still takes over.
-    new = successor(path, "--threads", "2", "--share", "reuseport")
+    new = start_http(path, "--threads", "2", "--share", "reuseport")
     old.exits(0)
     get(new.port)
     new.proc.send_signal(signal.SIGTERM)

@@ -87,7 +87,9 @@ protected:
     op_.error = {};
     op_.timed_out = false;
     enqueue(op_);
-    if (op_.deadline != 0) op_.ctx->watch_deadline(op_);
+    // Still waiting: the deadline counts. (`enqueue` may settle op_ at once — an
+    // accept on a stopped acceptor — and a settled operation must not stay watched.)
+    if (op_.deadline != 0 && op_.state == op_state::queued) op_.ctx->watch_deadline(op_);
     if (token.stop_possible()) callback_.emplace(token, cancel_fn{&op_});
     return true;
   }

@@ -275,12 +275,38 @@ os._exit(3)  # dies, not ready
     assert rc == 3, rc
 
 
+def impostor_stalls(path):
+    """Connects as a successor, takes the descriptors, then neither confirms nor leaves."""
+    code = r"""
+import array, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"sluice-handover 1 0\n")
+fds = array.array("i")
+msg, anc, _, _ = s.recvmsg(512, socket.CMSG_SPACE(16 * fds.itemsize))
+assert msg.startswith(b"listeners "), msg
+print("holding", flush=True)
+time.sleep(60)  # bounded: the test kills it once the old server has given up on it
+"""
+    p = subprocess.Popen([sys.executable, "-c", code, path], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "holding"
+    return p
+
+
 def failed_successors():
     path = os.path.join(workdir, "fail.sock")
     old = start_http(path, "--threads", "2", "--share", "reuseport")
     # Dies before it is ready.
     impostor_dies(path)
     old.wait_line(old.err, r"went away before it was ready.*still serving")
+    get(old.port)
+    # Stalls after taking the descriptors: the old server serves on meanwhile, and gives
+    # up on it after the step timeout (10 s).
+    stalled = impostor_stalls(path)
+    get(old.port)
+    old.wait_line(old.err, r"a new process stalled for 10000 ms; still serving")
+    stalled.kill()
+    stalled.wait()
     get(old.port)
     # Cannot serve two SO_REUSEPORT sockets on one loop: gives up, says why.
     bad = subprocess.run([http_bin, "--host", "127.0.0.1", "--port", "0", "--handover", path],

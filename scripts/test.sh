@@ -100,7 +100,7 @@ wineserver -k || true
 # libFuzzer on the HTTP parser, the framing decoder and the HTTP text helpers (URLs,
 # targets, queries, routes, JSON escaping), a fixed time each; any crash
 # or sanitizer report fails the run.
-fuzz_seconds=${SLUICE_FUZZ_SECONDS:-60}
+fuzz_seconds=${SLUICE_FUZZ_SECONDS:-30}
 stamp "fuzz: ${fuzz_seconds} s per target"
 CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/fuzz -j "$jobs"

@@ -258,37 +258,31 @@ def sighup():
           f"old exited 0")
 
 
-def impostor_dies(path):
-    """Connects as a successor, takes the descriptors, and exits before it is ready."""
-    code = r"""
-import array, socket, sys
+# A stand-in successor: it connects, says hello and takes the descriptors, then either
+# exits before it is ready ("die") or neither confirms nor leaves ("stall").
+IMPOSTOR = r"""
+import array, os, socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.sendall(b"sluice-handover 1 0\n")
 fds = array.array("i")
 msg, anc, _, _ = s.recvmsg(512, socket.CMSG_SPACE(16 * fds.itemsize))
 assert msg.startswith(b"listeners "), msg
-import os
-os._exit(3)  # dies, not ready
+if sys.argv[2] == "die":
+    os._exit(3)
+print("holding", flush=True)
+time.sleep(60)  # bounded: the test kills it once the old server has given up on it
 """
-    rc = subprocess.run([sys.executable, "-c", code, path], timeout=TIMEOUT).returncode
+
+
+def impostor_dies(path):
+    rc = subprocess.run([sys.executable, "-c", IMPOSTOR, path, "die"], timeout=TIMEOUT).returncode
     assert rc == 3, rc
 
 
 def impostor_stalls(path):
-    """Connects as a successor, takes the descriptors, then neither confirms nor leaves."""
-    code = r"""
-import array, socket, sys, time
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"sluice-handover 1 0\n")
-fds = array.array("i")
-msg, anc, _, _ = s.recvmsg(512, socket.CMSG_SPACE(16 * fds.itemsize))
-assert msg.startswith(b"listeners "), msg
-print("holding", flush=True)
-time.sleep(60)  # bounded: the test kills it once the old server has given up on it
-"""
-    p = subprocess.Popen([sys.executable, "-c", code, path], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", IMPOSTOR, path, "stall"], stdout=subprocess.PIPE,
+                         text=True)
     assert p.stdout.readline().strip() == "holding"
     return p
 

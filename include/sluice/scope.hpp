@@ -48,7 +48,7 @@ public:
     }
     bool await_ready() const noexcept { return ready_; }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-      return start_wait(h, stop_token_of(h), owner_->waiting_);
+      return start_wait(h, stop_of(h), owner_->waiting_);
     }
     result<void> await_resume() noexcept {
       finish();

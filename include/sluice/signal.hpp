@@ -28,7 +28,7 @@ public:
   explicit signal_awaiter(signal_set& s);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     op_.buffer = &signo_; ///< here, not in the constructor: the awaiter may have moved
-    return start(h, stop_token_of(h));
+    return start(h, stop_of(h));
   }
   result<int> await_resume();
 

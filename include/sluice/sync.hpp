@@ -109,7 +109,7 @@ public:
     }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) {
       this->op_.buffer = &value_;
-      return this->start_wait(h, detail::stop_token_of(h), this->c_->senders_);
+      return this->start_wait(h, detail::stop_of(h), this->c_->senders_);
     }
     result<void> await_resume() {
       this->finish();
@@ -142,7 +142,7 @@ public:
     }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) {
       this->op_.buffer = &slot_;
-      return this->start_wait(h, detail::stop_token_of(h), this->c_->receivers_);
+      return this->start_wait(h, detail::stop_of(h), this->c_->receivers_);
     }
     result<T> await_resume() {
       this->finish();

@@ -16,6 +16,7 @@
 #include <coroutine>
 #include <exception>
 #include <sluice/detail/frame_pool.hpp>
+#include <sluice/detail/op_canceller.hpp>
 #include <sluice/stop_token.hpp>
 #include <stop_token>
 #include <type_traits>
@@ -40,6 +41,7 @@ public:
     template <class P> std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
       promise_base& p = h.promise();
       p.finished_ = true;
+      p.canceller_.release(); // while the token's source is surely alive
       // Started by when_all / when_any: they decide who runs next.
       if (p.on_done_ != nullptr) return p.on_done_(p.on_done_arg_);
       // Completed inside the parent's inline resume: the parent continues by itself.
@@ -54,12 +56,18 @@ public:
   /// The task runs under `t` alone, whatever its awaiter's token (with_stop_token's
   /// combined token; an empty one for shield()).
   void bind_stop_token(stop_token t) noexcept {
+    canceller_.release();
     token_ = t;
     token_bound_ = true;
   }
   void inherit_stop_token(const stop_token& t) noexcept {
-    if (!token_bound_) token_ = t;
+    if (token_bound_) return;
+    canceller_.release();
+    token_ = t;
   }
+  /// Cancels the operation this task is suspended on when its token is stopped
+  /// (op_canceller.hpp): used by I/O awaiters through stop_of().
+  op_canceller& canceller() noexcept { return canceller_; }
 
   /// Runs the child until it suspends or finishes; true if the caller must suspend.
   bool start_from(std::coroutine_handle<> self, std::coroutine_handle<> parent) {
@@ -86,6 +94,7 @@ private:
   done_hook on_done_ = nullptr;
   void* on_done_arg_ = nullptr;
   stop_token token_;
+  op_canceller canceller_;
   bool token_bound_ = false;
   bool finished_ = false;
   bool parent_waits_ = false;
@@ -102,6 +111,14 @@ template <class P> stop_token stop_token_of(std::coroutine_handle<P> h) noexcept
     return h.promise().get_stop_token();
   else
     return {};
+}
+
+/// The stop token of the coroutine that awaits and, if it is a task, its canceller.
+template <class P> stop_ref stop_of(std::coroutine_handle<P> h) noexcept {
+  if constexpr (std::is_base_of_v<promise_base, P>)
+    return stop_ref(h.promise().get_stop_token(), &h.promise().canceller());
+  else
+    return stop_ref(stop_token_of(h));
 }
 
 template <class T> class task_promise : public promise_base {

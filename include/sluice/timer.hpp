@@ -29,7 +29,7 @@ public:
     op_.duration_ns = d.count() < 0 ? 0 : d.count();
   }
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return start(h, detail::stop_token_of(h));
+    return start(h, detail::stop_of(h));
   }
   result<void> await_resume() {
     finish();

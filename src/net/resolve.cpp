@@ -135,7 +135,7 @@ public:
   explicit answer_awaiter(job& j) noexcept : j_(&j) { op_.ctx = j.io; }
   bool await_ready() const noexcept { return j_->done; }
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return start_wait(h, detail::stop_token_of(h), j_->waiting);
+    return start_wait(h, detail::stop_of(h), j_->waiting);
   }
   std::error_code await_resume() noexcept {
     finish();

@@ -209,7 +209,8 @@ bool receive_awaiter::begin() {
   return true;
 }
 
-bool receive_awaiter::wait_receiver(std::coroutine_handle<> h, const stop_token& token) {
+bool receive_awaiter::wait_receiver(std::coroutine_handle<> h,
+                                    const sluice::detail::stop_ref& token) {
   lent_ = true; // whatever the receiver hands over is lent
   return start_waiting(h, token, [this](sluice::detail::operation& op) { s_->rx_->wait(op); });
 }
@@ -303,7 +304,8 @@ bool recv_some_from_awaiter::begin() {
   return false;
 }
 
-bool recv_some_from_awaiter::wait_receiver(std::coroutine_handle<> h, const stop_token& token) {
+bool recv_some_from_awaiter::wait_receiver(std::coroutine_handle<> h,
+                                           const sluice::detail::stop_ref& token) {
   return start_waiting(h, token, [this](sluice::detail::operation& op) { s_->rx_->wait(op); });
 }
 

@@ -49,7 +49,7 @@ void stream_lifecycle::end_connect(bool ok) noexcept {
     conn_ = ok ? connection_state::connected : connection_state::unconnected;
 }
 
-decision stream_lifecycle::begin_receive() const noexcept {
+decision stream_lifecycle::refuse_receive() const noexcept {
   if (const decision d = at(needs_connection, conn_); d.action != verdict::proceed) return d;
   return at(receive_by_side, recv_);
 }
@@ -62,7 +62,7 @@ std::error_code stream_lifecycle::filter_receive() const noexcept {
   return {};
 }
 
-decision stream_lifecycle::begin_send() const noexcept {
+decision stream_lifecycle::refuse_send() const noexcept {
   if (const decision d = at(needs_connection, conn_); d.action != verdict::proceed) return d;
   return at(send_by_side, send_);
 }

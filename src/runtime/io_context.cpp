@@ -245,6 +245,8 @@ void io_context::buffers_came_back() noexcept {
   resuming_starved_ = false;
 }
 
+void detail::cancel_operation(operation& op) noexcept { op.ctx->cancel(op); }
+
 void detail::count_queued(operation& op, int delta) noexcept {
   if (op.ctx != nullptr) op.ctx->count_queued(delta);
 }

@@ -313,3 +313,71 @@ TEST_CASE("result<T> reads through const, and co_return of an error works in tas
   CHECK(e.error().context() == "probe");
   CHECK(*sync_wait(io, forward(3)) == "3");
 }
+
+// A task registers one stop callback for all its operations (op_canceller.hpp); each
+// operation arms it while it runs. These pin down what that must keep: a stop from
+// another thread, landing anywhere between and inside operations, ends the operation
+// in flight or the next one, never one that already finished, and nothing is
+// cancelled late.
+TEST_CASE("A task's operations one after another, stopped from another thread at any point",
+          "[threads]") {
+  io_context io;
+  for (int round = 0; round < 40; ++round) {
+    stop_source src;
+    int done = 0;
+    int late = 0; // operations started after the stop that did not fail
+    auto worker = [&]() -> task<bool> { // true: it ended with operation_aborted
+      for (;;) {
+        const bool stopped_before = src.stop_requested();
+        auto r = co_await sleep_for(io, std::chrono::microseconds(20 + round));
+        if (!r) co_return r.error() == errc::operation_aborted;
+        if (stopped_before) ++late;
+        ++done;
+      }
+    };
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(std::chrono::microseconds(100 * (round % 8)));
+      src.request_stop();
+    });
+    const bool aborted = sync_wait(io, worker(), src.get_token());
+    stopper.join();
+    CHECK(aborted);
+    CHECK(late == 0);
+  }
+}
+
+TEST_CASE("A task's stop registration ends with the task, before a combined source goes") {
+  // with_stop_token(child, own) under a stoppable outer token combines the two in a
+  // source that lives in with_stop_token's frame and dies before the child's frame:
+  // the child's registration must be gone by then (ASan would see the write into the
+  // dead source otherwise).
+  io_context io;
+  stop_source outer;
+  stop_source own;
+  int slept = 0;
+  auto child = [&]() -> task<int> {
+    for (int i = 0; i < 3; ++i) {
+      auto r = co_await sleep_for(io, std::chrono::milliseconds(1));
+      if (r) ++slept;
+    }
+    co_return 7;
+  };
+  const int v = sync_wait(io, with_stop_token(child(), own.get_token()), outer.get_token());
+  CHECK(v == 7);
+  CHECK(slept == 3);
+  // And the same child, stopped through the combined source by the outer token.
+  bool cancelled = false;
+  auto stopper = [&]() -> task<void> {
+    (void)co_await sleep_for(io, std::chrono::milliseconds(2));
+    outer.request_stop();
+  };
+  stop_source own2;
+  auto [r, ignored] = sync_wait(
+      io,
+      when_all(with_stop_token(sleeper(io, std::chrono::hours(1), cancelled), own2.get_token()),
+               stopper()),
+      outer.get_token());
+  (void)ignored;
+  CHECK(cancelled);
+  CHECK(!r);
+}

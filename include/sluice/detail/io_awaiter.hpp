@@ -15,6 +15,7 @@
 #include <sluice/stop_token.hpp>
 #include <sluice/task.hpp>
 #include <string>
+#include <utility>
 
 namespace sluice::detail {
 
@@ -32,7 +33,7 @@ public:
   // Awaiters are moved only before they are started (when returned from a function).
   io_awaiter(io_awaiter&& o) noexcept : op_(o.op_) {}
   ~io_awaiter() {
-    if (withdraw()) op_.ctx->backend_discard(op_); // an accepted handle nobody took
+    if (live_ && withdraw()) op_.ctx->backend_discard(op_); // an accepted handle nobody took
   }
 
   bool await_ready() const noexcept { return false; }
@@ -53,11 +54,12 @@ protected:
   // Starts op_ for the coroutine `h`; false if it completed at once (cancelled before
   // it started), in which case op_.error is set. With a sender queue, op_ waits its
   // turn there first.
-  bool start(std::coroutine_handle<> h, const stop_token& token, op_queue* queue = nullptr) {
-    if (token.stop_requested()) {
+  bool start(std::coroutine_handle<> h, const stop_ref& stop, op_queue* queue = nullptr) {
+    if (stop.token.stop_requested()) {
       op_.error = make_error_code(errc::operation_aborted);
       return false;
     }
+    live_ = true;
     op_.waiter = h;
     op_.cancel_requested = false;
     op_.timed_out = false;
@@ -65,23 +67,24 @@ protected:
       op_.ctx->submit(op_);
     else if (op_.deadline != 0)
       op_.ctx->watch_deadline(op_); // waiting its turn counts against the deadline
-    // Registered after submit: if the token is stopped in between, the callback runs
-    // here, inline, and cancels an operation that is already queued.
-    if (token.stop_possible()) callback_.emplace(token, cancel_fn{&op_});
+    // Watched after submit: a stop requested in between cancels an operation that is
+    // already queued.
+    watch_stop(stop);
     return true;
   }
   // Waits in `q` (a wait_list) until notified or cancelled.
-  bool start_wait(std::coroutine_handle<> h, const stop_token& token, op_queue& q) {
-    return start_waiting(h, token, [&q](operation& op) { q.wait(op); });
+  bool start_wait(std::coroutine_handle<> h, const stop_ref& stop, op_queue& q) {
+    return start_waiting(h, stop, [&q](operation& op) { q.wait(op); });
   }
   // Waits wherever `enqueue` puts op_ (an op_queue of some owner: a wait list, a
   // stream's receiver) until it is completed or cancelled.
   template <class Enqueue>
-  bool start_waiting(std::coroutine_handle<> h, const stop_token& token, Enqueue&& enqueue) {
-    if (token.stop_requested()) {
+  bool start_waiting(std::coroutine_handle<> h, const stop_ref& stop, Enqueue&& enqueue) {
+    if (stop.token.stop_requested()) {
       op_.error = make_error_code(errc::operation_aborted);
       return false;
     }
+    live_ = true;
     op_.waiter = h;
     op_.cancel_requested = false;
     op_.error = {};
@@ -90,16 +93,35 @@ protected:
     // Still waiting: the deadline counts. (`enqueue` may settle op_ at once — an
     // accept on a stopped acceptor — and a settled operation must not stay watched.)
     if (op_.deadline != 0 && op_.state == op_state::queued) op_.ctx->watch_deadline(op_);
-    if (token.stop_possible()) callback_.emplace(token, cancel_fn{&op_});
+    watch_stop(stop);
     return true;
   }
 
-  // Must be called first thing in await_resume. If the operation held its stream's
-  // sender queue, the next sender starts.
-  void finish() noexcept {
-    // Destroying the callback waits for a concurrently running one to return, so
-    // cancel_posted is stable afterwards.
+  // Makes op_ (started) cancellable by the awaiting coroutine's stop: through its
+  // task's canceller, or else by a callback of its own. A stop already requested
+  // cancels it now (inline, here).
+  void watch_stop(const stop_ref& stop) {
+    if (!stop.token.stop_possible()) return;
+    if (stop.canceller != nullptr) {
+      canceller_ = stop.canceller;
+      if (!canceller_->arm(stop.token, op_)) op_.ctx->cancel(op_);
+    } else {
+      callback_.emplace(stop.token, cancel_fn{&op_});
+    }
+  }
+  // Stops watching: a cancel running on another thread has returned when this does.
+  void unwatch_stop() noexcept {
+    if (canceller_ != nullptr) std::exchange(canceller_, nullptr)->disarm();
     callback_.reset();
+  }
+
+  // Must be called first thing in await_resume. If the operation held its stream's
+  // sender queue, the next sender starts. (Inlined: it is on every operation's path.)
+  [[gnu::always_inline]] inline void finish() noexcept {
+    live_ = false;
+    // Unwatching waits for a concurrently running cancel to return, so cancel_posted
+    // is stable afterwards.
+    unwatch_stop();
     if (op_.timed_out && op_.error == errc::operation_aborted)
       op_.error = make_error_code(errc::timed_out);
     if (op_.cancel_posted) op_.ctx->retire_cancel(op_);
@@ -113,6 +135,7 @@ protected:
   // never wait cannot starve the others.
   bool settle_now(std::coroutine_handle<> h) noexcept {
     if (op_.ctx == nullptr || op_.ctx->consume_budget()) return false;
+    live_ = true;
     op_.waiter = h;
     op_.ctx->defer_completion(op_);
     return true;
@@ -124,10 +147,13 @@ protected:
   // A derived awaiter takes over what it can (its socket keeps the bytes or the
   // handle) and sets op_.error so that the base does not release it again.
   bool withdraw() noexcept {
-    if (op_.state == op_state::idle && !callback_ && op_.queue == nullptr) return false;
-    // Deregistering waits for a callback running on another thread, so nothing can
-    // start a cancel of op_ after this line.
-    callback_.reset();
+    if (!live_) return false; // never started, or finished
+    live_ = false;
+    if (op_.state == op_state::idle && canceller_ == nullptr && !callback_ && op_.queue == nullptr)
+      return false;
+    // Unwatching waits for a cancel running on another thread, so nothing can start a
+    // cancel of op_ after this line.
+    unwatch_stop();
     if (op_.cancel_posted) op_.ctx->retire_cancel(op_);
     const bool started = op_.state != op_state::idle;
     op_.ctx->abandon(op_);
@@ -142,7 +168,11 @@ protected:
   }
 
   operation op_;
-  std::optional<stop_callback<cancel_fn>> callback_;
+  op_canceller* canceller_ = nullptr; // the awaiting task's, while op_ is armed in it
+  // Started and not finished: there may be something to withdraw (the destructor's
+  // test on the path of every operation).
+  bool live_ = false;
+  std::optional<stop_callback<cancel_fn>> callback_; // awaited by another coroutine
 };
 
 } // namespace sluice::detail

@@ -86,7 +86,7 @@ struct received {
 
 namespace detail {
 using sluice::detail::io_awaiter;
-using sluice::detail::stop_token_of;
+using sluice::detail::stop_of;
 
 // Control-message room for max_fds descriptors (CMSG_SPACE on Linux: a 16-byte header
 // and 4 bytes each; local.cpp checks it).
@@ -100,7 +100,7 @@ public:
                    std::span<const native_handle_type> fds);
   send_fds_awaiter(send_fds_awaiter&& o) noexcept;
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
+    return begin() ? start(h, stop_of(h), queue()) : settle_now(h);
   }
   /// data.size(), or the first error (naming the peer and the limit broken).
   result<std::size_t> await_resume() { return end(); }
@@ -129,7 +129,7 @@ public:
   /// the descriptors, which nobody can take any more, are closed (none leaks).
   ~recv_fds_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
+    return begin() ? start(h, stop_of(h)) : settle_now(h);
   }
   /// The bytes and descriptors (bytes 0: end of stream), or an error.
   result<received> await_resume() { return end(); }

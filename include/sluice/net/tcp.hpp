@@ -71,7 +71,7 @@ struct close_report {
 namespace detail {
 using sluice::detail::io_awaiter;
 using sluice::detail::native_handle;
-using sluice::detail::stop_token_of;
+using sluice::detail::stop_of;
 
 class [[nodiscard]] SLUICE_API recv_awaiter : public io_awaiter {
 public:
@@ -82,15 +82,15 @@ public:
   ~recv_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     if (!begin()) return settle_now(h);
-    if (via_receiver_) return wait_receiver(h, stop_token_of(h));
-    return start(h, stop_token_of(h));
+    if (via_receiver_) return wait_receiver(h, stop_of(h));
+    return start(h, stop_of(h));
   }
   /// Bytes received; 0 means the peer closed its sending side (end of stream).
   result<std::size_t> await_resume() { return end(); }
 
 private:
   bool begin();
-  bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
+  bool wait_receiver(std::coroutine_handle<> h, const sluice::detail::stop_ref& token);
   result<std::size_t> end();
   void copy_out() noexcept; ///< a receiver's lent buffer into the caller's
   stream* s_;
@@ -105,14 +105,14 @@ public:
   explicit recv_some_awaiter(stream& s);
   recv_some_awaiter(recv_some_awaiter&&) = default;
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? wait_receiver(h, stop_token_of(h)) : settle_now(h);
+    return begin() ? wait_receiver(h, stop_of(h)) : settle_now(h);
   }
   /// The bytes (empty: the peer closed its sending side), or an error.
   result<lent_buffer> await_resume() { return end(); }
 
 private:
   bool begin();
-  bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
+  bool wait_receiver(std::coroutine_handle<> h, const sluice::detail::stop_ref& token);
   result<lent_buffer> end();
   stream* s_;
   bool began_ = false;
@@ -125,7 +125,7 @@ class [[nodiscard]] SLUICE_API send_awaiter : public io_awaiter {
 public:
   send_awaiter(stream& s, std::span<const std::byte> buf);
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
+    return begin() ? start(h, stop_of(h), queue()) : settle_now(h);
   }
   /// Bytes sent (may be fewer than asked; see send_all).
   result<std::size_t> await_resume() { return end(); }
@@ -148,7 +148,7 @@ public:
   send_all_awaiter(stream& s, std::span<const std::span<const std::byte>> bufs);
   send_all_awaiter(send_all_awaiter&& o) noexcept;
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
+    return begin() ? start(h, stop_of(h), queue()) : settle_now(h);
   }
   /// All the bytes, or the first error.
   result<std::size_t> await_resume() { return end(); }
@@ -177,7 +177,7 @@ public:
   connect_awaiter(connect_awaiter&&) = default;
   ~connect_awaiter(); ///< the stream's state follows what the OS did
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
+    return begin() ? start(h, stop_of(h)) : settle_now(h);
   }
   result<void> await_resume() { return end(); }
 
@@ -201,7 +201,7 @@ public:
   disconnect_awaiter(disconnect_awaiter&&) = default;
   ~disconnect_awaiter(); ///< the stream's state follows what the OS did
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h), queue()) : settle_now(h);
+    return begin() ? start(h, stop_of(h), queue()) : settle_now(h);
   }
   /// recv_disconnect: the size of the disconnect data written to the buffer (0 on TCP).
   result<std::size_t> await_resume() { return end(); }
@@ -226,13 +226,13 @@ public:
   /// connection for its next accept() (or closes it if it is closed itself).
   ~accept_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? wait_queue(h, stop_token_of(h)) : settle_now(h);
+    return begin() ? wait_queue(h, stop_of(h)) : settle_now(h);
   }
   result<stream> await_resume();
 
 private:
   bool begin();
-  bool wait_queue(std::coroutine_handle<> h, const stop_token& token);
+  bool wait_queue(std::coroutine_handle<> h, const sluice::detail::stop_ref& token);
   acceptor* a_;
   sluice::detail::address_storage peer_;
 };

@@ -49,7 +49,7 @@ struct bind_options {
 
 namespace detail {
 using sluice::detail::io_awaiter;
-using sluice::detail::stop_token_of;
+using sluice::detail::stop_of;
 
 /// recv_from() and recv(): one datagram.
 class [[nodiscard]] SLUICE_API receive_awaiter : public io_awaiter {
@@ -61,7 +61,7 @@ public:
   ~receive_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     if (!begin()) return settle_now(h);
-    return via_receiver_ ? wait_receiver(h, stop_token_of(h)) : start(h, stop_token_of(h));
+    return via_receiver_ ? wait_receiver(h, stop_of(h)) : start(h, stop_of(h));
   }
 
 protected:
@@ -69,7 +69,7 @@ protected:
 
 private:
   bool begin();
-  bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
+  bool wait_receiver(std::coroutine_handle<> h, const sluice::detail::stop_ref& token);
   void copy_out() noexcept; ///< a datagram the receiver lent into the caller's buffer
   socket* s_;
   std::span<std::byte> buf_;
@@ -107,7 +107,7 @@ public:
   /// receiver, first in line.
   ~recv_some_from_awaiter();
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? wait_receiver(h, stop_token_of(h)) : settle_now(h);
+    return begin() ? wait_receiver(h, stop_of(h)) : settle_now(h);
   }
   /// The datagram and its sender, or an error (message_too_large: it did not fit a
   /// pool buffer).
@@ -115,7 +115,7 @@ public:
 
 private:
   bool begin();
-  bool wait_receiver(std::coroutine_handle<> h, const stop_token& token);
+  bool wait_receiver(std::coroutine_handle<> h, const sluice::detail::stop_ref& token);
   socket* s_;
   bool began_ = false;
   lent_buffer kept_; ///< a datagram a destroyed receive had taken, lent from the heap
@@ -132,7 +132,7 @@ public:
   send_awaiter(socket& s, std::span<const std::byte> data, const endpoint* to);
   send_awaiter(send_awaiter&& o) noexcept;
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
-    return begin() ? start(h, stop_token_of(h)) : settle_now(h);
+    return begin() ? start(h, stop_of(h)) : settle_now(h);
   }
   /// data.size(), or the error (naming the destination and the size).
   result<std::size_t> await_resume();

@@ -79,13 +79,26 @@ public:
   void end_connect(bool ok) noexcept;
 
   /// receive: ask before starting, then pass the completion through filter_receive.
-  decision begin_receive() const noexcept;
+  /// (The open, connected case is answered here, inline: it is every receive's; the
+  /// tables in lifecycle.cpp decide the others.)
+  decision begin_receive() const noexcept {
+    return receive_open() ? decision{verdict::proceed} : refuse_receive();
+  }
   /// Returns the error that replaces a completion (its bytes are then discarded), or
   /// an empty code to deliver the completion as it is.
   std::error_code filter_receive() const noexcept;
+  /// True if filter_receive() would replace a completion (a test without building an
+  /// error_code, for the hot path).
+  bool receive_filtered() const noexcept {
+    return conn_ == connection_state::closed || recv_ != side_state::open;
+  }
 
   /// Before a send.
-  decision begin_send() const noexcept;
+  decision begin_send() const noexcept {
+    return conn_ == connection_state::connected && send_ == side_state::open
+               ? decision{verdict::proceed}
+               : refuse_send();
+  }
 
   /// recv_disconnect. `pending` is the size of the disconnect data the transport holds
   /// for the caller, `capacity` the caller's buffer: a buffer too small fails with
@@ -111,6 +124,11 @@ public:
 
 private:
   explicit stream_lifecycle(connection_state c) : conn_(c) {}
+  bool receive_open() const noexcept {
+    return conn_ == connection_state::connected && recv_ == side_state::open;
+  }
+  decision refuse_receive() const noexcept; ///< begin_receive past the open case
+  decision refuse_send() const noexcept;    ///< begin_send past the open case
 
   connection_state conn_ = connection_state::closed;
   side_state recv_ = side_state::open;

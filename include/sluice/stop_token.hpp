@@ -28,6 +28,8 @@ template <class F> class stop_callback;
 
 namespace detail {
 
+class op_canceller;
+
 struct stop_callback_base {
   explicit stop_callback_base(void (*fn)(stop_callback_base*) noexcept) noexcept : invoke(fn) {}
   stop_callback_base(const stop_callback_base&) = delete;
@@ -67,6 +69,7 @@ public:
 
 private:
   template <class F> friend class stop_callback;
+  friend class detail::op_canceller;
   static constexpr unsigned char locked_bit = 1, stopped_bit = 2;
 
   unsigned char lock() const noexcept;
@@ -96,6 +99,7 @@ public:
 private:
   friend class stop_source;
   template <class F> friend class stop_callback;
+  friend class detail::op_canceller;
   explicit stop_token(const stop_source* s) noexcept : src_(s) {}
   const stop_source* src_ = nullptr;
 };

@@ -113,12 +113,19 @@ template <class P> stop_token stop_token_of(std::coroutine_handle<P> h) noexcept
     return {};
 }
 
-/// The stop token of the coroutine that awaits and, if it is a task, its canceller.
+template <class P> inline constexpr bool is_task_promise = std::is_base_of_v<promise_base, P>;
+
+/// For an I/O awaiter: the awaiting task's stop token and canceller. Any other
+/// coroutine awaits without cancellation; one that has a stop token of its own cannot
+/// await an I/O operation directly (wrap the operation in a task: as_task).
 template <class P> stop_ref stop_of(std::coroutine_handle<P> h) noexcept {
-  if constexpr (std::is_base_of_v<promise_base, P>)
-    return stop_ref(h.promise().get_stop_token(), &h.promise().canceller());
-  else
-    return stop_ref(stop_token_of(h));
+  if constexpr (is_task_promise<P>) {
+    return {h.promise().get_stop_token(), &h.promise().canceller()};
+  } else {
+    static_assert(!has_stop_token<P>, "a coroutine with a stop token awaits sluice I/O "
+                                      "through a task (as_task), whose canceller it needs");
+    return {};
+  }
 }
 
 template <class T> class task_promise : public promise_base {

@@ -463,6 +463,10 @@ void send_all_awaiter::on_complete(sluice::detail::operation& op) {
   if (!op.error && op.res > 0) {
     auto left = static_cast<std::size_t>(op.res);
     self->sent_ += left;
+    if (self->sent_ == self->total_) { // all of it went out: the usual case
+      op.waiter.resume();
+      return;
+    }
     while (left != 0) { // advance over what went out
       const std::size_t in_part = self->parts_[self->index_].size() - self->offset_;
       if (left < in_part) {

@@ -161,10 +161,8 @@ void receiver::resume_after_starving() noexcept {
 
 void receiver::on_complete(operation& op) {
   auto& r = *static_cast<receiver*>(op.owner);
-  recv_pool& pool = r.io_->backend().buffers();
-  const bool got_buffer = !op.error && op.res > 0;
   if (r.closed_) { // draining after close(): nothing is delivered
-    if (got_buffer) pool.give_back(op.lent_id);
+    if (!op.error && op.res > 0) r.io_->backend().buffers().give_back(op.lent_id);
     if (!op.more) r.io_->release_receiver(&r);
     return;
   }
@@ -174,7 +172,7 @@ void receiver::on_complete(operation& op) {
     // The pool had no buffer for it (the backend grows the pool up to its cap first).
     // Not the end of the stream: go on at once if a buffer came back meanwhile,
     // otherwise wait for one.
-    if (pool.has_free()) {
+    if (r.io_->backend().buffers().has_free()) {
       if (r.waiters_.has_waiting() || r.count_ == 0) r.arm();
       return;
     }

@@ -8,7 +8,6 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
 #include <sluice/detail/operation.hpp>
 #include <sluice/error.hpp>
 #include <sluice/io_context.hpp>
@@ -18,12 +17,6 @@
 #include <utility>
 
 namespace sluice::detail {
-
-struct cancel_fn {
-  operation* op;
-  // May run on any thread (whoever calls request_stop()).
-  void operator()() const noexcept { op->ctx->cancel(*op); }
-};
 
 class io_awaiter {
 public:
@@ -97,22 +90,16 @@ protected:
     return true;
   }
 
-  // Makes op_ (started) cancellable by the awaiting coroutine's stop: through its
-  // task's canceller, or else by a callback of its own. A stop already requested
-  // cancels it now (inline, here).
+  // Makes op_ (started) cancellable by the awaiting task's stop, through the task's
+  // canceller. A stop already requested cancels it now (inline, here).
   void watch_stop(const stop_ref& stop) {
     if (!stop.token.stop_possible()) return;
-    if (stop.canceller != nullptr) {
-      canceller_ = stop.canceller;
-      if (!canceller_->arm(stop.token, op_)) op_.ctx->cancel(op_);
-    } else {
-      callback_.emplace(stop.token, cancel_fn{&op_});
-    }
+    canceller_ = stop.canceller;
+    if (!canceller_->arm(stop.token, op_)) op_.ctx->cancel(op_);
   }
   // Stops watching: a cancel running on another thread has returned when this does.
   void unwatch_stop() noexcept {
     if (canceller_ != nullptr) std::exchange(canceller_, nullptr)->disarm();
-    callback_.reset();
   }
 
   // Must be called first thing in await_resume. If the operation held its stream's
@@ -149,8 +136,7 @@ protected:
   bool withdraw() noexcept {
     if (!live_) return false; // never started, or finished
     live_ = false;
-    if (op_.state == op_state::idle && canceller_ == nullptr && !callback_ && op_.queue == nullptr)
-      return false;
+    if (op_.state == op_state::idle && canceller_ == nullptr && op_.queue == nullptr) return false;
     // Unwatching waits for a cancel running on another thread, so nothing can start a
     // cancel of op_ after this line.
     unwatch_stop();
@@ -172,7 +158,6 @@ protected:
   // Started and not finished: there may be something to withdraw (the destructor's
   // test on the path of every operation).
   bool live_ = false;
-  std::optional<stop_callback<cancel_fn>> callback_; // awaited by another coroutine
 };
 
 } // namespace sluice::detail

@@ -242,7 +242,8 @@ public:
       head_ = head_->queue_next;
       if (head_ == nullptr) tail_ = &head_;
       active_->state = op_state::idle;
-      unwatch_deadline(*active_); // its deadline now goes with it to the backend
+      // Its deadline now goes with it to the backend.
+      if (active_->deadline_slot != no_deadline_slot) unwatch_deadline(*active_);
       count_queued(*active_, -1);
     }
     return active_;
@@ -261,7 +262,7 @@ public:
     op.queue = nullptr;
     op.queue_next = nullptr;
     op.state = op_state::idle;
-    unwatch_deadline(op);
+    if (op.deadline_slot != no_deadline_slot) unwatch_deadline(op);
   }
 
   bool has_waiting() const noexcept { return head_ != nullptr; }

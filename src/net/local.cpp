@@ -221,8 +221,7 @@ result<received> recv_fds_awaiter::end() {
     out.fds.emplace_back(h);
   // Once recv_disconnect has started (or the stream was closed), the lifecycle
   // overrides what came: bytes are discarded and descriptors closed (out.fds).
-  if (s_->life_.receive_filtered()) {
-    const auto ec = s_->life_.filter_receive();
+  if (auto ec = s_->life_.filter_receive()) {
     if (ec == errc::shut_down || !op_.error) return error(ec, s_->describe("recv_fds"));
     return error(op_.error, s_->describe("recv_fds"));
   }

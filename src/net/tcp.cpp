@@ -309,8 +309,7 @@ result<std::size_t> recv_awaiter::end() {
 
   // Once recv_disconnect has started (or the stream was closed), the lifecycle
   // overrides whatever the OS delivered: the bytes are discarded.
-  if (s_->life_.receive_filtered()) {
-    const auto ec = s_->life_.filter_receive();
+  if (auto ec = s_->life_.filter_receive()) {
     if (ec == errc::shut_down || !op_.error) return error(ec, s_->describe("recv"));
     return error(op_.error, s_->describe("recv"));
   }
@@ -350,19 +349,15 @@ bool recv_some_awaiter::wait_receiver(std::coroutine_handle<> h,
 result<lent_buffer> recv_some_awaiter::end() {
   finish();
   if (!began_) return error(op_.error, s_->describe("recv_some")); // rejected by the lifecycle
-  // The usual case, bytes from the receiver on an open stream: lent straight out.
-  if (!op_.error && op_.res > 0 && kept_.empty() && !s_->life_.receive_filtered())
-    return lent_buffer(s_->io_->backend().buffers(), op_.lent_id,
-                       static_cast<const std::byte*>(op_.buffer),
-                       static_cast<std::size_t>(op_.res));
-  lent_buffer b = std::move(kept_);
-  if (b.empty() && !op_.error && op_.res > 0)
-    b = lent_buffer(s_->io_->backend().buffers(), op_.lent_id,
-                    static_cast<const std::byte*>(op_.buffer), static_cast<std::size_t>(op_.res));
+  // Bytes kept from the stream (unread_), or the receiver's, lent as they are.
+  lent_buffer b = kept_.empty() && !op_.error && op_.res > 0
+                      ? lent_buffer(s_->io_->backend().buffers(), op_.lent_id,
+                                    static_cast<const std::byte*>(op_.buffer),
+                                    static_cast<std::size_t>(op_.res))
+                      : std::move(kept_);
   // Once recv_disconnect has started (or the stream was closed), the lifecycle
   // overrides what came: the bytes go back unread.
-  if (s_->life_.receive_filtered()) {
-    const auto ec = s_->life_.filter_receive();
+  if (auto ec = s_->life_.filter_receive()) {
     if (ec == errc::shut_down || !op_.error) return error(ec, s_->describe("recv_some"));
     return error(op_.error, s_->describe("recv_some"));
   }

@@ -54,14 +54,6 @@ decision stream_lifecycle::refuse_receive() const noexcept {
   return at(receive_by_side, recv_);
 }
 
-std::error_code stream_lifecycle::filter_receive() const noexcept {
-  // A receive that completes after recv_disconnect started is reported as shut down,
-  // even if it carries bytes (Linux delivers queued and late data; Windows does not).
-  if (conn_ == connection_state::closed) return make_error_code(errc::operation_aborted);
-  if (recv_ != side_state::open) return make_error_code(errc::shut_down);
-  return {};
-}
-
 decision stream_lifecycle::refuse_send() const noexcept {
   if (const decision d = at(needs_connection, conn_); d.action != verdict::proceed) return d;
   return at(send_by_side, send_);

@@ -34,8 +34,8 @@ sleep_awaiter sleep_for(std::chrono::nanoseconds d) {
   return sleep_awaiter(*io, d);
 }
 
-void detail::unwatch_deadline(operation& op) noexcept {
-  if (op.deadline_slot != no_deadline_slot && op.ctx != nullptr) op.ctx->unwatch_deadline(op);
+void detail::unwatch_deadline_slot(operation& op) noexcept {
+  if (op.ctx != nullptr) op.ctx->unwatch_deadline(op);
 }
 
 void io_context::expire_waiting_deadlines() noexcept {

@@ -325,7 +325,7 @@ TEST_CASE("A task's operations one after another, stopped from another thread at
   for (int round = 0; round < 40; ++round) {
     stop_source src;
     int done = 0;
-    int late = 0; // operations started after the stop that did not fail
+    int late = 0;                       // operations started after the stop that did not fail
     auto worker = [&]() -> task<bool> { // true: it ended with operation_aborted
       for (;;) {
         const bool stopped_before = src.stop_requested();

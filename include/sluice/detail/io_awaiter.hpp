@@ -104,7 +104,7 @@ protected:
 
   // Must be called first thing in await_resume. If the operation held its stream's
   // sender queue, the next sender starts. (Inlined: it is on every operation's path.)
-  [[gnu::always_inline]] inline void finish() noexcept {
+  [[gnu::always_inline]] void finish() noexcept {
     live_ = false;
     // Unwatching waits for a concurrently running cancel to return, so cancel_posted
     // is stable afterwards.

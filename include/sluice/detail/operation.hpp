@@ -135,8 +135,9 @@ struct remote_node : ready_node {
 class op_queue;
 struct operation;
 
-// Takes a queued operation's deadline out of the loop's deadline heap (io_context.cpp).
-SLUICE_API void unwatch_deadline(operation& op) noexcept;
+// Takes a watched operation's deadline out of the loop's deadline heap (timer.cpp);
+// unwatch_deadline() below calls it only for an operation that is in it.
+SLUICE_API void unwatch_deadline_slot(operation& op) noexcept;
 // Counts operations waiting in queues as work of their loop (io_context.cpp).
 SLUICE_API void count_queued(operation& op, int delta) noexcept;
 
@@ -192,6 +193,12 @@ struct operation : ready_node { // the node: its deferred completion
   operation* queue_next = nullptr;
 };
 
+// Takes a queued operation's deadline out of the loop's deadline heap, if it has one
+// there (the test inline: most operations have none).
+inline void unwatch_deadline(operation& op) noexcept {
+  if (op.deadline_slot != no_deadline_slot) unwatch_deadline_slot(op);
+}
+
 // One sender at a time: the operations that write to one stream leave in the order
 // they were started and never interleave. The operation at the front is `active` (in
 // the backend, or finished and not yet resumed); the others wait, state queued. The
@@ -242,8 +249,7 @@ public:
       head_ = head_->queue_next;
       if (head_ == nullptr) tail_ = &head_;
       active_->state = op_state::idle;
-      // Its deadline now goes with it to the backend.
-      if (active_->deadline_slot != no_deadline_slot) unwatch_deadline(*active_);
+      unwatch_deadline(*active_); // its deadline now goes with it to the backend
       count_queued(*active_, -1);
     }
     return active_;
@@ -262,7 +268,7 @@ public:
     op.queue = nullptr;
     op.queue_next = nullptr;
     op.state = op_state::idle;
-    if (op.deadline_slot != no_deadline_slot) unwatch_deadline(op);
+    unwatch_deadline(op);
   }
 
   bool has_waiting() const noexcept { return head_ != nullptr; }

@@ -79,18 +79,21 @@ public:
   void end_connect(bool ok) noexcept;
 
   /// receive: ask before starting, then pass the completion through filter_receive.
-  /// (The open, connected case is answered here, inline: it is every receive's; the
-  /// tables in lifecycle.cpp decide the others.)
+  /// (The open, connected case is answered here, inline: it is every receive's and
+  /// send's; the tables in lifecycle.cpp decide the others.)
   decision begin_receive() const noexcept {
-    return receive_open() ? decision{verdict::proceed} : refuse_receive();
+    return conn_ == connection_state::connected && recv_ == side_state::open
+               ? decision{verdict::proceed}
+               : refuse_receive();
   }
   /// Returns the error that replaces a completion (its bytes are then discarded), or
-  /// an empty code to deliver the completion as it is.
-  std::error_code filter_receive() const noexcept;
-  /// True if filter_receive() would replace a completion (a test without building an
-  /// error_code, for the hot path).
-  bool receive_filtered() const noexcept {
-    return conn_ == connection_state::closed || recv_ != side_state::open;
+  /// an empty code to deliver the completion as it is. A receive that completes after
+  /// recv_disconnect started is reported as shut down, even if it carries bytes (Linux
+  /// delivers queued and late data; Windows does not).
+  std::error_code filter_receive() const noexcept {
+    if (conn_ == connection_state::closed) return make_error_code(errc::operation_aborted);
+    if (recv_ != side_state::open) return make_error_code(errc::shut_down);
+    return {};
   }
 
   /// Before a send.
@@ -124,9 +127,6 @@ public:
 
 private:
   explicit stream_lifecycle(connection_state c) : conn_(c) {}
-  bool receive_open() const noexcept {
-    return conn_ == connection_state::connected && recv_ == side_state::open;
-  }
   decision refuse_receive() const noexcept; ///< begin_receive past the open case
   decision refuse_send() const noexcept;    ///< begin_send past the open case
 

@@ -1,7 +1,7 @@
 // echo_server: echoes every byte back, one coroutine per connection.
 //
 //   echo_server --host 127.0.0.1 --port 0 [--threads N] [--share handoff|reuseport]
-//               [--handover PATH]
+//               [--handover PATH [--handover-step-ms N]]
 //   echo_server --unix PATH        (a Unix-domain socket; "@name" for an abstract name)
 //
 // With --threads N (N > 1) it runs a loop per thread (sluice::runtime) and shares the
@@ -47,8 +47,9 @@ task<void> echo(tcp::stream& s, stop_token) {
 } // namespace
 
 int main(int argc, char** argv) {
-  examples::options opt(argc, argv,
-                        {"host", "port", "drain-ms", "threads", "share", "unix", "handover"});
+  examples::options opt(
+      argc, argv,
+      {"host", "port", "drain-ms", "threads", "share", "unix", "handover", "handover-step-ms"});
   const std::string host = opt.get("host", "127.0.0.1");
   const auto port = static_cast<std::uint16_t>(opt.number("port", 7000, 0, 65535));
   const std::chrono::milliseconds drain(opt.number("drain-ms", 5'000, 0, 3'600'000));

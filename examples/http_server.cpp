@@ -5,7 +5,7 @@
 //               [--header-timeout-ms MS] [--body-timeout-ms MS] [--min-body-rate B/S]
 //               [--send-timeout-ms MS] [--idle-timeout-ms MS] [--nodelay 0|1] [--park 0|1]
 //               [--park-after-ms MS] [--threads N] [--share handoff|reuseport]
-//               [--work-us N] [--proxy-protocol 0|1] [--handover PATH]
+//               [--work-us N] [--proxy-protocol 0|1] [--handover PATH [--handover-step-ms N]]
 //   http_server --help          (every option with its default)
 //
 // GET / answers a short text; POST /echo streams the request body back as it arrives
@@ -115,7 +115,8 @@ int main(int argc, char** argv) {
       argc, argv,
       {"host", "port", "max-body", "max-streamed-body", "drain-ms", "idle-timeout-ms",
        "header-timeout-ms", "body-timeout-ms", "min-body-rate", "send-timeout-ms", "nodelay",
-       "park", "park-after-ms", "threads", "share", "work-us", "proxy-protocol", "handover"},
+       "park", "park-after-ms", "threads", "share", "work-us", "proxy-protocol", "handover",
+       "handover-step-ms"},
       {"127.0.0.1", "8080", std::to_string(8 << 20) + " (bodies read whole)",
        "none (POST /echo streams)", "10000", ms(d.idle_timeout),
        ms(d.header_timeout) + " (at most " + ms(http::max_header_timeout) + ")", ms(d.body_timeout),

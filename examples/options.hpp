@@ -104,13 +104,18 @@ start_io_context(const char* program, const sluice::io_context::options& o = {})
 // loop of its own before the server's: the listeners of the server running there, or
 // the point bound here when nobody runs there. SIGHUP restarts this program, with the
 // same arguments, through it. Without the option, nothing; on an error the program
-// exits 1 after saying why.
+// exits 1 after saying why. --handover-step-ms N bounds each step of a hand-over (10 s
+// by default): a successor that stalls longer is given up on.
 inline std::optional<sluice::handover::session>
 open_handover(const char* program, const options& opt, int argc, char** argv) {
   if (!opt.has("handover")) return std::nullopt;
   auto io = start_io_context(program);
   if (!io) std::exit(1);
-  auto hs = sluice::sync_wait(*io, sluice::handover::session::open(*io, opt.get("handover", "")));
+  sluice::handover::options ho;
+  ho.step_timeout = std::chrono::milliseconds(
+      opt.number("handover-step-ms", ho.step_timeout.count(), 1, 3'600'000));
+  auto hs =
+      sluice::sync_wait(*io, sluice::handover::session::open(*io, opt.get("handover", ""), ho));
   if (!hs) {
     fmt::print(stderr, "{}: {}\n", program, hs.error().message());
     std::exit(1);

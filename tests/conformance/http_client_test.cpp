@@ -38,12 +38,16 @@ http::router routes() {
   return r;
 }
 
-// Runs `body(base_url)` against a sluice HTTP server on this loop, then drains it.
-template <class F> void with_server(io_context& io, F body, http::server_options o = {}) {
+// Runs `body(base_url)` against a sluice HTTP server on this loop, then drains it. The
+// client `web` hangs up its kept connections first, as a client that is done would: the
+// server's graceful closes then end at once instead of lingering for the peer's FIN.
+template <class F>
+void with_server(io_context& io, http::client& web, F body, http::server_options o = {}) {
   server srv(io, loopback_acceptor(io));
   const std::string base = fmt::format("http://{}", srv.local_endpoint());
   auto client = [&]() -> task<void> {
     co_await body(base);
+    web.close_idle();
     (void)co_await srv.shutdown(std::chrono::seconds(5));
   };
   sync_wait(io, when_all(srv.serve(http::parking_handler(routes().to_service(), o)), client()));
@@ -74,7 +78,7 @@ task<void> raw_server(io_context& io, tcp::acceptor& acc, std::string reply,
 TEST_CASE("http::client GETs and POSTs over one kept-alive connection") {
   io_context io;
   http::client web(io);
-  with_server(io, [&](std::string base) -> task<void> {
+  with_server(io, web, [&](std::string base) -> task<void> {
     for (int i = 0; i < 3; ++i) {
       auto r = co_await web.get(base + fmt::format("/hello?n={}", i));
       REQUIRE(r);
@@ -96,7 +100,7 @@ TEST_CASE("http::client GETs and POSTs over one kept-alive connection") {
 TEST_CASE("http::client streams a response body, and pipelines requests in one write") {
   io_context io;
   http::client web(io);
-  with_server(io, [&](std::string base) -> task<void> {
+  with_server(io, web, [&](std::string base) -> task<void> {
     auto rs = co_await web.open("GET", base + "/stream/250500");
     REQUIRE(rs);
     CHECK(rs->status == 200);
@@ -134,7 +138,7 @@ TEST_CASE("http::client replaces a kept connection the server closed, and sends 
   o.idle_timeout = std::chrono::milliseconds(50);
   o.park_after = std::chrono::milliseconds(0);
   with_server(
-      io,
+      io, web,
       [&](std::string base) -> task<void> {
         auto first = co_await web.get(base + "/hello?n=1");
         REQUIRE(first);
@@ -151,7 +155,7 @@ TEST_CASE("http::client replaces a kept connection the server closed, and sends 
 TEST_CASE("http::client stops reading a body left unread: the connection is not reused") {
   io_context io;
   http::client web(io);
-  with_server(io, [&](std::string base) -> task<void> {
+  with_server(io, web, [&](std::string base) -> task<void> {
     {
       auto rs = co_await web.open("GET", base + "/stream/100000");
       REQUIRE(rs);
@@ -169,7 +173,7 @@ TEST_CASE("http::client stops reading a body left unread: the connection is not 
 TEST_CASE("http::client looks host names up: localhost from /etc/hosts") {
   io_context io;
   http::client web(io);
-  with_server(io, [&](std::string base) -> task<void> {
+  with_server(io, web, [&](std::string base) -> task<void> {
     const std::string port = base.substr(base.rfind(':') + 1);
     auto r = co_await web.get("http://localhost:" + port + "/hello?n=named");
     REQUIRE(r);

@@ -289,16 +289,17 @@ def impostor_stalls(path):
 
 def failed_successors():
     path = os.path.join(workdir, "fail.sock")
-    old = start_http(path, "--threads", "2", "--share", "reuseport")
+    # A step bound of 3 s instead of the default 10 s, to keep the stalled step short.
+    old = start_http(path, "--threads", "2", "--share", "reuseport", "--handover-step-ms", "3000")
     # Dies before it is ready.
     impostor_dies(path)
     old.wait_line(old.err, r"went away before it was ready.*still serving")
     get(old.port)
     # Stalls after taking the descriptors: the old server serves on meanwhile, and gives
-    # up on it after the step timeout (10 s).
+    # up on it after the step timeout (--handover-step-ms).
     stalled = impostor_stalls(path)
     get(old.port)
-    old.wait_line(old.err, r"a new process stalled for 10000 ms; still serving")
+    old.wait_line(old.err, r"a new process stalled for 3000 ms; still serving")
     stalled.kill()
     stalled.wait()
     get(old.port)

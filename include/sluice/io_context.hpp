@@ -37,6 +37,7 @@ namespace sluice {
 
 namespace detail {
 class backend;
+class buffer_pool;
 class receiver;
 class accept_queue;
 struct remote_queue;
@@ -142,6 +143,9 @@ public:
 
   /// --- runtime plumbing, not for users ---
   detail::backend& backend() noexcept { return *backend_; }
+  /// The backend's pool of receive buffers, as lent buffers give theirs back to it
+  /// (kept here: no virtual call to find it on every receive).
+  detail::buffer_pool& lend_pool() noexcept { return *lend_pool_; }
   /// Receivers (the receive side of streams that use recv_some), pooled.
   detail::receiver* acquire_receiver();
   void release_receiver(detail::receiver* r) noexcept;
@@ -149,7 +153,11 @@ public:
   detail::accept_queue* acquire_accept_queue();
   void release_accept_queue(detail::accept_queue* q) noexcept;
   /// A lent buffer came back to the pool: a receiver starved of buffers may go on.
-  void buffers_came_back() noexcept;
+  /// (The test inline: there is usually none.)
+  void buffers_came_back() noexcept {
+    if (starved_ != nullptr) resume_starved();
+  }
+  void resume_starved() noexcept;
   void park_starved(detail::receiver& r) noexcept;
   std::uint64_t id() const noexcept { return id_; }
   static bool alive(std::uint64_t id) noexcept;
@@ -161,7 +169,18 @@ public:
   /// cancel was requested for it): every submission and resubmission goes through here.
   void submit(detail::operation& op);
   /// A backend's completion: resumes op's coroutine (or calls its on_complete).
-  void complete(detail::operation& op) noexcept;
+  /// (Inline: every completion comes through here.)
+  void complete(detail::operation& op) noexcept {
+    if (shutting_down_) return complete_shutting_down(op);
+    if (!op.more) { // (one completion of a multishot: the operation stays pending)
+      if (op.state == detail::op_state::pending) unlink_inflight(op);
+      op.state = detail::op_state::idle;
+    }
+    if (op.on_complete != nullptr)
+      op.on_complete(op); // may resubmit op, or resume the waiter itself
+    else
+      op.waiter.resume();
+  }
   /// A completion delivered on a later turn (op.res and op.error are already set).
   void defer_completion(detail::operation& op) noexcept;
   void cancel(detail::operation& op) noexcept;        ///< any thread
@@ -214,6 +233,18 @@ private:
   std::unique_ptr<detail::backend> backend_;
   std::vector<std::unique_ptr<detail::receiver>> receivers_;
   std::vector<detail::receiver*> free_receivers_;
+  void complete_shutting_down(detail::operation& op) noexcept;
+  // Takes a completed operation off the in-flight list.
+  void unlink_inflight(detail::operation& op) noexcept {
+    if (op.background) --background_;
+    *op.inflight_pprev = op.inflight_next;
+    if (op.inflight_next != nullptr) op.inflight_next->inflight_pprev = op.inflight_pprev;
+    op.inflight_next = nullptr;
+    op.inflight_pprev = nullptr;
+    --in_flight_;
+  }
+
+  detail::buffer_pool* lend_pool_ = nullptr;
   detail::receiver* starved_ = nullptr; ///< receivers waiting for buffers, FIFO
   detail::receiver* starved_tail_ = nullptr;
   bool resuming_starved_ = false;
@@ -244,5 +275,70 @@ private:
   bool shutting_down_ = false;
   std::atomic<std::thread::id> loop_thread_{};
 };
+
+/// \cond INTERNAL
+namespace detail {
+// op_queue's members that count waiting operations as work of their loop (declared in
+// detail/operation.hpp; here, where io_context is complete, so that they stay inline).
+inline void count_queued(operation& op, int delta) noexcept {
+  if (op.ctx != nullptr) op.ctx->count_queued(delta);
+}
+
+inline bool op_queue::enter(operation& op) noexcept {
+  op.queue = this;
+  if (active_ == nullptr) {
+    active_ = &op;
+    return true;
+  }
+  op.state = op_state::queued;
+  op.queue_next = nullptr;
+  *tail_ = &op;
+  tail_ = &op.queue_next;
+  count_queued(op, +1);
+  return false;
+}
+
+inline void op_queue::wait(operation& op) noexcept {
+  op.queue = this;
+  op.state = op_state::queued;
+  op.queue_next = nullptr;
+  *tail_ = &op;
+  tail_ = &op.queue_next;
+  count_queued(op, +1);
+}
+
+inline operation* op_queue::leave(operation& op) noexcept {
+  op.queue = nullptr;
+  if (active_ != &op) {
+    remove(op);
+    return nullptr;
+  }
+  active_ = head_;
+  if (head_ != nullptr) {
+    head_ = head_->queue_next;
+    if (head_ == nullptr) tail_ = &head_;
+    active_->state = op_state::idle;
+    unwatch_deadline(*active_); // its deadline now goes with it to the backend
+    count_queued(*active_, -1);
+  }
+  return active_;
+}
+
+inline void op_queue::remove(operation& op) noexcept {
+  for (operation** p = &head_; *p != nullptr; p = &(*p)->queue_next)
+    if (*p == &op) {
+      *p = op.queue_next;
+      if (tail_ == &op.queue_next) tail_ = p;
+      count_queued(op, -1);
+      break;
+    }
+
+  op.queue = nullptr;
+  op.queue_next = nullptr;
+  op.state = op_state::idle;
+  unwatch_deadline(op);
+}
+} // namespace detail
+/// \endcond
 
 } // namespace sluice

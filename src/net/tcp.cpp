@@ -319,39 +319,19 @@ result<std::size_t> recv_awaiter::end() {
 
 // ------------------------------------------------------------- recv_some
 
-recv_some_awaiter::recv_some_awaiter(stream& s) : s_(&s) {
-  op_.ctx = s.io_;
-  op_.code = sluice::detail::op_code::recv_lent;
-  op_.handle = s.handle_;
-}
-
-bool recv_some_awaiter::begin() {
-  const auto d = s_->life_.begin_receive();
-  if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
-  began_ = true;
-  if (!s_->unread_.empty()) {
-    kept_ = sluice::detail::heap_lend::make(std::move(s_->unread_));
-    s_->unread_.clear();
-    op_.error = {};
-    return false;
-  }
-  auto& rx = s_->receiver();
-  if (!rx.ready()) return true;
-  rx.take(op_);
+bool recv_some_awaiter::take_unread() {
+  kept_ = sluice::detail::heap_lend::make(std::move(s_->unread_));
+  s_->unread_.clear();
+  op_.error = {};
   return false;
 }
 
-bool recv_some_awaiter::wait_receiver(std::coroutine_handle<> h,
-                                      const sluice::detail::stop_ref& token) {
-  return start_waiting(h, token, [this](sluice::detail::operation& op) { s_->rx_->wait(op); });
-}
-
-result<lent_buffer> recv_some_awaiter::end() {
-  finish();
+// end() past its fast path (finish() has run).
+result<lent_buffer> recv_some_awaiter::end_rest() {
   if (!began_) return error(op_.error, s_->describe("recv_some")); // rejected by the lifecycle
   // Bytes kept from the stream (unread_), or the receiver's, lent as they are.
   lent_buffer b = kept_.empty() && !op_.error && op_.res > 0
-                      ? lent_buffer(s_->io_->backend().buffers(), op_.lent_id,
+                      ? lent_buffer(s_->io_->lend_pool(), op_.lent_id,
                                     static_cast<const std::byte*>(op_.buffer),
                                     static_cast<std::size_t>(op_.res))
                       : std::move(kept_);
@@ -391,12 +371,6 @@ result<std::size_t> send_awaiter::end() {
 
 // -------------------------------------------------------------- send_all
 
-send_all_awaiter::send_all_awaiter(stream& s, std::span<const std::byte> buf)
-    : s_(&s), one_(buf), total_(buf.size()) {
-  op_.ctx = s.io_;
-  op_.handle = s.handle_;
-}
-
 send_all_awaiter::send_all_awaiter(stream& s, std::span<const std::span<const std::byte>> bufs)
     : s_(&s), parts_(bufs.data()), count_(bufs.size()) {
   op_.ctx = s.io_;
@@ -408,8 +382,6 @@ send_all_awaiter::send_all_awaiter(stream& s, std::span<const std::span<const st
 send_all_awaiter::send_all_awaiter(send_all_awaiter&& o) noexcept
     : io_awaiter(std::move(o)), s_(o.s_), one_(o.one_),
       parts_(o.parts_ == &o.one_ ? &one_ : o.parts_), count_(o.count_), total_(o.total_) {}
-
-sluice::detail::op_queue* send_all_awaiter::queue() noexcept { return &s_->sendq_; }
 
 void send_all_awaiter::aim() noexcept {
   if (count_ == 1) { // one buffer, the usual case: a plain send of what is left
@@ -442,17 +414,6 @@ void send_all_awaiter::aim() noexcept {
   }
 }
 
-bool send_all_awaiter::begin() {
-  const auto d = s_->life_.begin_send();
-  if (d.action != verdict::proceed) return sluice::detail::fail_now(op_, d.error);
-  if (total_ == 0) return false; // nothing to send: complete at once
-  aim();
-  // Set here, not in the constructor: the awaiter may have moved.
-  op_.on_complete = &send_all_awaiter::on_complete;
-  op_.owner = this;
-  return true;
-}
-
 void send_all_awaiter::on_complete(sluice::detail::operation& op) {
   auto* self = static_cast<send_all_awaiter*>(op.owner);
   if (!op.error && op.res > 0) {
@@ -481,8 +442,8 @@ void send_all_awaiter::on_complete(sluice::detail::operation& op) {
   op.waiter.resume();
 }
 
-result<std::size_t> send_all_awaiter::end() {
-  finish();
+// end() past its fast path (finish() has run).
+result<std::size_t> send_all_awaiter::end_rest() {
   if (op_.error) return error(op_.error, describe_outcome(s_->describe("send_all")));
   if (sent_ < total_) {
     // Stopped early without an OS error: the send side was shut meanwhile.

@@ -173,6 +173,7 @@ io_context::io_context(const options& o, bool read_environment)
     throw std::system_error(b.error().code(), b.error().context());
   }
   backend_ = std::move(*b);
+  lend_pool_ = &backend_->buffers();
 }
 
 io_context::~io_context() {
@@ -230,7 +231,7 @@ void io_context::park_starved(detail::receiver& r) noexcept {
   starved_tail_ = &r;
 }
 
-void io_context::buffers_came_back() noexcept {
+void io_context::resume_starved() noexcept {
   if (starved_ == nullptr || shutting_down_ || resuming_starved_) return;
   // As many starved receivers go on as there are buffers free: one buffer per waiting
   // receiver would leave some parked while free buffers sit in the pool (a receive
@@ -246,10 +247,6 @@ void io_context::buffers_came_back() noexcept {
 }
 
 void detail::cancel_operation(operation& op) noexcept { op.ctx->cancel(op); }
-
-void detail::count_queued(operation& op, int delta) noexcept {
-  if (op.ctx != nullptr) op.ctx->count_queued(delta);
-}
 
 void io_context::check_loop_thread(const char* what) const noexcept {
 #if SLUICE_CHECKS
@@ -408,44 +405,18 @@ void io_context::submit(detail::operation& op) {
   backend_->submit(op);
 }
 
-namespace {
-void unlink_inflight(detail::operation& op, std::size_t& background) noexcept {
-  if (op.background) --background;
-  *op.inflight_pprev = op.inflight_next;
-  if (op.inflight_next != nullptr) op.inflight_next->inflight_pprev = op.inflight_pprev;
-  op.inflight_next = nullptr;
-  op.inflight_pprev = nullptr;
-}
-} // namespace
-
-void io_context::complete(detail::operation& op) noexcept {
-  if (op.more) { // one completion of a multishot: the operation stays pending
-    if (shutting_down_)
-      backend_->discard(op);
-    else
-      op.on_complete(op);
-    return;
+// complete() while the context is destroyed: the frame is about to be destroyed, not
+// resumed; what the completion carries is released.
+void io_context::complete_shutting_down(detail::operation& op) noexcept {
+  if (!op.more) { // (one completion of a multishot: the operation stays pending)
+    if (op.state == detail::op_state::pending) unlink_inflight(op);
+    op.state = detail::op_state::idle;
   }
-  if (op.state == detail::op_state::pending) {
-    unlink_inflight(op, background_);
-    --in_flight_;
-  }
-  op.state = detail::op_state::idle;
-  if (shutting_down_) { // the frame is about to be destroyed, not resumed
-    backend_->discard(op);
-    return;
-  }
-  if (op.on_complete != nullptr)
-    op.on_complete(op); // may resubmit op, or resume the waiter itself
-  else
-    op.waiter.resume();
+  backend_->discard(op);
 }
 
 void io_context::defer_completion(detail::operation& op) noexcept {
-  if (op.state == detail::op_state::pending) {
-    unlink_inflight(op, background_);
-    --in_flight_;
-  }
+  if (op.state == detail::op_state::pending) unlink_inflight(op);
   op.state = detail::op_state::ready;
   op.run = &detail::run_deferred;
   post(op);
@@ -521,8 +492,7 @@ void io_context::abandon(detail::operation& op) noexcept {
       abandon_counts.completed.fetch_add(1, std::memory_order_relaxed);
       break;
     }
-    unlink_inflight(op, background_);
-    --in_flight_;
+    unlink_inflight(op);
     break;
   case detail::op_state::ready: // completed; its result is in op.res / op.error
     op.unlink();

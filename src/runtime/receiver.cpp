@@ -80,11 +80,6 @@ void receiver::put_back(const operation& from) noexcept {
   ++count_;
 }
 
-void receiver::wait(operation& waiter) noexcept {
-  waiters_.wait(waiter);
-  arm();
-}
-
 void receiver::watch(ready_node& w) noexcept {
   watcher_ = &w;
   if (count_ != 0 || !overflow_.empty())
@@ -161,9 +156,29 @@ void receiver::resume_after_starving() noexcept {
 
 void receiver::on_complete(operation& op) {
   auto& r = *static_cast<receiver*>(op.owner);
-  if (r.closed_) { // draining after close(): nothing is delivered
-    if (!op.error && op.res > 0) r.io_->backend().buffers().give_back(op.lent_id);
-    if (!op.more) r.io_->release_receiver(&r);
+  // The usual case first: bytes for a reader that waits, nothing queued before them.
+  // Straight into its operation, and it runs now, inside this completion.
+  if (!op.error && !r.closed_ && r.count_ == 0 && r.overflow_.empty()) {
+    if (operation* w = r.waiters_.first_waiting()) {
+      r.waiters_.remove(*w);
+      w->res = op.res;
+      w->error = op.error; // (none: copied, which costs less than making one)
+      w->lent_id = op.lent_id;
+      w->buffer = op.buffer;
+      r.io_->complete(*w);
+      // A single-shot receive (or a multishot that ended) re-arms while a reader waits.
+      if (op.state == op_state::idle && r.waiters_.has_waiting() && r.count_ == 0) r.arm();
+      return;
+    }
+  }
+  r.complete_rest(op);
+}
+
+// Every other completion (out of line: the usual one above saves fewer registers).
+void receiver::complete_rest(operation& op) noexcept {
+  if (closed_) { // draining after close(): nothing is delivered
+    if (!op.error && op.res > 0) io_->backend().buffers().give_back(op.lent_id);
+    if (!op.more) io_->release_receiver(this);
     return;
   }
   // (Comparing an error_code with a condition is two virtual calls: test for an error
@@ -172,35 +187,35 @@ void receiver::on_complete(operation& op) {
     // The pool had no buffer for it (the backend grows the pool up to its cap first).
     // Not the end of the stream: go on at once if a buffer came back meanwhile,
     // otherwise wait for one.
-    if (r.io_->backend().buffers().has_free()) {
-      if (r.waiters_.has_waiting() || r.count_ == 0) r.arm();
+    if (io_->backend().buffers().has_free()) {
+      if (waiters_.has_waiting() || count_ == 0) arm();
       return;
     }
-    r.parked_ = true;
-    r.io_->park_starved(r);
+    parked_ = true;
+    io_->park_starved(*this);
     return;
   }
 
   if (op.error && !op.more && op.cancel_requested && op.error == errc::operation_aborted) {
     // Stopped at the high-water mark: re-armed when the reader has caught up.
-    if (r.count_ == 0 && r.waiters_.has_waiting()) r.arm();
+    if (count_ == 0 && waiters_.has_waiting()) arm();
     return;
   }
   const item it{op.res, op.error, op.lent_id, op.buffer};
-  // The usual case, a reader waiting and nothing queued: straight to it.
-  if (!r.hand_over(it)) {
-    r.push(it);
+  // A reader waiting and nothing queued before this (an error, the end of the stream):
+  // straight to it.
+  if (!hand_over(it)) {
+    push(it);
     // Too much undelivered: stop the kernel filling buffers for a reader that lags.
-    if (op.more && r.count_ + r.overflow_.size() >= high_water && !op.cancel_requested)
-      r.io_->cancel(op);
-    r.deliver();
+    if (op.more && count_ + overflow_.size() >= high_water && !op.cancel_requested) io_->cancel(op);
+    deliver();
     // A parked connection: its owner takes it from here. Called, not posted, to save a
     // loop turn per wake-up; the watcher only unwatches and posts work (watch()).
-    if (ready_node* w = std::exchange(r.watcher_, nullptr)) w->run(*w);
+    if (ready_node* w = std::exchange(watcher_, nullptr)) w->run(*w);
   }
 
   // A single-shot receive (or a multishot that ended) re-arms while a reader waits.
-  if (op.state == op_state::idle && r.waiters_.has_waiting() && r.count_ == 0) r.arm();
+  if (op.state == op_state::idle && waiters_.has_waiting() && count_ == 0) arm();
 }
 
 } // namespace sluice::detail

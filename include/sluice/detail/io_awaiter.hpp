@@ -80,7 +80,7 @@ protected:
     live_ = true;
     op_.waiter = h;
     op_.cancel_requested = false;
-    op_.error = {};
+    if (op_.error) op_.error = {}; // (making a cleared one is a library call: only if set)
     op_.timed_out = false;
     enqueue(op_);
     // Still waiting: the deadline counts. (`enqueue` may settle op_ at once — an

@@ -138,8 +138,6 @@ struct operation;
 // Takes a watched operation's deadline out of the loop's deadline heap (timer.cpp);
 // unwatch_deadline() below calls it only for an operation that is in it.
 SLUICE_API void unwatch_deadline_slot(operation& op) noexcept;
-// Counts operations waiting in queues as work of their loop (io_context.cpp).
-SLUICE_API void count_queued(operation& op, int delta) noexcept;
 
 struct operation : ready_node { // the node: its deferred completion
   op_code code{};
@@ -212,64 +210,16 @@ public:
   bool idle() const noexcept { return active_ == nullptr; }
 
   // True if `op` may start now (it is then the active one); otherwise it was queued.
-  bool enter(operation& op) noexcept {
-    op.queue = this;
-    if (active_ == nullptr) {
-      active_ = &op;
-      return true;
-    }
-    op.state = op_state::queued;
-    op.queue_next = nullptr;
-    *tail_ = &op;
-    tail_ = &op.queue_next;
-    count_queued(op, +1);
-    return false;
-  }
-
+  inline bool enter(operation& op) noexcept;
   // Appends `op` as a waiter that never becomes active (a wait_list).
-  void wait(operation& op) noexcept {
-    op.queue = this;
-    op.state = op_state::queued;
-    op.queue_next = nullptr;
-    *tail_ = &op;
-    tail_ = &op.queue_next;
-    count_queued(op, +1);
-  }
-
+  inline void wait(operation& op) noexcept;
   // `op` is done with the queue (finished, or abandoned); returns the next operation
   // to start, now active, or nullptr.
-  operation* leave(operation& op) noexcept {
-    op.queue = nullptr;
-    if (active_ != &op) {
-      remove(op);
-      return nullptr;
-    }
-    active_ = head_;
-    if (head_ != nullptr) {
-      head_ = head_->queue_next;
-      if (head_ == nullptr) tail_ = &head_;
-      active_->state = op_state::idle;
-      unwatch_deadline(*active_); // its deadline now goes with it to the backend
-      count_queued(*active_, -1);
-    }
-    return active_;
-  }
-
+  inline operation* leave(operation& op) noexcept;
   // Unlinks a waiting operation (cancelled, or its frame destroyed).
-  void remove(operation& op) noexcept {
-    for (operation** p = &head_; *p != nullptr; p = &(*p)->queue_next)
-      if (*p == &op) {
-        *p = op.queue_next;
-        if (tail_ == &op.queue_next) tail_ = p;
-        count_queued(op, -1);
-        break;
-      }
-
-    op.queue = nullptr;
-    op.queue_next = nullptr;
-    op.state = op_state::idle;
-    unwatch_deadline(op);
-  }
+  inline void remove(operation& op) noexcept;
+  // (The four are defined at the end of io_context.hpp: they count waiting operations
+  // as work of their loop, which needs io_context complete.)
 
   bool has_waiting() const noexcept { return head_ != nullptr; }
 

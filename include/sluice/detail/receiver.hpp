@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <sluice/detail/operation.hpp>
+#include <sluice/io_context.hpp> // op_queue's members
 #include <sluice/lent_buffer.hpp>
 #include <system_error>
 #include <vector>
@@ -50,8 +51,12 @@ public:
   void put_back(const operation& from) noexcept;
 
   // Queues `waiter` (the reader's operation) until a completion comes; arms the
-  // receive if it is not running. Precondition: !ready().
-  void wait(operation& waiter) noexcept;
+  // receive if it is not running. Precondition: !ready(). (Inline: a multishot receive
+  // is usually running already, and the reader only queues.)
+  void wait(operation& waiter) noexcept {
+    waiters_.wait(waiter);
+    if (op_.state == op_state::idle) arm();
+  }
 
   // Stops receiving: pending completions' buffers go back; a waiting reader ends with
   // operation_aborted; the receiver goes back to the pool now, or after its operation's
@@ -82,6 +87,7 @@ private:
     void* data;
   };
   static void on_complete(operation& op);
+  [[gnu::noinline]] void complete_rest(operation& op) noexcept;
   void arm() noexcept;
   void push(const item& it);
   void deliver() noexcept;

@@ -102,7 +102,7 @@ private:
 /// recv_some: the next bytes, in a buffer the backend lends (see lent_buffer.hpp).
 class [[nodiscard]] SLUICE_API recv_some_awaiter : public io_awaiter {
 public:
-  explicit recv_some_awaiter(stream& s);
+  inline explicit recv_some_awaiter(stream& s); // (inline, after stream: every receive's)
   recv_some_awaiter(recv_some_awaiter&&) = default;
   template <class P> bool await_suspend(std::coroutine_handle<P> h) {
     return begin() ? wait_receiver(h, stop_of(h)) : settle_now(h);
@@ -111,9 +111,11 @@ public:
   result<lent_buffer> await_resume() { return end(); }
 
 private:
-  bool begin();
-  bool wait_receiver(std::coroutine_handle<> h, const sluice::detail::stop_ref& token);
-  result<lent_buffer> end();
+  inline bool begin(); // (these three inline, after stream: every receive's)
+  inline bool wait_receiver(std::coroutine_handle<> h, const sluice::detail::stop_ref& token);
+  inline result<lent_buffer> end();
+  bool take_unread();             ///< bytes kept by the stream: lent from the heap
+  result<lent_buffer> end_rest(); ///< an error, the end of the stream, or kept bytes
   stream* s_;
   bool began_ = false;
   lent_buffer kept_; ///< bytes a destroyed recv had received, lent from the heap
@@ -142,7 +144,7 @@ private:
 /// One buffer (send) or several (sendmsg / WSASend with several WSABUFs).
 class [[nodiscard]] SLUICE_API send_all_awaiter : public io_awaiter {
 public:
-  send_all_awaiter(stream& s, std::span<const std::byte> buf);
+  inline send_all_awaiter(stream& s, std::span<const std::byte> buf); // (after stream)
   /// Precondition: `bufs` (the array of spans) outlives the co_await — a braced list
   /// in the co_await expression does.
   send_all_awaiter(stream& s, std::span<const std::span<const std::byte>> bufs);
@@ -156,10 +158,11 @@ public:
 private:
   static constexpr std::size_t window = 8; ///< buffers per sendmsg
   static void on_complete(sluice::detail::operation& op);
-  bool begin();
-  sluice::detail::op_queue* queue() noexcept;
-  void aim() noexcept; ///< points op_ at what is left
-  result<std::size_t> end();
+  inline bool begin(); // (inline, after stream: every send's)
+  inline sluice::detail::op_queue* queue() noexcept;
+  void aim() noexcept;              ///< points op_ at what is left
+  inline result<std::size_t> end(); // (inline, after stream)
+  result<std::size_t> end_rest();   ///< an error, or stopped early
   stream* s_;
   std::span<const std::byte> one_;
   const std::span<const std::byte>* parts_ = &one_;
@@ -414,6 +417,76 @@ private:
   std::vector<std::byte> unread_;          ///< received by a recv whose coroutine was destroyed
   sluice::detail::receiver* rx_ = nullptr; ///< once recv_some is used: lent-buffer receives
 };
+
+/// \cond INTERNAL
+// The parts of recv_some and send_all that every receive and send runs, inline (they
+// need stream complete).
+namespace detail {
+
+inline recv_some_awaiter::recv_some_awaiter(stream& s) : s_(&s) {
+  op_.ctx = s.io_;
+  op_.code = sluice::detail::op_code::recv_lent;
+  op_.handle = s.handle_;
+}
+
+inline bool recv_some_awaiter::begin() {
+  const auto d = s_->life_.begin_receive();
+  if (d.action != proto::verdict::proceed) return sluice::detail::fail_now(op_, d.error);
+  began_ = true;
+  if (!s_->unread_.empty()) return take_unread();
+  auto& rx = s_->rx_ != nullptr ? *s_->rx_ : s_->receiver();
+  if (!rx.ready()) return true;
+  rx.take(op_);
+  return false;
+}
+
+inline bool recv_some_awaiter::wait_receiver(std::coroutine_handle<> h,
+                                             const sluice::detail::stop_ref& token) {
+  return start_waiting(h, token, [this](sluice::detail::operation& op) { s_->rx_->wait(op); });
+}
+
+inline result<lent_buffer> recv_some_awaiter::end() {
+  finish();
+  // Bytes from the receiver, delivered as they are: lent straight out.
+  if (began_ && !op_.error && op_.res > 0 && kept_.empty() && s_->life_.delivers_receive())
+    return lent_buffer(s_->io_->lend_pool(), op_.lent_id, static_cast<const std::byte*>(op_.buffer),
+                       static_cast<std::size_t>(op_.res));
+  return end_rest();
+}
+
+inline send_all_awaiter::send_all_awaiter(stream& s, std::span<const std::byte> buf)
+    : s_(&s), one_(buf), total_(buf.size()) {
+  op_.ctx = s.io_;
+  op_.handle = s.handle_;
+}
+
+inline sluice::detail::op_queue* send_all_awaiter::queue() noexcept { return &s_->sendq_; }
+
+inline bool send_all_awaiter::begin() {
+  const auto d = s_->life_.begin_send();
+  if (d.action != proto::verdict::proceed) return sluice::detail::fail_now(op_, d.error);
+  if (total_ == 0) return false; // nothing to send: complete at once
+  if (count_ == 1) {             // one buffer, the usual case: a plain send
+    op_.code = sluice::detail::op_code::send;
+    op_.buffer = const_cast<std::byte*>(one_.data());
+    op_.length = one_.size();
+  } else {
+    aim();
+  }
+  // Set here, not in the constructor: the awaiter may have moved.
+  op_.on_complete = &send_all_awaiter::on_complete;
+  op_.owner = this;
+  return true;
+}
+
+inline result<std::size_t> send_all_awaiter::end() {
+  finish();
+  if (!op_.error && sent_ == total_) return total_; // all of it went out
+  return end_rest();
+}
+
+} // namespace detail
+/// \endcond
 
 /// A listening TCP socket: accept() yields a connected stream.
 class SLUICE_API acceptor {

@@ -91,9 +91,14 @@ public:
   /// recv_disconnect started is reported as shut down, even if it carries bytes (Linux
   /// delivers queued and late data; Windows does not).
   std::error_code filter_receive() const noexcept {
-    if (conn_ == connection_state::closed) return make_error_code(errc::operation_aborted);
-    if (recv_ != side_state::open) return make_error_code(errc::shut_down);
-    return {};
+    if (delivers_receive()) return {};
+    return make_error_code(conn_ == connection_state::closed ? errc::operation_aborted
+                                                             : errc::shut_down);
+  }
+  /// The same answer as a bool: true when filter_receive() would deliver a completion as
+  /// it is (no error_code made: for a receive's fast path).
+  bool delivers_receive() const noexcept {
+    return conn_ != connection_state::closed && recv_ == side_state::open;
   }
 
   /// Before a send.

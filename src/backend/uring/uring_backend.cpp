@@ -87,10 +87,12 @@ static_assert(sizeof(io_uring_recvmsg_out) == sizeof(datagram_header) &&
               offsetof(io_uring_recvmsg_out, namelen) == offsetof(datagram_header, name_length) &&
               offsetof(io_uring_recvmsg_out, payloadlen) == offsetof(datagram_header, whole_size));
 // What the backend keeps in operation::scratch.
+// Not zeroed when an operation starts (submit() sets cqes_left and polling; each use of
+// msg, ts and deadline fills it first): a send or a receive writes two bytes here.
 struct op_data {
   union {
-    msghdr msg;             // sendmsg, send_message, recv_message
-    __kernel_timespec ts{}; // timeout
+    msghdr msg;           // sendmsg, send_message, recv_message
+    __kernel_timespec ts; // timeout
   };
   __kernel_timespec deadline; // the linked timeout (absolute, CLOCK_MONOTONIC)
   std::uint8_t cqes_left;     // CQEs still to come: 1, or 2 with a linked timeout
@@ -428,8 +430,9 @@ public:
 
   void submit(operation& op) override {
     const int fd = static_cast<int>(op.handle);
-    auto& d = *new (op.scratch) op_data{};
+    auto& d = *new (op.scratch) op_data;
     d.cqes_left = 1;
+    d.polling = false;
     if (op.code == op_code::shutdown && !feat_.op_shutdown) {
       // Fallback: shutdown(2) never blocks; its result is delivered next turn.
       const int how = op.flags == shutdown_receive ? SHUT_RD
@@ -934,7 +937,9 @@ private:
   // Accounts for one CQE of an operation; returns it once its last CQE has come.
   // Accounts for one CQE of an operation; returns the operation when this CQE
   // completes it — for a multishot, every CQE (op.more says whether more follow).
-  operation* take_cqe(std::uint64_t ud, int res, unsigned flags) {
+  // (Inlined into drain(), as are dispatch() and take_receive()'s usual case: their
+  // register saves are then paid once per batch, not once per CQE.)
+  [[gnu::always_inline]] operation* take_cqe(std::uint64_t ud, int res, unsigned flags) {
     auto& op = *reinterpret_cast<operation*>(ud & ~link_bit);
     if ((ud & link_bit) != 0) {
       if (res == -ETIME) op.timed_out = true; // the deadline fired
@@ -963,8 +968,28 @@ private:
   }
 
   // A CQE of a recv_lent: a buffer the kernel picked, the end of a multishot, or (with
-  // no buffer ring) the POLLIN after which the read is made here.
-  operation* take_receive(operation& op, int res, unsigned flags) {
+  // no buffer ring) the POLLIN after which the read is made here. The usual case, bytes
+  // of a stream in a ring buffer, is answered here; the others out of line (their
+  // code would otherwise cost every receive its register saves).
+  [[gnu::always_inline]] operation* take_receive(operation& op, int res, unsigned flags) {
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0 && (op.flags & recv_datagram) == 0 &&
+        !data(op).polling) {
+      const auto id = static_cast<std::uint32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+      pool_.lent_by_kernel();
+      op.res = res;
+      clear_error(op);
+      op.lent_id = id;
+      op.buffer = pool_.address(id);
+      if ((flags & IORING_CQE_F_MORE) != 0) {
+        op.more = true;
+        return &op; // it stays pending
+      }
+      return last_cqe(op);
+    }
+    return take_receive_rest(op, res, flags);
+  }
+
+  [[gnu::noinline]] operation* take_receive_rest(operation& op, int res, unsigned flags) {
     auto& d = data(op);
     const int fd = static_cast<int>(op.handle);
     if (d.polling) {
@@ -1100,7 +1125,7 @@ private:
   }
 
   // One CQE from the batch being dispatched.
-  void dispatch(const reaped& c, bool budgeted) {
+  [[gnu::always_inline]] void dispatch(const reaped& c, bool budgeted) {
     if (c.user_data <= tag_last) return internal(c.user_data, c.res, true);
     operation* op = take_cqe(c.user_data, c.res, c.flags);
     if (op == nullptr) return; // its other CQE is still to come
@@ -1144,10 +1169,16 @@ private:
     }
   }
 
+  // No error: cleared only if one is there (making a cleared error_code is a call into
+  // the C++ library, and on the usual path there is nothing to clear).
+  static void clear_error(operation& op) noexcept {
+    if (op.error) op.error = {};
+  }
+
   static void fill(operation& op, int res) noexcept {
     if (res >= 0) {
       op.res = res;
-      op.error = {};
+      clear_error(op);
     } else if (op.code == op_code::timeout && res == -ETIME) {
       op.res = 0; // the timer expired: that is its success
       op.error = {};

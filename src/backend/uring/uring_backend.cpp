@@ -856,9 +856,18 @@ private:
       feat_.ring_fd = false;
       return;
     }
-    if (io_uring_register_ring_fd(&ring_) != 1) {
+    const int r = io_uring_register_ring_fd(&ring_);
+    if (r != 1) {
       feat_.ring_fd = false;
-      log_fallback("registering the ring fd failed (kernel < 5.18): io_uring_enter by fd");
+      // Says why: an old kernel, or the kernel's bound of 16 registered rings per thread
+      // (a thread that ran many loops, some destroyed on other threads).
+      const std::string why =
+          r == -EINVAL ? "kernel < 5.18"
+          : r == -EBUSY
+              ? "this thread holds 16 registered rings already, the kernel's limit per thread"
+              : std::strerror(-r);
+      log_fallback(
+          fmt::format("registering the ring fd failed ({}): io_uring_enter by fd", why).c_str());
     }
   }
 

@@ -172,10 +172,7 @@ public:
   /// (Inline: every completion comes through here.)
   void complete(detail::operation& op) noexcept {
     if (shutting_down_) return complete_shutting_down(op);
-    if (!op.more) { // (one completion of a multishot: the operation stays pending)
-      if (op.state == detail::op_state::pending) unlink_inflight(op);
-      op.state = detail::op_state::idle;
-    }
+    settle_completed(op);
     if (op.on_complete != nullptr)
       op.on_complete(op); // may resubmit op, or resume the waiter itself
     else
@@ -234,6 +231,13 @@ private:
   std::vector<std::unique_ptr<detail::receiver>> receivers_;
   std::vector<detail::receiver*> free_receivers_;
   void complete_shutting_down(detail::operation& op) noexcept;
+  // A completion's effect on op's state: idle and off the in-flight list, unless it
+  // was one completion of a multishot (the operation stays pending).
+  void settle_completed(detail::operation& op) noexcept {
+    if (op.more) return;
+    if (op.state == detail::op_state::pending) unlink_inflight(op);
+    op.state = detail::op_state::idle;
+  }
   // Takes a completed operation off the in-flight list.
   void unlink_inflight(detail::operation& op) noexcept {
     if (op.background) --background_;

@@ -42,11 +42,9 @@ stream& stream::operator=(stream&& o) noexcept {
   return *this;
 }
 
-sluice::detail::receiver& stream::receiver() {
-  if (rx_ == nullptr) {
-    rx_ = io_->acquire_receiver();
-    rx_->open(handle_);
-  }
+sluice::detail::receiver& stream::open_receiver() {
+  rx_ = io_->acquire_receiver();
+  rx_->open(handle_);
   return *rx_;
 }
 
@@ -330,11 +328,7 @@ bool recv_some_awaiter::take_unread() {
 result<lent_buffer> recv_some_awaiter::end_rest() {
   if (!began_) return error(op_.error, s_->describe("recv_some")); // rejected by the lifecycle
   // Bytes kept from the stream (unread_), or the receiver's, lent as they are.
-  lent_buffer b = kept_.empty() && !op_.error && op_.res > 0
-                      ? lent_buffer(s_->io_->lend_pool(), op_.lent_id,
-                                    static_cast<const std::byte*>(op_.buffer),
-                                    static_cast<std::size_t>(op_.res))
-                      : std::move(kept_);
+  lent_buffer b = kept_.empty() && !op_.error && op_.res > 0 ? lend() : std::move(kept_);
   // Once recv_disconnect has started (or the stream was closed), the lifecycle
   // overrides what came: the bytes go back unread.
   if (auto ec = s_->life_.filter_receive()) {
@@ -383,14 +377,7 @@ send_all_awaiter::send_all_awaiter(send_all_awaiter&& o) noexcept
     : io_awaiter(std::move(o)), s_(o.s_), one_(o.one_),
       parts_(o.parts_ == &o.one_ ? &one_ : o.parts_), count_(o.count_), total_(o.total_) {}
 
-void send_all_awaiter::aim() noexcept {
-  if (count_ == 1) { // one buffer, the usual case: a plain send of what is left
-    op_.code = sluice::detail::op_code::send;
-    op_.buffer = const_cast<std::byte*>(parts_[0].data()) + offset_;
-    op_.length = parts_[0].size() - offset_;
-
-    return;
-  }
+void send_all_awaiter::aim_parts() noexcept {
   while (index_ < count_ && parts_[index_].size() == offset_) { // skip empty / finished
 
     ++index_;

@@ -408,10 +408,7 @@ void io_context::submit(detail::operation& op) {
 // complete() while the context is destroyed: the frame is about to be destroyed, not
 // resumed; what the completion carries is released.
 void io_context::complete_shutting_down(detail::operation& op) noexcept {
-  if (!op.more) { // (one completion of a multishot: the operation stays pending)
-    if (op.state == detail::op_state::pending) unlink_inflight(op);
-    op.state = detail::op_state::idle;
-  }
+  settle_completed(op);
   backend_->discard(op);
 }
 

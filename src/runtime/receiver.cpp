@@ -100,12 +100,12 @@ void receiver::deliver() noexcept {
   io_->complete(*w); // the reader runs now, inside this completion
 }
 
-bool receiver::hand_over(const item& it) noexcept {
+inline bool receiver::hand_over(const operation& from) noexcept {
   if (count_ != 0 || !overflow_.empty()) return false; // older completions go first
   operation* w = waiters_.first_waiting();
   if (w == nullptr) return false;
   waiters_.remove(*w);
-  give(*w, it);
+  give(*w, {from.res, from.error, from.lent_id, from.buffer});
   io_->complete(*w); // the reader runs now, inside this completion
   return true;
 }
@@ -157,19 +157,10 @@ void receiver::resume_after_starving() noexcept {
 void receiver::on_complete(operation& op) {
   auto& r = *static_cast<receiver*>(op.owner);
   // The usual case first: bytes for a reader that waits, nothing queued before them.
-  // Straight into its operation, and it runs now, inside this completion.
-  if (!op.error && !r.closed_ && r.count_ == 0 && r.overflow_.empty()) {
-    if (operation* w = r.waiters_.first_waiting()) {
-      r.waiters_.remove(*w);
-      w->res = op.res;
-      w->error = op.error; // (none: copied, which costs less than making one)
-      w->lent_id = op.lent_id;
-      w->buffer = op.buffer;
-      r.io_->complete(*w);
-      // A single-shot receive (or a multishot that ended) re-arms while a reader waits.
-      if (op.state == op_state::idle && r.waiters_.has_waiting() && r.count_ == 0) r.arm();
-      return;
-    }
+  if (!op.error && !r.closed_ && r.hand_over(op)) {
+    // A single-shot receive (or a multishot that ended) re-arms while a reader waits.
+    if (op.state == op_state::idle && r.waiters_.has_waiting() && r.count_ == 0) r.arm();
+    return;
   }
   r.complete_rest(op);
 }
@@ -201,11 +192,10 @@ void receiver::complete_rest(operation& op) noexcept {
     if (count_ == 0 && waiters_.has_waiting()) arm();
     return;
   }
-  const item it{op.res, op.error, op.lent_id, op.buffer};
   // A reader waiting and nothing queued before this (an error, the end of the stream):
   // straight to it.
-  if (!hand_over(it)) {
-    push(it);
+  if (!hand_over(op)) {
+    push({op.res, op.error, op.lent_id, op.buffer});
     // Too much undelivered: stop the kernel filling buffers for a reader that lags.
     if (op.more && count_ + overflow_.size() >= high_water && !op.cancel_requested) io_->cancel(op);
     deliver();

@@ -80,7 +80,7 @@ protected:
     live_ = true;
     op_.waiter = h;
     op_.cancel_requested = false;
-    if (op_.error) op_.error = {}; // (making a cleared one is a library call: only if set)
+    clear_error(op_);
     op_.timed_out = false;
     enqueue(op_);
     // Still waiting: the deadline counts. (`enqueue` may settle op_ at once — an

@@ -191,6 +191,12 @@ struct operation : ready_node { // the node: its deferred completion
   operation* queue_next = nullptr;
 };
 
+// No error: op.error cleared only if one is there (making a cleared error_code is a
+// call into the C++ library, and on the usual path there is nothing to clear).
+inline void clear_error(operation& op) noexcept {
+  if (op.error) op.error = {};
+}
+
 // Takes a queued operation's deadline out of the loop's deadline heap, if it has one
 // there (the test inline: most operations have none).
 inline void unwatch_deadline(operation& op) noexcept {

@@ -92,7 +92,7 @@ private:
   void push(const item& it);
   void deliver() noexcept;
   // A completion straight to a waiting reader when nothing is queued before it.
-  bool hand_over(const item& it) noexcept;
+  [[gnu::always_inline]] inline bool hand_over(const operation& from) noexcept;
   static void give(operation& into, const item& it) noexcept;
 
   void release_items() noexcept;

@@ -114,8 +114,9 @@ private:
   inline bool begin(); // (these three inline, after stream: every receive's)
   inline bool wait_receiver(std::coroutine_handle<> h, const sluice::detail::stop_ref& token);
   inline result<lent_buffer> end();
-  bool take_unread();             ///< bytes kept by the stream: lent from the heap
-  result<lent_buffer> end_rest(); ///< an error, the end of the stream, or kept bytes
+  bool take_unread();                 ///< bytes kept by the stream: lent from the heap
+  inline lent_buffer lend() noexcept; ///< the receiver's bytes in op_, as a lent buffer
+  result<lent_buffer> end_rest();     ///< an error, the end of the stream, or kept bytes
   stream* s_;
   bool began_ = false;
   lent_buffer kept_; ///< bytes a destroyed recv had received, lent from the heap
@@ -160,7 +161,8 @@ private:
   static void on_complete(sluice::detail::operation& op);
   inline bool begin(); // (inline, after stream: every send's)
   inline sluice::detail::op_queue* queue() noexcept;
-  void aim() noexcept;              ///< points op_ at what is left
+  inline void aim() noexcept;       ///< points op_ at what is left
+  void aim_parts() noexcept;        ///< aim() for several buffers
   inline result<std::size_t> end(); // (inline, after stream)
   result<std::size_t> end_rest();   ///< an error, or stopped early
   stream* s_;
@@ -405,7 +407,8 @@ private:
   stream(io_context& io, native_handle_type h, proto::stream_lifecycle life, endpoint peer);
   std::string describe(std::string_view op) const; ///< "recv from 1.2.3.4:5"
   void abort_waiting_senders() noexcept;
-  sluice::detail::receiver& receiver();
+  inline sluice::detail::receiver& receiver(); ///< rx_, opened on first use
+  sluice::detail::receiver& open_receiver();
   void close_receiver() noexcept;
 
   io_context* io_ = nullptr;
@@ -429,12 +432,20 @@ inline recv_some_awaiter::recv_some_awaiter(stream& s) : s_(&s) {
   op_.handle = s.handle_;
 }
 
+} // namespace detail
+
+inline sluice::detail::receiver& stream::receiver() {
+  return rx_ != nullptr ? *rx_ : open_receiver();
+}
+
+namespace detail {
+
 inline bool recv_some_awaiter::begin() {
   const auto d = s_->life_.begin_receive();
   if (d.action != proto::verdict::proceed) return sluice::detail::fail_now(op_, d.error);
   began_ = true;
   if (!s_->unread_.empty()) return take_unread();
-  auto& rx = s_->rx_ != nullptr ? *s_->rx_ : s_->receiver();
+  auto& rx = s_->receiver();
   if (!rx.ready()) return true;
   rx.take(op_);
   return false;
@@ -449,9 +460,13 @@ inline result<lent_buffer> recv_some_awaiter::end() {
   finish();
   // Bytes from the receiver, delivered as they are: lent straight out.
   if (began_ && !op_.error && op_.res > 0 && kept_.empty() && s_->life_.delivers_receive())
-    return lent_buffer(s_->io_->lend_pool(), op_.lent_id, static_cast<const std::byte*>(op_.buffer),
-                       static_cast<std::size_t>(op_.res));
+    return lend();
   return end_rest();
+}
+
+inline lent_buffer recv_some_awaiter::lend() noexcept {
+  return lent_buffer(s_->io_->lend_pool(), op_.lent_id, static_cast<const std::byte*>(op_.buffer),
+                     static_cast<std::size_t>(op_.res));
 }
 
 inline send_all_awaiter::send_all_awaiter(stream& s, std::span<const std::byte> buf)
@@ -466,17 +481,19 @@ inline bool send_all_awaiter::begin() {
   const auto d = s_->life_.begin_send();
   if (d.action != proto::verdict::proceed) return sluice::detail::fail_now(op_, d.error);
   if (total_ == 0) return false; // nothing to send: complete at once
-  if (count_ == 1) {             // one buffer, the usual case: a plain send
-    op_.code = sluice::detail::op_code::send;
-    op_.buffer = const_cast<std::byte*>(one_.data());
-    op_.length = one_.size();
-  } else {
-    aim();
-  }
+  aim();
   // Set here, not in the constructor: the awaiter may have moved.
   op_.on_complete = &send_all_awaiter::on_complete;
   op_.owner = this;
   return true;
+}
+
+inline void send_all_awaiter::aim() noexcept {
+  if (count_ != 1) return aim_parts();
+  // One buffer, the usual case: a plain send of what is left.
+  op_.code = sluice::detail::op_code::send;
+  op_.buffer = const_cast<std::byte*>(parts_[0].data()) + offset_;
+  op_.length = parts_[0].size() - offset_;
 }
 
 inline result<std::size_t> send_all_awaiter::end() {

@@ -1178,12 +1178,6 @@ private:
     }
   }
 
-  // No error: cleared only if one is there (making a cleared error_code is a call into
-  // the C++ library, and on the usual path there is nothing to clear).
-  static void clear_error(operation& op) noexcept {
-    if (op.error) op.error = {};
-  }
-
   static void fill(operation& op, int res) noexcept {
     if (res >= 0) {
       op.res = res;

@@ -5,6 +5,8 @@ set -euo pipefail
 server_exe=$1
 client=$2
 out=$(mktemp)
+# Keep the wineserver up between programs (see scripts/test.sh); already running is fine.
+wineserver -p 2>/dev/null || true
 wine "$server_exe" --host 127.0.0.1 --port 0 >"$out" 2>&1 &
 for _ in $(seq 200); do
   grep -q "listening on" "$out" && break

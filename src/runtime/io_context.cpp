@@ -527,8 +527,11 @@ void io_context::turn(const bool* done) {
   // Run what was ready when the turn began; what becomes ready meanwhile waits for
   // the next turn, so that I/O completions are not starved.
   budget_ = turn_budget;
-  expire_waiting_deadlines();
-  take_remote();
+  // (The two tests inline: on most turns there is neither a deadline nor remote work.)
+  if (!waiting_deadlines_.empty()) expire_waiting_deadlines();
+  if (remote_head_ != &remote_stub_ ||
+      remote_stub_.remote_next.load(std::memory_order_acquire) != nullptr)
+    take_remote();
   splice(ready_, running_);
   while (running_.next != &running_) {
     detail::ready_node* n = running_.next;

@@ -135,6 +135,12 @@ struct remote_node : ready_node {
 class op_queue;
 struct operation;
 
+// A cleared error_code to copy from: making one (std::error_code{}) is a call into the
+// C++ library for system_category(), and every awaiter's operation starts with one.
+// (Only an operation built during static initialization, before this is, would copy
+// a zeroed one; none is.)
+inline const std::error_code no_error{};
+
 // Takes a watched operation's deadline out of the loop's deadline heap (timer.cpp);
 // unwatch_deadline() below calls it only for an operation that is in it.
 SLUICE_API void unwatch_deadline_slot(operation& op) noexcept;
@@ -174,7 +180,7 @@ struct operation : ready_node { // the node: its deferred completion
 
   // Filled in by the backend before the operation completes.
   std::int64_t res = 0; // bytes transferred, or the accepted handle
-  std::error_code error;
+  std::error_code error = no_error;
 
   std::coroutine_handle<> waiter;
   // When set, called on completion instead of resuming `waiter` (loop thread). It may
@@ -191,10 +197,10 @@ struct operation : ready_node { // the node: its deferred completion
   operation* queue_next = nullptr;
 };
 
-// No error: op.error cleared only if one is there (making a cleared error_code is a
-// call into the C++ library, and on the usual path there is nothing to clear).
+// No error: op.error cleared only if one is there (on the usual path there is nothing
+// to clear).
 inline void clear_error(operation& op) noexcept {
-  if (op.error) op.error = {};
+  if (op.error) op.error = no_error;
 }
 
 // Takes a queued operation's deadline out of the loop's deadline heap, if it has one

@@ -429,10 +429,22 @@ public:
   }
 
   void submit(operation& op) override {
-    const int fd = static_cast<int>(op.handle);
     auto& d = *new (op.scratch) op_data;
     d.cqes_left = 1;
     d.polling = false;
+    if (op.code == op_code::send && op.deadline == 0) { // the usual case, apart
+      // MSG_NOSIGNAL: a peer that went away yields EPIPE, never SIGPIPE.
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_send(sqe, static_cast<int>(op.handle), op.buffer, op.length, MSG_NOSIGNAL);
+      io_uring_sqe_set_data(sqe, &op);
+      return;
+    }
+    submit_rest(op, d);
+  }
+
+  // Every other operation (its code apart from the usual send's: fewer register saves).
+  [[gnu::noinline]] void submit_rest(operation& op, op_data& d) {
+    const int fd = static_cast<int>(op.handle);
     if (op.code == op_code::shutdown && !feat_.op_shutdown) {
       // Fallback: shutdown(2) never blocks; its result is delivered next turn.
       const int how = op.flags == shutdown_receive ? SHUT_RD
@@ -636,6 +648,25 @@ public:
   }
 
   void poll(bool block, std::int64_t wake_by) override {
+    // The usual turn apart: the ring running, the wake read armed, no deadline to wake
+    // for, nothing set aside.
+    if (!remote_pending_ && !disabled_ && wake_armed_ && wake_by == 0 && backlog_.empty()) {
+      const int r =
+          block ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit_and_get_events(&ring_);
+      if (r < 0) check_enter(r);
+      drain(true);
+      return;
+    }
+    poll_rest(block, wake_by);
+  }
+
+  // Throws for an error of io_uring_enter other than the expected ones.
+  static void check_enter(int r) {
+    if (r != -EINTR && r != -ETIME && r != -EBUSY && r != -EAGAIN)
+      throw std::system_error(-r, std::system_category(), "io_uring_submit_and_wait");
+  }
+
+  [[gnu::noinline]] void poll_rest(bool block, std::int64_t wake_by) {
     if (remote_pending_) { // a wake seen while an abandon reaped completions
       remote_pending_ = false;
       io_.run_remote();
@@ -654,8 +685,7 @@ public:
       io_uring_cqe* cqe = nullptr;
       r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
     }
-    if (r < 0 && r != -EINTR && r != -ETIME && r != -EBUSY && r != -EAGAIN)
-      throw std::system_error(-r, std::system_category(), "io_uring_submit_and_wait");
+    if (r < 0) check_enter(r);
     for (const reaped& c : backlog_) // multishot completions set aside by an abandon
       dispatch(c, false);
     backlog_.clear();
@@ -879,8 +909,12 @@ private:
     }
   }
 
-  io_uring_sqe* get_sqe() noexcept {
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  [[gnu::always_inline]] io_uring_sqe* get_sqe() noexcept {
+    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
+    return get_sqe_when_full();
+  }
+  [[gnu::noinline]] io_uring_sqe* get_sqe_when_full() noexcept {
+    io_uring_sqe* sqe = nullptr;
     while (sqe == nullptr) {
       // SQ full: push what is queued (completions stay in the CQ until poll()).
       flush();
@@ -1191,17 +1225,39 @@ private:
     }
   }
 
-  // Dispatches what the CQ holds: at most the turn's budget when `budgeted`.
-  void drain(bool budgeted) {
-    for (;;) {
+  // Copies up to reap_batch CQEs into batch_ and consumes them; returns how many.
+  // Copied out and consumed first: resuming a coroutine may abandon an operation,
+  // which reaps the CQ itself (and finds its completion in batch_). The CQ is read
+  // where it lies (io_uring_peek_batch_cqe would first fill an array of pointers to
+  // them, a call per batch); when it looks empty, liburing's peek also flushes CQEs
+  // the kernel holds back in its overflow list.
+  [[gnu::always_inline]] unsigned copy_out_cqes() noexcept {
+    const unsigned ready = io_uring_cq_ready(&ring_);
+    if (ready == 0) {
       io_uring_cqe* cqes[reap_batch];
       const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, reap_batch);
-      if (n == 0) return;
-      // Copied out and consumed first: resuming a coroutine may abandon an operation,
-      // which reaps the CQ itself (and finds its completion in batch_).
       for (unsigned i = 0; i < n; ++i)
         batch_[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
       io_uring_cq_advance(&ring_, n);
+      return n;
+    }
+    const unsigned n = ready < reap_batch ? ready : reap_batch;
+    const unsigned head = *ring_.cq.khead;
+    const unsigned mask = ring_.cq.ring_mask;
+    const io_uring_cqe* cqes = ring_.cq.cqes; // (no IORING_SETUP_CQE32: 16-byte CQEs)
+    for (unsigned i = 0; i < n; ++i) {
+      const io_uring_cqe& c = cqes[(head + i) & mask];
+      batch_[i] = {c.user_data, c.res, c.flags};
+    }
+    io_uring_cq_advance(&ring_, n);
+    return n;
+  }
+
+  // Dispatches what the CQ holds: at most the turn's budget when `budgeted`.
+  void drain(bool budgeted) {
+    for (;;) {
+      const unsigned n = copy_out_cqes();
+      if (n == 0) return;
       batch_size_ = n;
       for (batch_next_ = 0; batch_next_ < batch_size_;)
         dispatch(batch_[batch_next_++], budgeted);

@@ -7,10 +7,13 @@
 // again on every receive and send. docs/runtime.md ("One registration per task, not
 // per operation") has the rules.
 //
-// Threads: the stop may be requested on any thread. A small lock orders it against
-// arm/disarm: a stop that runs while an operation is armed cancels it under the lock,
-// so disarm (and with it the operation's end) waits for that cancel to return, and a
-// stop that came before an arm is seen by it (the caller then cancels at once).
+// Threads: the stop may be requested on any thread. Whoever takes the armed operation
+// out of `current_` (an exchange) cancels it, or knows it need not: the stop's callback
+// takes it to cancel it, disarm takes it back to end it, so exactly one of them gets
+// it. A disarm that finds it taken waits for the cancel to return (`cancelling_`). A
+// stop that came before an arm is seen by it (`fired_`; the arm's store and the stop's
+// store are sequentially consistent, so one of the two sees the other), and the
+// caller then cancels at once. No lock: one locked instruction per arm and per disarm.
 // The registration ends when the task finishes (its final suspend), while its token's
 // source is still alive, or when the frame is destroyed.
 #pragma once
@@ -42,25 +45,26 @@ public:
   // runs). False if the stop was requested already: the caller cancels `op` itself.
   bool arm(const stop_token& t, operation& op) noexcept {
     if (!registered_) register_on(t);
-    lock();
-    current_ = &op;
-    const bool fired = fired_;
-    unlock();
-    return !fired;
+    current_.store(&op, std::memory_order_seq_cst);
+    if (!fired_.load(std::memory_order_seq_cst)) return true;
+    // Stopped: whoever takes op cancels it. The callback got it (it cancels, and
+    // disarm waits for that), or it is ours to cancel.
+    return current_.exchange(nullptr, std::memory_order_acq_rel) != &op;
   }
   // The armed operation is done with (finished, or withdrawn). Returns after a cancel
   // of it running on another thread has returned.
   void disarm() noexcept {
-    lock();
-    current_ = nullptr;
-    unlock();
+    if (current_.exchange(nullptr, std::memory_order_acq_rel) != nullptr) return; // still ours
+    // The stop's callback took it: wait until its cancel has returned.
+    while (cancelling_.load(std::memory_order_acquire))
+      std::this_thread::yield();
   }
   // The task ended (or its token is about to change): no more callbacks. Waits for one
   // running on another thread.
   void release() noexcept {
     if (source != nullptr) std::exchange(source, nullptr)->remove(this);
     registered_ = false;
-    fired_ = false;
+    fired_.store(false, std::memory_order_relaxed);
   }
 
 private:
@@ -78,23 +82,20 @@ private:
     }
   }
   static void run(stop_callback_base* b) noexcept { static_cast<op_canceller*>(b)->fire(); }
+  // Runs once per registration, on the thread that requested the stop.
   void fire() noexcept {
-    lock();
-    fired_ = true;
-    if (current_ != nullptr) cancel_operation(*current_);
-    unlock();
+    cancelling_.store(true, std::memory_order_seq_cst); // before the operation is taken
+    fired_.store(true, std::memory_order_seq_cst);
+    if (operation* op = current_.exchange(nullptr, std::memory_order_seq_cst))
+      cancel_operation(*op);
+    cancelling_.store(false, std::memory_order_release);
   }
-  void lock() noexcept {
-    while (locked_.exchange(true, std::memory_order_acquire))
-      std::this_thread::yield();
-  }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
 
   // (In the base's tail padding.)
-  std::atomic<bool> locked_{false};
-  bool fired_ = false;           ///< the token's stop was requested (under the lock)
-  bool registered_ = false;      ///< linked into the token's source (or found it stopped)
-  operation* current_ = nullptr; ///< the armed operation (under the lock)
+  std::atomic<bool> fired_{false};      ///< the token's stop was requested
+  std::atomic<bool> cancelling_{false}; ///< the callback is cancelling what it took
+  bool registered_ = false;             ///< linked into the token's source (or found it stopped)
+  std::atomic<operation*> current_{nullptr}; ///< the armed operation, until someone takes it
 };
 
 // What an awaiter needs to make its operation cancellable: the awaiting task's stop

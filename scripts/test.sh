@@ -85,11 +85,6 @@ cmake --build build/windows -j "$jobs"
 export WINEPREFIX="$PWD/build/windows/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 rm -rf "$WINEPREFIX"
 wineboot -i >/dev/null 2>&1 || true
-# One wineserver for the whole step, kept alive between programs: a wine process that
-# starts just as an idle wineserver exits fails with "wine client error:0: recvmsg:
-# Connection reset by peer" (this happened to the echo check after ctest's last test).
-wineserver -w || true
-wineserver -p || true
 stamp "test: windows (under Wine)"
 wine_rc=0
 (cd build/windows && ctest --output-on-failure -j 1 --timeout 600) || wine_rc=$?

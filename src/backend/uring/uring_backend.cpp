@@ -433,13 +433,17 @@ public:
     d.cqes_left = 1;
     d.polling = false;
     if (op.code == op_code::send && op.deadline == 0) { // the usual case, apart
-      // MSG_NOSIGNAL: a peer that went away yields EPIPE, never SIGPIPE.
       io_uring_sqe* sqe = get_sqe();
-      io_uring_prep_send(sqe, static_cast<int>(op.handle), op.buffer, op.length, MSG_NOSIGNAL);
+      prep_send(sqe, op);
       io_uring_sqe_set_data(sqe, &op);
       return;
     }
     submit_rest(op, d);
+  }
+
+  static void prep_send(io_uring_sqe* sqe, const operation& op) noexcept {
+    // MSG_NOSIGNAL: a peer that went away yields EPIPE, never SIGPIPE.
+    io_uring_prep_send(sqe, static_cast<int>(op.handle), op.buffer, op.length, MSG_NOSIGNAL);
   }
 
   // Every other operation (its code apart from the usual send's: fewer register saves).
@@ -488,10 +492,7 @@ public:
         io_uring_prep_poll_add(sqe, fd, POLLIN);
       }
       break;
-    case op_code::send:
-      // MSG_NOSIGNAL: a peer that went away yields EPIPE, never SIGPIPE.
-      io_uring_prep_send(sqe, fd, op.buffer, op.length, MSG_NOSIGNAL);
-      break;
+    case op_code::send: prep_send(sqe, op); break;
     case op_code::sendmsg: {
       d.msg = msghdr{};
       d.msg.msg_iov = static_cast<iovec*>(op.buffer);
@@ -1229,17 +1230,14 @@ private:
   // Copied out and consumed first: resuming a coroutine may abandon an operation,
   // which reaps the CQ itself (and finds its completion in batch_). The CQ is read
   // where it lies (io_uring_peek_batch_cqe would first fill an array of pointers to
-  // them, a call per batch); when it looks empty, liburing's peek also flushes CQEs
-  // the kernel holds back in its overflow list.
+  // them, a call per batch); only when it looks empty is liburing's peek asked, since
+  // it also flushes CQEs the kernel holds back in its overflow list.
   [[gnu::always_inline]] unsigned copy_out_cqes() noexcept {
-    const unsigned ready = io_uring_cq_ready(&ring_);
+    unsigned ready = io_uring_cq_ready(&ring_);
     if (ready == 0) {
-      io_uring_cqe* cqes[reap_batch];
-      const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, reap_batch);
-      for (unsigned i = 0; i < n; ++i)
-        batch_[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
-      io_uring_cq_advance(&ring_, n);
-      return n;
+      io_uring_cqe* first = nullptr;
+      if (io_uring_peek_batch_cqe(&ring_, &first, 1) == 0) return 0;
+      ready = io_uring_cq_ready(&ring_);
     }
     const unsigned n = ready < reap_batch ? ready : reap_batch;
     const unsigned head = *ring_.cq.khead;

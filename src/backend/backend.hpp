@@ -18,6 +18,9 @@
 //                 *op.address — or, when the backend made it a multishot (it sets
 //                 op.multishot; io_uring), once per connection with op.more set on all
 //                 but the last, and no peer address (the acceptor's queue asks).
+//                 With op.flags accept_no_wait (only where accept_sweep() is true):
+//                 single-shot, takes a connection already waiting or completes with
+//                 EAGAIN, never waits.
 
 //   recv_lent     receives into a buffer the backend chooses from its pool (buffers()):
 //                 completes with op.res bytes (0: end of stream), op.lent_id and
@@ -47,6 +50,12 @@
 //                 had got; when it had completed, its result (bytes received, an
 //                 accepted handle) is left in op.res / op.error for the awaiter to hand
 //                 to its socket, or to discard().
+//   accept_sweep() true when a cancelled accept may have taken the kernel's wake-up
+//                 for a connection and left it in the backlog (io_uring: an armed
+//                 accept is an exclusive waiter on the socket, and one being cancelled
+//                 still takes wake-ups until its cancel runs). The acceptor's queue
+//                 then takes what waits with accept_no_wait once its accept ended on
+//                 stop(), so that no connection waits for a wake-up already spent.
 //   discard(op)   op completed but nobody will take the result (the context is
 //                 shutting down, or no socket can keep it): close the accepted handle
 //                 it carries.
@@ -105,6 +114,7 @@ public:
   virtual void cancel_all(native_handle h) noexcept = 0;
   virtual abandoned_at abandon(operation& op) noexcept = 0;
   virtual void discard(operation& op) noexcept = 0;
+  virtual bool accept_sweep() const noexcept { return false; }
   virtual void poll(bool block, std::int64_t wake_by) = 0;
   virtual recv_pool& buffers() noexcept = 0;
 

@@ -1,6 +1,7 @@
 // The accepting side of an acceptor: see accept_queue.hpp.
 #include <sluice/detail/accept_queue.hpp>
 
+#include "../backend/backend.hpp"
 #include "../backend/socket_ops.hpp"
 
 #include <algorithm>
@@ -25,6 +26,7 @@ void accept_queue::open(native_handle h, std::uint32_t limit) noexcept {
   limit_ = std::max<std::uint32_t>(limit, 1);
   closed_ = false;
   stopped_ = false;
+  sweeping_ = false;
   head_ = count_ = 0;
 }
 
@@ -34,9 +36,24 @@ void accept_queue::arm() noexcept {
   op_.timed_out = false;
   op_.more = false;
   op_.multishot = false; // the backend says whether it made it one
+  op_.flags = 0;
   op_.res = 0;
   op_.error = {};
   op_.address = &peer_;
+  io_->submit(op_);
+}
+
+void accept_queue::sweep() noexcept {
+  op_.cancel_requested = false;
+  op_.timed_out = false;
+  op_.more = false;
+  op_.multishot = false;
+  op_.flags = accept_no_wait;
+  op_.res = 0;
+  op_.error = {};
+  op_.address = &peer_;
+  sweeping_ = true;
+  ++swept_;
   io_->submit(op_);
 }
 
@@ -78,10 +95,22 @@ void accept_queue::put_back(native_handle h, const address_storage& peer) {
 
 void accept_queue::wait(operation& waiter) noexcept {
   waiters_.wait(waiter);
-  if (stopped_ && op_.state == op_state::idle)
+  if (stopped_ && op_.state == op_state::idle && !sweeping_)
     abort_waiters(); // stopped, nothing left, nothing more coming
   else
     arm();
+}
+
+void accept_queue::deliver() {
+  // The usual case, an accept() waiting: it runs now, inside this completion (and may
+  // close the acceptor).
+  while (!closed_ && count_ != 0) {
+    operation* w = waiters_.first_waiting();
+    if (w == nullptr) break;
+    waiters_.remove(*w);
+    give(*w, pop());
+    io_->complete(*w);
+  }
 }
 
 void accept_queue::abort_waiters() noexcept {
@@ -135,9 +164,32 @@ void accept_queue::on_complete(operation& op) {
     if (!more) q.io_->release_accept_queue(&q);
     return;
   }
+  if (q.sweeping_) { // a connection left in the backlog after the stop, or none
+    if (accepted) {
+      q.push({static_cast<native_handle>(op.res), {}, sys::from_storage(q.peer_)});
+      q.deliver(); // an accept() it runs that comes back waits for the next one
+      // At most `limit` a sweep: what arrives meanwhile wakes the socket's other holders.
+      if (!q.closed_ && q.swept_ < q.limit_) {
+        q.sweep();
+        return;
+      }
+    }
+    // Nothing more waits (EAGAIN), it could not be taken, or the sweep had its share.
+    q.sweeping_ = false;
+    if (!q.closed_ && q.count_ == 0) q.abort_waiters();
+    return;
+  }
   if (op.error && !more && op.cancel_requested && op.error == errc::operation_aborted) {
     // Stopped at the bound: re-armed by an accept() that finds the queue empty. After
-    // stop(): the end of accepting, once the queue is empty.
+    // stop(): the end of accepting, once the queue is empty — and, where an accept being
+    // cancelled may have taken wake-ups for connections it never accepted (io_uring),
+    // once the connections waiting in the backlog are taken too (docs/runtime.md,
+    // "Accepting").
+    if (q.stopped_ && q.io_->backend().accept_sweep()) {
+      q.swept_ = 0;
+      q.sweep();
+      return;
+    }
     if (q.stopped_ && q.count_ == 0) q.abort_waiters();
     if (q.count_ == 0 && q.waiters_.has_waiting()) q.arm();
     return;
@@ -152,15 +204,7 @@ void accept_queue::on_complete(operation& op) {
       it.peer = *peer;
   }
   q.push(it);
-  // The usual case, an accept() waiting: it runs now, inside this completion (and may
-  // close the acceptor).
-  while (!q.closed_ && q.count_ != 0) {
-    operation* w = q.waiters_.first_waiting();
-    if (w == nullptr) break;
-    q.waiters_.remove(*w);
-    give(*w, q.pop());
-    q.io_->complete(*w);
-  }
+  q.deliver();
   // Enough ahead of accept(): the kernel's backlog holds the next ones.
   // (After stop(), a completion that came before the cancel could be asked.)
   if (more && (q.count_ >= q.limit_ || q.stopped_) && !op.cancel_requested && !q.closed_)

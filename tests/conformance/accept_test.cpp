@@ -7,6 +7,13 @@
 #include <optional>
 #include <vector>
 
+#ifndef _WIN32
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#endif
+
 using namespace sluice;
 using namespace test;
 
@@ -32,6 +39,50 @@ task<void> until_queued(io_context& io, const tcp::acceptor& acc, std::size_t n)
   for (int i = 0; i < 500 && acc.queued() < n; ++i)
     (void)co_await sleep_for(io, std::chrono::milliseconds(1));
 }
+
+#ifndef _WIN32
+// A blocking connect(2) to 127.0.0.1:port, made while the loop does not run: the kernel
+// completes it (it waits in the listen backlog) and wakes whoever waits on the socket.
+int connect_blocking(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Accepts until accept() fails; says how it ended.
+task<void> accept_until_error(tcp::acceptor& acc, std::vector<tcp::stream>& got, std::string& end) {
+  for (;;) {
+    auto s = co_await acc.accept();
+    if (!s) {
+      end = s.error().code() == errc::operation_aborted ? "aborted" : s.error().message();
+      co_return;
+    }
+    got.push_back(std::move(*s));
+  }
+}
+
+// Both acceptors armed (the first one first); two connections while the loop does not
+// run, then the first stops; waits (bounded) until both are accepted, then closes.
+task<void> connect_while_stopping(io_context& io, tcp::acceptor& first, tcp::acceptor& second,
+                                  const std::vector<tcp::stream>& a,
+                                  const std::vector<tcp::stream>& b, std::vector<int>& clients) {
+  (void)co_await sleep_for(io, std::chrono::milliseconds(5));
+  for (int i = 0; i < 2; ++i)
+    clients.push_back(connect_blocking(first.local_endpoint().port()));
+  first.stop_accepting();
+  for (int i = 0; i < 5000 && a.size() + b.size() < 2; ++i)
+    (void)co_await sleep_for(io, std::chrono::milliseconds(1));
+  second.close();
+  first.close();
+}
+#endif
 
 } // namespace
 
@@ -218,7 +269,9 @@ TEST_CASE("stop_accepting() keeps what the OS accepted (accept() returns it, the
     }
     co_await until_queued(io, *acc, accepts_ahead(io) ? 3 : 0);
     acc->stop_accepting();
-    // Connected after the stop: the kernel's backlog keeps it for the next holder.
+    // Connected after the stop: the kernel's backlog keeps it for the next holder — or,
+    // with io_uring, the stopping one takes it when it sweeps the backlog as its accept
+    // ends (a wake-up its cancelled accept took may have been this connection's).
     auto late = co_await connect_tagged(io, acc->local_endpoint(), "late");
     if (!late) co_return false;
     clients.push_back(std::move(*late));
@@ -244,8 +297,41 @@ TEST_CASE("stop_accepting() keeps what the OS accepted (accept() returns it, the
   REQUIRE(sync_wait(io, body()));
   CAPTURE(io.backend_description(), first_holder, next_holder);
   CHECK(end_of_first == "aborted");
-  if (accepts_ahead(io)) CHECK(first_holder == std::vector<std::string>{"0000", "0001", "0002"});
+  if (accepts_ahead(io)) {
+    REQUIRE(first_holder.size() >= 3);
+    CHECK(std::vector<std::string>(first_holder.begin(), first_holder.begin() + 3) ==
+          std::vector<std::string>{"0000", "0001", "0002"});
+  }
   std::vector<std::string> all = first_holder;
   all.insert(all.end(), next_holder.begin(), next_holder.end());
   CHECK(all == std::vector<std::string>{"0000", "0001", "0002", "late"});
 }
+
+#ifndef _WIN32
+TEST_CASE("An acceptor that stops while a connection's wake-up is on its way leaves no "
+          "connection behind: the socket's other holder, or the stopping one, takes each") {
+  // With io_uring an armed accept is an exclusive waiter on the socket: a wake-up it
+  // takes while its cancel is pending is spent, and the connection stays in the backlog
+  // with the other holder never woken. The stopping acceptor then takes what waits.
+  io_context io;
+  auto first = tcp::acceptor::bind(io, endpoint::loopback_v4(0));
+  REQUIRE(first);
+  // The same listening socket held twice, as by two processes during a hand-over.
+  auto second = tcp::acceptor::adopt(io, ::dup(first->native_handle()));
+  REQUIRE(second);
+  std::vector<tcp::stream> by_first, by_second;
+  std::vector<int> clients;
+  std::string end_first = "not reached", end_second = "not reached";
+  sync_wait(io,
+            when_all(accept_until_error(*first, by_first, end_first),
+                     accept_until_error(*second, by_second, end_second),
+                     connect_while_stopping(io, *first, *second, by_first, by_second, clients)));
+  CAPTURE(io.backend_description(), by_first.size(), by_second.size(), end_second);
+  CHECK(clients.size() == 2);
+  CHECK(std::count(clients.begin(), clients.end(), -1) == 0);
+  CHECK(by_first.size() + by_second.size() == 2);
+  CHECK(end_first == "aborted");
+  for (int fd : clients)
+    if (fd >= 0) ::close(fd);
+}
+#endif

@@ -14,6 +14,10 @@
 //    operation is cancelled and never re-armed, the connections it accepted (ahead, or
 //    as the cancel raced) still go to accept(), and once none is left every accept()
 //    ends with operation_aborted. The socket keeps listening for whoever else holds it.
+//    Where the backend says a cancelled accept may have spent wake-ups meant for the
+//    socket's other holders (io_uring), the queue then also takes, without waiting, the
+//    connections left in the backlog (at most `limit`): they would otherwise wait for a
+//    wake-up that already came.
 //  - close() closes the queued connections, aborts the waiting accept()s and cancels the
 //    operation; a queue whose operation is still in the backend goes back to the pool
 //    with its last completion (which closes what it carries), never freed under it.
@@ -64,6 +68,8 @@ private:
   };
   static void on_complete(operation& op);
   void arm() noexcept;
+  void sweep() noexcept; // one accept that does not wait (accept_no_wait)
+  void deliver();        // queued connections to the waiting accept()s
   void push(const item& it);
   item pop() noexcept;
   static void give(operation& into, const item& it) noexcept;
@@ -79,7 +85,9 @@ private:
   std::uint32_t head_ = 0, count_ = 0;
   std::uint32_t limit_ = 0;
   bool closed_ = true;
-  bool stopped_ = false; // stop(): nothing more is taken from the kernel
+  bool stopped_ = false;  // stop(): nothing more is taken from the kernel
+  bool sweeping_ = false; // after stop(): op_ takes what waits in the backlog
+  std::uint32_t swept_ = 0;
 };
 
 } // namespace sluice::detail

@@ -63,6 +63,11 @@ inline constexpr std::uint32_t datagram_truncated = 1; // it did not fit the buf
 inline constexpr std::size_t datagram_name_room = 128; // sizeof(sockaddr_storage)
 inline constexpr std::size_t datagram_payload_offset = sizeof(datagram_header) + datagram_name_room;
 
+// For op_code::accept, in operation::flags: take a connection only if one is already
+// waiting in the listen backlog; complete at once with EAGAIN when none is. Asked only
+// of a backend whose accept_sweep() says so (the acceptor's queue after a stop).
+inline constexpr int accept_no_wait = 1;
+
 // For op_code::shutdown, in operation::flags.
 enum shutdown_how : int { shutdown_receive = 0, shutdown_send = 1, shutdown_both = 2 };
 

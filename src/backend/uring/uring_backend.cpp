@@ -213,6 +213,9 @@ op_data& data(operation& op) noexcept {
   return *std::launder(reinterpret_cast<op_data*>(op.scratch));
 }
 constexpr std::uint64_t link_bit = 1; // user_data of an operation's linked timeout
+// IORING_ACCEPT_DONTWAIT (sqe->ioprio of an accept, Linux 6.10): not in liburing 2.3's
+// headers.
+constexpr std::uint16_t accept_dontwait_flag = 1U << 1;
 
 // What the kernel offers (probed) and what sluice uses (probed and not disabled).
 struct features {
@@ -223,6 +226,7 @@ struct features {
   bool buf_ring = true;         // provided-buffer rings, Linux 5.19
   bool recv_multishot = true;   // IORING_RECV_MULTISHOT, Linux 6.0
   bool accept_multishot = true; // IORING_ACCEPT_MULTISHOT, Linux 5.19
+  bool accept_dontwait = true;  // IORING_ACCEPT_DONTWAIT, Linux 6.10
   // io_uring_enter by registered index (IORING_REGISTER_RING_FDS, Linux 5.18): no file
   // lookup per call. Per thread, so only with SINGLE_ISSUER (one thread enters).
   bool ring_fd = true;
@@ -235,7 +239,7 @@ struct features {
 // once per process: -EINVAL means the kernel does not know it.
 struct kernel_probe {
   bool cancel_fd = false, cancel_any = false, buf_ring = false, recv_multishot = false;
-  bool accept_multishot = false;
+  bool accept_multishot = false, accept_dontwait = false;
 };
 kernel_probe probe_kernel() {
   static std::once_flag once;
@@ -280,6 +284,12 @@ kernel_probe probe_kernel() {
               &flags);
           result.accept_multishot = res >= 0 && (flags & IORING_CQE_F_MORE) != 0;
           if (res >= 0) ::close(res);
+          // Nothing waits any more: an accept that must not wait says EAGAIN (an older
+          // kernel rejects the flag with -EINVAL).
+          result.accept_dontwait = run([&](io_uring_sqe* s) {
+                                     io_uring_prep_accept(s, l, nullptr, nullptr, SOCK_CLOEXEC);
+                                     s->ioprio |= accept_dontwait_flag;
+                                   }) == -EAGAIN;
         }
         if (c >= 0) ::close(c);
       }
@@ -329,8 +339,8 @@ kernel_probe probe_kernel() {
 }
 
 // SLUICE_URING_DISABLE=op_shutdown,cancel_fd,cancel_any,single_issuer,buf_ring,
-// recv_multishot,accept_multishot,ring_fd,msg_ring turns features off, to exercise the
-// fallbacks on a kernel that has them.
+// recv_multishot,accept_multishot,accept_dontwait,ring_fd,msg_ring turns features off,
+// to exercise the fallbacks on a kernel that has them.
 
 bool disabled_by_env(std::string_view feature) {
   const char* v = std::getenv("SLUICE_URING_DISABLE");
@@ -421,6 +431,7 @@ public:
     else if (!feat_.recv_multishot)
       add("receive: one recv per buffer, no multishot");
     if (!feat_.accept_multishot) add("accept: one per connection, no multishot");
+    if (!feat_.accept_dontwait) add("backlog sweep: accept, then cancel");
     if (!feat_.msg_ring) add("cross-loop wake: eventfd");
     if (!feat_.ring_fd && !disabled_) add("ring fd not registered");
     if (!f.empty()) d += " (" + f + ")";
@@ -465,7 +476,8 @@ public:
     case op_code::accept:
       // Multishot: one SQE accepts connection after connection (the acceptor's queue
       // asks each one's peer address; there is one address buffer for them all).
-      op.multishot = feat_.accept_multishot;
+      // accept_no_wait (a sweep of the backlog): single-shot, never waiting.
+      op.multishot = feat_.accept_multishot && (op.flags & accept_no_wait) == 0;
       if (op.multishot) {
         io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
         break;
@@ -473,6 +485,19 @@ public:
       op.address->length = sizeof(op.address->bytes);
       io_uring_prep_accept(sqe, fd, reinterpret_cast<sockaddr*>(op.address->bytes),
                            reinterpret_cast<socklen_t*>(&op.address->length), SOCK_CLOEXEC);
+      if ((op.flags & accept_no_wait) != 0) {
+        if (feat_.accept_dontwait) {
+          sqe->ioprio |= accept_dontwait_flag;
+        } else {
+          // Without the flag: the accept tries at once when submitted; if it has to wait,
+          // the cancel right behind it ends it (-ECANCELED: nothing was waiting).
+          io_uring_sqe_set_data(sqe, &op);
+          io_uring_sqe* cancel = get_sqe();
+          io_uring_prep_cancel(cancel, &op, 0);
+          io_uring_sqe_set_data64(cancel, tag_cancel);
+          return;
+        }
+      }
       break;
     case op_code::connect:
       io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr*>(op.address->bytes),
@@ -638,6 +663,9 @@ public:
     }
     return completed ? abandoned_at::completed : abandoned_at::in_flight;
   }
+
+  // An armed accept is an exclusive waiter on its socket: see backend.hpp.
+  bool accept_sweep() const noexcept override { return true; }
 
   void discard(operation& op) noexcept override {
     if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
@@ -843,9 +871,13 @@ private:
     feat_.buf_ring = k.buf_ring && !disabled_by_env("buf_ring");
     feat_.recv_multishot = feat_.buf_ring && k.recv_multishot && !disabled_by_env("recv_multishot");
     feat_.accept_multishot = k.accept_multishot && !disabled_by_env("accept_multishot");
+    feat_.accept_dontwait = k.accept_dontwait && !disabled_by_env("accept_dontwait");
     feat_.msg_ring = kernel_msg_ring && !disabled_by_env("msg_ring");
     if (!k.accept_multishot)
       log_fallback("no multishot accept (kernel < 5.19): one accept per connection");
+    if (!k.accept_dontwait)
+      log_fallback("no IORING_ACCEPT_DONTWAIT (kernel < 6.10): after a stop, the backlog is "
+                   "swept with an accept cancelled at once");
 
     if (!kernel_shutdown) log_fallback("no IORING_OP_SHUTDOWN (kernel < 5.11): using shutdown(2)");
     if (!k.cancel_fd)

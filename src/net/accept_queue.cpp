@@ -26,17 +26,20 @@ void accept_queue::open(native_handle h, std::uint32_t limit) noexcept {
   limit_ = std::max<std::uint32_t>(limit, 1);
   closed_ = false;
   stopped_ = false;
-  sweeping_ = false;
   head_ = count_ = 0;
 }
 
 void accept_queue::arm() noexcept {
   if (closed_ || stopped_ || op_.state != op_state::idle) return;
+  start(0);
+}
+
+void accept_queue::start(int flags) noexcept {
   op_.cancel_requested = false;
   op_.timed_out = false;
   op_.more = false;
   op_.multishot = false; // the backend says whether it made it one
-  op_.flags = 0;
+  op_.flags = flags;
   op_.res = 0;
   op_.error = {};
   op_.address = &peer_;
@@ -44,17 +47,8 @@ void accept_queue::arm() noexcept {
 }
 
 void accept_queue::sweep() noexcept {
-  op_.cancel_requested = false;
-  op_.timed_out = false;
-  op_.more = false;
-  op_.multishot = false;
-  op_.flags = accept_no_wait;
-  op_.res = 0;
-  op_.error = {};
-  op_.address = &peer_;
-  sweeping_ = true;
   ++swept_;
-  io_->submit(op_);
+  start(accept_no_wait);
 }
 
 void accept_queue::push(const item& it) {
@@ -95,7 +89,7 @@ void accept_queue::put_back(native_handle h, const address_storage& peer) {
 
 void accept_queue::wait(operation& waiter) noexcept {
   waiters_.wait(waiter);
-  if (stopped_ && op_.state == op_state::idle && !sweeping_)
+  if (stopped_ && op_.state == op_state::idle)
     abort_waiters(); // stopped, nothing left, nothing more coming
   else
     arm();
@@ -164,19 +158,19 @@ void accept_queue::on_complete(operation& op) {
     if (!more) q.io_->release_accept_queue(&q);
     return;
   }
-  if (q.sweeping_) { // a connection left in the backlog after the stop, or none
-    if (accepted) {
-      q.push({static_cast<native_handle>(op.res), {}, sys::from_storage(q.peer_)});
-      q.deliver(); // an accept() it runs that comes back waits for the next one
-      // At most `limit` a sweep: what arrives meanwhile wakes the socket's other holders.
-      if (!q.closed_ && q.swept_ < q.limit_) {
-        q.sweep();
-        return;
-      }
+  // A step of a sweep after stop(): a connection left in the backlog, or none.
+  if ((op.flags & accept_no_wait) != 0) {
+    if (!accepted) { // nothing more waits (EAGAIN), or it could not be taken
+      if (q.count_ == 0) q.abort_waiters();
+      return;
     }
-    // Nothing more waits (EAGAIN), it could not be taken, or the sweep had its share.
-    q.sweeping_ = false;
-    if (!q.closed_ && q.count_ == 0) q.abort_waiters();
+    q.push({static_cast<native_handle>(op.res), {}, sys::from_storage(q.peer_)});
+    // The next step first, so that an accept() run by deliver() that comes back waits
+    // for it. At most `limit` a sweep: what arrives meanwhile wakes the other holders.
+    const bool more_to_sweep = q.swept_ < q.limit_;
+    if (more_to_sweep) q.sweep();
+    q.deliver();
+    if (!more_to_sweep && !q.closed_ && q.count_ == 0) q.abort_waiters();
     return;
   }
   if (op.error && !more && op.cancel_requested && op.error == errc::operation_aborted) {

@@ -68,8 +68,9 @@ private:
   };
   static void on_complete(operation& op);
   void arm() noexcept;
-  void sweep() noexcept; // one accept that does not wait (accept_no_wait)
-  void deliver();        // queued connections to the waiting accept()s
+  void start(int flags) noexcept; // submits op_ afresh
+  void sweep() noexcept;          // one accept that does not wait (accept_no_wait)
+  void deliver();                 // queued connections to the waiting accept()s
   void push(const item& it);
   item pop() noexcept;
   static void give(operation& into, const item& it) noexcept;
@@ -85,9 +86,8 @@ private:
   std::uint32_t head_ = 0, count_ = 0;
   std::uint32_t limit_ = 0;
   bool closed_ = true;
-  bool stopped_ = false;  // stop(): nothing more is taken from the kernel
-  bool sweeping_ = false; // after stop(): op_ takes what waits in the backlog
-  std::uint32_t swept_ = 0;
+  bool stopped_ = false;    // stop(): nothing more is taken from the kernel
+  std::uint32_t swept_ = 0; // accepts of this sweep of the backlog (after stop())
 };
 
 } // namespace sluice::detail

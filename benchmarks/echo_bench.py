@@ -9,14 +9,21 @@ practical limit), and the server's CPU time per message split into user (the
 framework's own cost) and sys (mostly the kernel's TCP).
 
   python3 benchmarks/echo_bench.py --build build/release [--seconds 3] [--cpus 0,0]
-                                   [--configs 50x65536] [--zerocopy 16384]
+                                   [--configs 50x65536] [--zerocopy 16384] [--rounds 5]
 
 By default server and client share CPU 0 (taskset -c 0 for both): on a small shared
 machine that gives repeatable ratios. --cpus 0,1 puts them on two CPUs. Compare ratios
 within one run; absolute numbers move with the machine.
+
+A single run of a cell moves by several percent from one run to the next on a shared
+machine (one connection most: each message is a round trip through the scheduler).
+With --rounds N every cell runs each server N times, the servers' order rotated from
+one round to the next, and the table shows the median messages/s, the median of the
+per-round ratios (each round's server against that round's loop) and their range.
 """
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -76,6 +83,8 @@ def main():
     ap.add_argument("--zerocopy", type=int, default=0, metavar="BYTES",
                     help="also run the hand-written loop with sends of BYTES and up as "
                          "IORING_OP_SEND_ZC (sluice does not use it: docs/performance.md)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs of each server per cell (medians shown; order rotated)")
     args = ap.parse_args()
     b = args.build
     client = f"{b}/examples/echo_client"
@@ -99,24 +108,38 @@ def main():
         configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
     cpus = tuple(int(c) for c in args.cpus.split(","))
 
+    rounds = max(args.rounds, 1)
     print(f"echo benchmark: {args.seconds} s per cell, server on CPU {cpus[0]}, "
           f"client on CPU {cpus[1]}; ratio = server / {servers[0][0]} (higher is faster)")
+    if rounds > 1:
+        print(f"{rounds} rounds per cell, servers in rotated order; msg/s, ratio and cpu/msg "
+              f"are medians; [range] = the lowest and highest per-round ratio")
     print(f"cpu/msg = server CPU microseconds per message, user+sys")
     header = f"| conns | size |" + "".join(f" {n} msg/s | ratio | cpu/msg us (user+sys) |"
                                           for n, _, _ in servers)
     print(header)
     print("|" + "---|" * (2 + 3 * len(servers)))
     for conns, size in configs:
+        runs = {name: [] for name, _, _ in servers}
+        for r in range(rounds):
+            order = servers[r % len(servers):] + servers[:r % len(servers)]
+            for name, cmd, extra in order:
+                env = dict(os.environ, **extra)
+                runs[name].append(run_one(cmd, env, client, conns, size, args.seconds, cpus))
+                time.sleep(0.2)
+        base = runs[servers[0][0]]
         row = f"| {conns} | {size} |"
-        base = None
-        for name, cmd, extra in servers:
-            env = dict(os.environ, **extra)
-            rate, user, sys_ = run_one(cmd, env, client, conns, size, args.seconds, cpus)
-            base = base or rate
-            row += f" {rate:,.0f} | {rate / base:.2f} | {user:.2f}+{sys_:.2f} |"
-            time.sleep(0.2)
+        for name, _, _ in servers:
+            rs = runs[name]
+            ratios = [x[0] / max(b[0], 1e-9) for x, b in zip(rs, base)]
+            rate = statistics.median(x[0] for x in rs)
+            user = statistics.median(x[1] for x in rs)
+            sys_ = statistics.median(x[2] for x in rs)
+            ratio = f"{statistics.median(ratios):.2f}"
+            if rounds > 1:
+                ratio += f" [{min(ratios):.2f}-{max(ratios):.2f}]"
+            row += f" {rate:,.0f} | {ratio} | {user:.2f}+{sys_:.2f} |"
         print(row, flush=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

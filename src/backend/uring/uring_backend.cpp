@@ -633,12 +633,9 @@ public:
       }
       --d.cqes_left;
     };
-    // 2. Its completions may be in the batch being dispatched.
-    for (unsigned i = batch_next_; i < batch_size_ && d.cqes_left != 0; ++i)
-      if ((batch_[i].user_data & ~link_bit) == me && batch_[i].user_data > tag_last) {
-        take(batch_[i].user_data, batch_[i].res);
-        batch_[i].user_data = tag_none;
-      }
+    // 2. Its completions may be in the CQ, not yet dispatched (drain() consumes each
+    //    CQE just before it dispatches it).
+    take_unconsumed(me, take);
     if (d.cqes_left == 0) return completed ? abandoned_at::completed : abandoned_at::in_flight;
     // 3. In the kernel: cancel it (its linked timeout goes with it) and reap until every
     //    CQE that names it has come.
@@ -1258,41 +1255,51 @@ private:
     }
   }
 
-  // Copies up to reap_batch CQEs into batch_ and consumes them; returns how many.
-  // Copied out and consumed first: resuming a coroutine may abandon an operation,
-  // which reaps the CQ itself (and finds its completion in batch_). The CQ is read
-  // where it lies (io_uring_peek_batch_cqe would first fill an array of pointers to
-  // them, a call per batch); only when it looks empty is liburing's peek asked, since
-  // it also flushes CQEs the kernel holds back in its overflow list.
-  [[gnu::always_inline]] unsigned copy_out_cqes() noexcept {
-    unsigned ready = io_uring_cq_ready(&ring_);
-    if (ready == 0) {
-      io_uring_cqe* first = nullptr;
-      if (io_uring_peek_batch_cqe(&ring_, &first, 1) == 0) return 0;
-      ready = io_uring_cq_ready(&ring_);
-    }
-    const unsigned n = ready < reap_batch ? ready : reap_batch;
-    const unsigned head = *ring_.cq.khead;
+  // Dispatches what the CQ holds: at most the turn's budget when `budgeted` (the
+  // rest is deferred to the next turn).
+  //
+  // Each CQE is read where it lies and consumed (the CQ head moved past it) before it
+  // is dispatched: resuming a coroutine may abandon an operation, and the abandon
+  // looks for its completions in the CQEs not yet consumed (marking them tag_none) or
+  // reaps the CQ itself, moving the head on. So the head is read again after every
+  // dispatch. The CQ is read directly (io_uring_peek_batch_cqe would first fill an
+  // array of pointers, a call per batch); only when it looks empty is liburing's peek
+  // asked, since it also flushes CQEs the kernel holds back in its overflow list.
+  void drain(bool budgeted) {
+    unsigned* const khead = ring_.cq.khead;
     const unsigned mask = ring_.cq.ring_mask;
-    const io_uring_cqe* cqes = ring_.cq.cqes; // (no IORING_SETUP_CQE32: 16-byte CQEs)
-    for (unsigned i = 0; i < n; ++i) {
-      const io_uring_cqe& c = cqes[(head + i) & mask];
-      batch_[i] = {c.user_data, c.res, c.flags};
+    const io_uring_cqe* const cqes = ring_.cq.cqes; // (no IORING_SETUP_CQE32: 16 bytes)
+    unsigned head = *khead;
+    unsigned tail = io_uring_smp_load_acquire(ring_.cq.ktail);
+    if (head == tail) {
+      io_uring_cqe* first = nullptr;
+      if (io_uring_peek_batch_cqe(&ring_, &first, 1) == 0) return;
+      tail = io_uring_smp_load_acquire(ring_.cq.ktail);
     }
-    io_uring_cq_advance(&ring_, n);
-    return n;
+    for (;;) {
+      while (head != tail) {
+        const io_uring_cqe& c = cqes[head & mask];
+        const reaped r{c.user_data, c.res, c.flags};
+        io_uring_smp_store_release(khead, ++head);
+        dispatch(r, budgeted);
+        if (*khead != head) break; // an abandon reaped the CQ: read it again
+      }
+      head = *khead;
+      tail = io_uring_smp_load_acquire(ring_.cq.ktail);
+      if (head == tail) return;
+    }
   }
 
-  // Dispatches what the CQ holds: at most the turn's budget when `budgeted`.
-  void drain(bool budgeted) {
-    for (;;) {
-      const unsigned n = copy_out_cqes();
-      if (n == 0) return;
-      batch_size_ = n;
-      for (batch_next_ = 0; batch_next_ < batch_size_;)
-        dispatch(batch_[batch_next_++], budgeted);
-      batch_size_ = batch_next_ = 0;
-      if (n < reap_batch) return;
+  // The CQEs not yet consumed: an abandon takes its operation's from them.
+  template <class Take> void take_unconsumed(std::uintptr_t me, Take&& take) noexcept {
+    const unsigned mask = ring_.cq.ring_mask;
+    const unsigned tail = io_uring_smp_load_acquire(ring_.cq.ktail);
+    for (unsigned i = *ring_.cq.khead; i != tail; ++i) {
+      io_uring_cqe& c = ring_.cq.cqes[i & mask];
+      if (c.user_data > tag_last && (c.user_data & ~link_bit) == me) {
+        take(c.user_data, c.res);
+        c.user_data = tag_none; // dispatched as nothing
+      }
     }
   }
 
@@ -1310,10 +1317,7 @@ private:
   bool wake_armed_ = false;
   bool remote_pending_ = false;
   std::uint64_t wake_value_ = 0;
-  reaped batch_[reap_batch]{};
   std::vector<reaped> backlog_; // receivers' CQEs met while an abandon reaped the CQ
-  unsigned batch_size_ = 0;
-  unsigned batch_next_ = 0;
 };
 
 } // namespace

@@ -8,7 +8,11 @@ it (natively) for a fixed number of seconds; the server's instructions are divid
 the messages the client counted.
 
   python3 benchmarks/echo_callgrind.py --build build/release [--conns 50] [--size 64]
-                                      [--seconds 10] [--server NAME=PATH ...]
+                                      [--seconds 10] [--server NAME=PATH ...] [--cache]
+
+With --cache, callgrind also simulates the caches (--cache-sim=yes) and the table adds
+the first-level data-cache misses per message (reads + writes): with many connections,
+what a message touches that is no longer in the cache costs more than instructions do.
 
 Servers by default: the hand-written liburing loop, sluice on io_uring and on Asio,
 standalone Asio on epoll.
@@ -30,11 +34,11 @@ LOOPS = {
 }
 
 
-def measure(name, cmd, env, client, conns, size, seconds):
+def measure(name, cmd, env, client, conns, size, seconds, cache):
     with tempfile.TemporaryDirectory() as tmp:
         out_file = os.path.join(tmp, "callgrind.out")
         vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
-              f"--toggle-collect={LOOPS[name]}"]
+              f"--toggle-collect={LOOPS[name]}"] + (["--cache-sim=yes"] if cache else [])
         srv = subprocess.Popen(vg + cmd + ["--host", "127.0.0.1", "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                env=env)
@@ -64,10 +68,13 @@ def measure(name, cmd, env, client, conns, size, seconds):
         messages = int(dict(kv.split("=") for kv in res.split()[1:])["messages"])
         with open(out_file) as f:
             text = f.read()
-        m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
-        if m is None:
+        events = re.search(r"^events:\s+(.*)$", text, re.M)
+        m = re.search(r"^(?:summary|totals):\s+(.*)$", text, re.M)
+        if m is None or events is None:
             raise RuntimeError(f"{name}: no instruction total in the callgrind output")
-        return int(m.group(1)), messages
+        totals = dict(zip(events.group(1).split(), (int(x) for x in m.group(1).split())))
+        d1_misses = totals.get("D1mr", 0) + totals.get("D1mw", 0)
+        return totals["Ir"], d1_misses, messages
 
 
 def main():
@@ -78,6 +85,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--server", action="append", default=[],
                     help="NAME=PATH: an extra server binary (echo_server options)")
+    ap.add_argument("--cache", action="store_true",
+                    help="simulate the caches too: first-level data-cache misses per message")
     args = ap.parse_args()
     b = args.build
     client = f"{b}/examples/echo_client"
@@ -92,17 +101,20 @@ def main():
     servers = [s for s in servers if os.path.exists(s[1][0])]
     print(f"callgrind: {args.conns} connections x {args.size} B, {args.seconds} s per server; "
           f"instructions counted inside each server's event loop")
-    print("| server | messages | instructions | per message | vs uring-loop |")
-    print("|---|---|---|---|---|")
+    cache_cols = (" D1 misses per message |", "---|") if args.cache else ("", "")
+    print("| server | messages | instructions | per message | vs uring-loop |" + cache_cols[0])
+    print("|---|---|---|---|---|" + cache_cols[1])
     base = None
     for name, cmd, extra in servers:
         env = dict(os.environ, **extra)
-        ir, msgs = measure(name, cmd, env, client, args.conns, args.size, args.seconds)
+        ir, d1, msgs = measure(name, cmd, env, client, args.conns, args.size, args.seconds,
+                               args.cache)
         per = ir / max(msgs, 1)
         base = base or per
-        print(f"| {name} | {msgs:,} | {ir:,} | {per:,.0f} | {per / base:.2f}x |", flush=True)
+        misses = f" {d1 / max(msgs, 1):.1f} |" if args.cache else ""
+        print(f"| {name} | {msgs:,} | {ir:,} | {per:,.0f} | {per / base:.2f}x |{misses}",
+              flush=True)
         time.sleep(0.5)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -442,13 +442,15 @@ TEST_CASE("Receives destroyed while their completions wait to be dispatched in t
           "turn keep their bytes for the next recv") {
   // A trigger's receive completes first in a turn and its coroutine destroys the other
   // receivers, whose completions came in the same reaping and are not dispatched yet
-  // (io_uring: still in the completion queue). Each withdrawal finds its completion
-  // there; nothing is dispatched to a destroyed frame (ASan), and no byte is lost.
+  // (io_uring: still in the completion queue; IOCP: in the batch of packets the loop
+  // dequeued). Each withdrawal finds its completion there; nothing is dispatched to a
+  // destroyed frame (ASan), and no byte is lost.
   io_context io;
   constexpr int n = 8;
-  const bool uring = io.backend_name() == "uring";
+  // Asio runs each completion's handler by itself: it has no such batch to look in.
+  const bool batched = io.backend_name() != "asio";
   bool met_unconsumed = false;
-  for (int round = 0; round < 5 && !(uring && met_unconsumed); ++round) {
+  for (int round = 0; round < 5 && !(batched && met_unconsumed); ++round) {
     auto trigger = sync_wait(io, connected_pair(io));
     std::vector<pair> pairs;
     for (int i = 0; i < n; ++i)
@@ -490,8 +492,8 @@ TEST_CASE("Receives destroyed while their completions wait to be dispatched in t
       CHECK(got[i] == fmt::format("{:08}", i));
     }
   }
-  // io_uring: at least one round met completions not yet dispatched.
-  if (uring) CHECK(met_unconsumed);
+  // At least one round met completions not yet dispatched.
+  if (batched) CHECK(met_unconsumed);
 }
 
 // ---------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 // - FILE_SKIP_COMPLETION_PORT_ON_SUCCESS where the socket accepts it: an operation that
 //   finishes at once queues no packet, so its completion is deferred to the loop's
 //   next turn (never inline in submit()).
-// - abandon(op) cancels op's OVERLAPPED with CancelIoEx and waits for its packet (the
+// - abandon(op) takes op's packet from the batch being dispatched if it is there;
+//   otherwise it cancels op's OVERLAPPED with CancelIoEx and waits for its packet (the
 //   kernel writes the OVERLAPPED and the buffer until then); other packets seen
 //   meanwhile become deferred completions.
 // - Timers are a min-heap in a vector; poll() waits at most until the first deadline.
@@ -200,9 +201,27 @@ public:
       if (it != signal_waiters_.end()) signal_waiters_.erase(it);
       return abandoned_at::in_flight;
     }
+    slot& sl = slot_of(op);
+    auto outcome = [&op] {
+      return op.error ==
+                     std::error_code(static_cast<int>(operation_aborted), std::system_category())
+                 ? abandoned_at::in_flight
+                 : abandoned_at::completed;
+    };
+    // Its packet may have been dequeued with the batch poll() is dispatching (an
+    // earlier packet of that batch resumed the coroutine that destroys op): it is
+    // taken from there, and the batch skips it. Waiting on the port for it would wait
+    // forever, and dispatching it afterwards would reach a destroyed frame.
+    for (ULONG i = batch_next_; i < batch_size_; ++i) {
+      OVERLAPPED_ENTRY& e = batch_[i];
+      if (e.lpCompletionKey == io_key && e.lpOverlapped == &sl.ov) {
+        finish_io(op, packet_error(e), e.dwNumberOfBytesTransferred);
+        e.lpOverlapped = nullptr; // dispatched as nothing
+        return outcome();
+      }
+    }
     // The kernel owns the OVERLAPPED and the buffer until op's packet arrives: cancel
     // it and wait for that packet; other packets become deferred completions.
-    slot& sl = slot_of(op);
     CancelIoEx(reinterpret_cast<HANDLE>(sock_of(op)), &sl.ov);
     for (;;) {
       OVERLAPPED_ENTRY entries[64];
@@ -218,11 +237,7 @@ public:
         }
         dispatch(entries[i], true);
       }
-      if (found)
-        return op.error ==
-                       std::error_code(static_cast<int>(operation_aborted), std::system_category())
-                   ? abandoned_at::in_flight
-                   : abandoned_at::completed;
+      if (found) return outcome();
     }
   }
 
@@ -290,11 +305,16 @@ public:
         wait_until(clock::time_point(std::chrono::nanoseconds(deadlines_.earliest())));
       if (wake_by != 0) wait_until(clock::time_point(std::chrono::nanoseconds(wake_by)));
     }
-    OVERLAPPED_ENTRY entries[64];
     ULONG n = 0;
-    if (!GetQueuedCompletionStatusEx(port_, entries, 64, &n, timeout, FALSE)) n = 0;
-    for (ULONG i = 0; i < n; ++i)
-      dispatch(entries[i], !io_.consume_budget()); // past the budget: next turn
+    if (!GetQueuedCompletionStatusEx(port_, batch_, batch_capacity, &n, timeout, FALSE)) n = 0;
+    // (A dispatch may abandon an operation whose packet is later in the batch: see
+    // abandon(). Hence the batch is a member, and each entry is copied before it runs.)
+    batch_size_ = n;
+    for (batch_next_ = 0; batch_next_ < batch_size_;) {
+      const OVERLAPPED_ENTRY e = batch_[batch_next_++];
+      dispatch(e, !io_.consume_budget()); // past the budget: next turn
+    }
+    batch_size_ = batch_next_ = 0;
     expire_timers();
     expire_deadlines();
   }
@@ -790,6 +810,11 @@ private:
   std::vector<queued_signal> pending_signals_;
   deadline_heap deadlines_;
   bool remote_pending_ = false;
+  // The packets poll() dequeued and is dispatching: [batch_next_, batch_size_) not yet.
+  static constexpr ULONG batch_capacity = 64;
+  OVERLAPPED_ENTRY batch_[batch_capacity]{};
+  ULONG batch_size_ = 0;
+  ULONG batch_next_ = 0;
 };
 
 } // namespace

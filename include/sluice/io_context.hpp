@@ -167,12 +167,7 @@ public:
   void post(detail::ready_node& n) noexcept;
   /// Starts op in the backend (or completes it with operation_aborted, deferred, if a
   /// cancel was requested for it): every submission and resubmission goes through here.
-  /// (The usual case inline: every send's and receive's start comes through here.)
-  void submit(detail::operation& op) {
-    if (checks_ || shutting_down_ || op.cancel_requested) return submit_rest(op);
-    link_inflight(op);
-    backend_submit(op);
-  }
+  void submit(detail::operation& op);
   /// A backend's completion: resumes op's coroutine (or calls its on_complete).
   /// (Inline: every completion comes through here.)
   void complete(detail::operation& op) noexcept {
@@ -236,26 +231,12 @@ private:
   std::vector<std::unique_ptr<detail::receiver>> receivers_;
   std::vector<detail::receiver*> free_receivers_;
   void complete_shutting_down(detail::operation& op) noexcept;
-  // submit()'s other cases: the loop-thread check, a context shutting down, a cancel
-  // requested before the start.
-  void submit_rest(detail::operation& op);
-  void backend_submit(detail::operation& op); // backend_->submit (backend.hpp is private)
   // A completion's effect on op's state: idle and off the in-flight list, unless it
   // was one completion of a multishot (the operation stays pending).
   void settle_completed(detail::operation& op) noexcept {
     if (op.more) return;
     if (op.state == detail::op_state::pending) unlink_inflight(op);
     op.state = detail::op_state::idle;
-  }
-  // Puts a starting operation on the in-flight list (state pending).
-  void link_inflight(detail::operation& op) noexcept {
-    op.state = detail::op_state::pending;
-    if (op.background) ++background_;
-    op.inflight_next = inflight_;
-    op.inflight_pprev = &inflight_;
-    if (inflight_ != nullptr) inflight_->inflight_pprev = &op.inflight_next;
-    inflight_ = &op;
-    ++in_flight_;
   }
   // Takes a completed operation off the in-flight list.
   void unlink_inflight(detail::operation& op) noexcept {
@@ -296,7 +277,6 @@ private:
   detail::spawn_link* spawn_head_ = nullptr;
   unsigned budget_ = turn_budget;
   bool shutting_down_ = false;
-  bool checks_ = loop_thread_checks(); // this build checks the loop-thread preconditions
   std::atomic<std::thread::id> loop_thread_{};
 };
 

@@ -383,7 +383,7 @@ bool io_context::stopped() const noexcept { return remote_->stop.load(); }
 
 void io_context::restart() noexcept { remote_->stop.store(false); }
 
-void io_context::submit_rest(detail::operation& op) {
+void io_context::submit(detail::operation& op) {
   check_loop_thread("an I/O operation");
   if (shutting_down_) { // its frame is about to be destroyed: start nothing
     op.error = make_error_code(errc::operation_aborted);
@@ -395,11 +395,15 @@ void io_context::submit_rest(detail::operation& op) {
     defer_completion(op);
     return;
   }
-  link_inflight(op);
+  op.state = detail::op_state::pending;
+  if (op.background) ++background_;
+  op.inflight_next = inflight_;
+  op.inflight_pprev = &inflight_;
+  if (inflight_ != nullptr) inflight_->inflight_pprev = &op.inflight_next;
+  inflight_ = &op;
+  ++in_flight_;
   backend_->submit(op);
 }
-
-void io_context::backend_submit(detail::operation& op) { backend_->submit(op); }
 
 // complete() while the context is destroyed: the frame is about to be destroyed, not
 // resumed; what the completion carries is released.

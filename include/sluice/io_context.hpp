@@ -106,8 +106,13 @@ public:
   std::size_t spawned() const noexcept { return spawned_; }
   /// Operations in the backend now.
   std::size_t in_flight() const noexcept { return in_flight_; }
-  /// The operations in flight, linked through operation::inflight_next (backends).
+  /// The operations in flight, linked through operation::inflight_next (backends), when
+  /// the backend keeps that list (keep_in_flight_list).
   detail::operation* first_in_flight() const noexcept { return inflight_; }
+  /// Whether submit() links each operation into the in-flight list. A backend that never
+  /// walks it turns it off: linking and unlinking cost every operation a write into its
+  /// neighbours. Operations linked before it was turned off are unlinked as they complete.
+  void keep_in_flight_list(bool on) noexcept { list_in_flight_ = on; }
 
   /// What a loop is doing now (read it on the loop thread; from another thread, through
   /// spawn_on()).
@@ -238,13 +243,15 @@ private:
     if (op.state == detail::op_state::pending) unlink_inflight(op);
     op.state = detail::op_state::idle;
   }
-  // Takes a completed operation off the in-flight list.
+  // Takes a completed operation out of the in-flight count (and list, if it is in it).
   void unlink_inflight(detail::operation& op) noexcept {
     if (op.background) --background_;
-    *op.inflight_pprev = op.inflight_next;
-    if (op.inflight_next != nullptr) op.inflight_next->inflight_pprev = op.inflight_pprev;
-    op.inflight_next = nullptr;
-    op.inflight_pprev = nullptr;
+    if (op.inflight_pprev != nullptr) {
+      *op.inflight_pprev = op.inflight_next;
+      if (op.inflight_next != nullptr) op.inflight_next->inflight_pprev = op.inflight_pprev;
+      op.inflight_next = nullptr;
+      op.inflight_pprev = nullptr;
+    }
     --in_flight_;
   }
 
@@ -277,6 +284,7 @@ private:
   detail::spawn_link* spawn_head_ = nullptr;
   unsigned budget_ = turn_budget;
   bool shutting_down_ = false;
+  bool list_in_flight_ = true; ///< see keep_in_flight_list
   std::atomic<std::thread::id> loop_thread_{};
 };
 

@@ -397,10 +397,12 @@ void io_context::submit(detail::operation& op) {
   }
   op.state = detail::op_state::pending;
   if (op.background) ++background_;
-  op.inflight_next = inflight_;
-  op.inflight_pprev = &inflight_;
-  if (inflight_ != nullptr) inflight_->inflight_pprev = &op.inflight_next;
-  inflight_ = &op;
+  if (list_in_flight_) {
+    op.inflight_next = inflight_;
+    op.inflight_pprev = &inflight_;
+    if (inflight_ != nullptr) inflight_->inflight_pprev = &op.inflight_next;
+    inflight_ = &op;
+  }
   ++in_flight_;
   backend_->submit(op);
 }

@@ -55,6 +55,7 @@ public:
   explicit asio_backend(io_context& io)
       : io_(io), pool_(io), work_(asio::make_work_guard(ctx_)), deadline_timer_(ctx_) {
     pool_.start();
+    io_.keep_in_flight_list(false); // every operation is reachable through Asio itself
   }
 
   ~asio_backend() override {

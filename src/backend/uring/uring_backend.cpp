@@ -392,6 +392,7 @@ public:
     ring_mapped();
     ring_ok_ = true;
     if (auto ec = probe(why)) return ec;
+    choose_in_flight_list();
     pool_.start();
     // A ring set up disabled belongs to the thread that enables it: register the
     // buffer ring there (enable_if_needed), before anything is submitted.
@@ -750,19 +751,24 @@ public:
     }
     if (!on_issuer_thread())
       fatal_wrong_thread("destroying an io_context with operations in flight");
-    // What never reached the kernel is settled here; the rest is cancelled there.
-    for (operation* op = first_in_flight(); op != nullptr;) {
-      operation* next = op->inflight_next;
-      if (withdraw_unsubmitted(*op)) {
-        op->res = 0;
-        op->error = std::error_code(ECANCELED, std::system_category());
-        io_.complete(*op); // shutting down: not resumed
-      } else if (!feat_.cancel_any) {
+    // What never reached the kernel is settled here (found in our SQ: the in-flight
+    // list may be off); the rest is cancelled there.
+    for_each_unsubmitted([&](io_uring_sqe* sqe) {
+      const std::uint64_t ud = sqe->user_data;
+      if (ud <= tag_last || (ud & link_bit) != 0) return false; // not an operation's own
+      auto& op = *reinterpret_cast<operation*>(ud);
+      withdraw_unsubmitted(op); // this SQE, its linked timeout, cancels aimed at it
+      op.res = 0;
+      op.error = std::error_code(ECANCELED, std::system_category());
+      io_.complete(op); // shutting down: not resumed
+      return false;
+    });
+    if (!feat_.cancel_any) { // (the list is kept then)
+      for (operation* op = first_in_flight(); op != nullptr; op = op->inflight_next) {
         io_uring_sqe* sqe = get_sqe();
         io_uring_prep_cancel(sqe, op, 0);
         io_uring_sqe_set_data64(sqe, tag_cancel);
       }
-      op = next;
     }
     if (feat_.cancel_any && io_.in_flight() != 0) {
       io_uring_sqe* sqe = get_sqe();
@@ -895,12 +901,21 @@ private:
     return r < 0 ? -errno : 0;
   }
 
+  // The io_context's in-flight list is walked only where the kernel cannot find our
+  // operations by itself: a ring not enabled yet (everything waits in our SQ), a kernel
+  // without IORING_ASYNC_CANCEL_ANY (teardown cancels one by one) or without
+  // IORING_ASYNC_CANCEL_FD (close cancels one by one). Elsewhere no operation pays for it.
+  void choose_in_flight_list() noexcept {
+    io_.keep_in_flight_list(disabled_ || !feat_.cancel_any || !feat_.cancel_fd);
+  }
+
   // Loop thread only (poll): the ring is bound to the thread that enables it.
   void enable_if_needed() {
     if (!disabled_) return;
     const int r = enable_rings();
     if (r < 0) throw std::system_error(-r, std::system_category(), "IORING_REGISTER_ENABLE_RINGS");
     disabled_ = false;
+    choose_in_flight_list();
     issuer_ = std::this_thread::get_id();
     attach_buffer_ring();
     register_ring_fd();

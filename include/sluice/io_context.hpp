@@ -183,6 +183,15 @@ public:
     else
       op.waiter.resume();
   }
+  /// complete() for an operation already idle: one taken out of a wait list (a reader
+  /// served by its stream's receiver), which never was in the backend.
+  void complete_idle(detail::operation& op) noexcept {
+    if (shutting_down_) return complete_shutting_down(op);
+    if (op.on_complete != nullptr)
+      op.on_complete(op);
+    else
+      op.waiter.resume();
+  }
   /// A completion delivered on a later turn (op.res and op.error are already set).
   void defer_completion(detail::operation& op) noexcept;
   void cancel(detail::operation& op) noexcept;        ///< any thread
@@ -349,6 +358,18 @@ inline void op_queue::remove(operation& op) noexcept {
   op.queue_next = nullptr;
   op.state = op_state::idle;
   unwatch_deadline(op);
+}
+
+inline operation& op_queue::remove_first() noexcept {
+  operation& op = *head_;
+  head_ = op.queue_next;
+  if (head_ == nullptr) tail_ = &head_;
+  count_queued(op, -1);
+  op.queue = nullptr;
+  op.queue_next = nullptr;
+  op.state = op_state::idle;
+  unwatch_deadline(op);
+  return op;
 }
 } // namespace detail
 /// \endcond

@@ -93,20 +93,18 @@ void receiver::notify_watcher() noexcept {
 }
 
 void receiver::deliver() noexcept {
-  operation* w = waiters_.first_waiting();
-  if (w == nullptr || count_ == 0) return;
-  waiters_.remove(*w);
-  take(*w);
-  io_->complete(*w); // the reader runs now, inside this completion
+  if (!waiters_.has_waiting() || count_ == 0) return;
+  operation& w = waiters_.remove_first();
+  take(w);
+  io_->complete_idle(w); // the reader runs now, inside this completion
 }
 
 inline bool receiver::hand_over(const operation& from) noexcept {
   if (count_ != 0 || !overflow_.empty()) return false; // older completions go first
-  operation* w = waiters_.first_waiting();
-  if (w == nullptr) return false;
-  waiters_.remove(*w);
-  give(*w, {from.res, from.error, from.lent_id, from.buffer});
-  io_->complete(*w); // the reader runs now, inside this completion
+  if (!waiters_.has_waiting()) return false;
+  operation& w = waiters_.remove_first();
+  give(w, {from.res, from.error, from.lent_id, from.buffer});
+  io_->complete_idle(w); // the reader runs now, inside this completion
   return true;
 }
 
@@ -124,11 +122,11 @@ void receiver::close() noexcept {
   closed_ = true;
   watcher_ = nullptr;
   release_items();
-  while (operation* w = waiters_.first_waiting()) {
-    waiters_.remove(*w);
-    w->res = 0;
-    w->error = make_error_code(errc::operation_aborted);
-    io_->defer_completion(*w);
+  while (waiters_.has_waiting()) {
+    operation& w = waiters_.remove_first();
+    w.res = 0;
+    w.error = make_error_code(errc::operation_aborted);
+    io_->defer_completion(w);
   }
   if (parked_) {
     // Still on the starved list: it leaves it when its turn comes (resume_after_starving

@@ -235,7 +235,10 @@ public:
   inline operation* leave(operation& op) noexcept;
   // Unlinks a waiting operation (cancelled, or its frame destroyed).
   inline void remove(operation& op) noexcept;
-  // (The four are defined at the end of io_context.hpp: they count waiting operations
+  // Unlinks the first waiting operation and returns it (there must be one): remove()
+  // without the search, for the one that is served next.
+  inline operation& remove_first() noexcept;
+  // (The five are defined at the end of io_context.hpp: they count waiting operations
   // as work of their loop, which needs io_context complete.)
 
   bool has_waiting() const noexcept { return head_ != nullptr; }

@@ -82,7 +82,7 @@ void receiver::put_back(const operation& from) noexcept {
 
 void receiver::watch(ready_node& w) noexcept {
   watcher_ = &w;
-  if (count_ != 0 || !overflow_.empty())
+  if (count_ != 0)
     notify_watcher();
   else
     arm();
@@ -100,7 +100,7 @@ void receiver::deliver() noexcept {
 }
 
 inline bool receiver::hand_over(const operation& from) noexcept {
-  if (count_ != 0 || !overflow_.empty()) return false; // older completions go first
+  if (count_ != 0) return false; // older completions go first
   if (!waiters_.has_waiting()) return false;
   operation& w = waiters_.remove_first();
   give(w, {from.res, from.error, from.lent_id, from.buffer});

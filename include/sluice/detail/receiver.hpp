@@ -109,6 +109,9 @@ private:
   native_handle handle_ = invalid_handle;
   item inline_[high_water + 2];
   std::vector<item> overflow_; // completions already in flight past the inline slots
+  // The inline ring: its first item and how many. Items go to overflow_ only while the
+  // ring is full, and the ring is refilled from it as items leave, so count_ == 0 means
+  // nothing is queued anywhere (ready() and the hand-over test count_ alone).
   std::uint32_t head_ = 0, count_ = 0;
   bool closed_ = true;
   bool parked_ = false; // starved of buffers: waits for one to come back

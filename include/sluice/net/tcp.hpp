@@ -458,9 +458,10 @@ inline bool recv_some_awaiter::wait_receiver(std::coroutine_handle<> h,
 
 inline result<lent_buffer> recv_some_awaiter::end() {
   finish();
-  // Bytes from the receiver, delivered as they are: lent straight out.
-  if (began_ && !op_.error && op_.res > 0 && kept_.empty() && s_->life_.delivers_receive())
-    return lend();
+  // Bytes from the receiver, delivered as they are: lent straight out. (A receive the
+  // lifecycle refused, or one served from kept bytes, leaves op_.res at 0: no test of
+  // began_ or kept_ here.)
+  if (!op_.error && op_.res > 0 && s_->life_.delivers_receive()) return lend();
   return end_rest();
 }
 

@@ -73,6 +73,10 @@
 //                 io_context does not resume their coroutines then, and discards their
 //                 results), so that no operation still refers to memory when its
 //                 coroutine frame is freed. Bounded in time: milliseconds.
+//                 io_context::first_in_flight() lists the operations in flight only
+//                 while the backend keeps that list (io_context::keep_in_flight_list,
+//                 on by default); a backend that turns it off finds them by itself
+//                 (io_uring: in its SQ, then IORING_ASYNC_CANCEL_ANY; Asio: its handlers).
 //
 // Completions are matched to operations by identity (the operation's address, or a
 // slot with a generation), never by descriptor number, so a completion for a closed

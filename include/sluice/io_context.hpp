@@ -176,19 +176,15 @@ public:
   /// A backend's completion: resumes op's coroutine (or calls its on_complete).
   /// (Inline: every completion comes through here.)
   void complete(detail::operation& op) noexcept {
-    if (shutting_down_) return complete_shutting_down(op);
     settle_completed(op);
-    if (op.on_complete != nullptr)
-      op.on_complete(op); // may resubmit op, or resume the waiter itself
-    else
-      op.waiter.resume();
+    complete_idle(op);
   }
   /// complete() for an operation already idle: one taken out of a wait list (a reader
   /// served by its stream's receiver), which never was in the backend.
   void complete_idle(detail::operation& op) noexcept {
     if (shutting_down_) return complete_shutting_down(op);
     if (op.on_complete != nullptr)
-      op.on_complete(op);
+      op.on_complete(op); // may resubmit op, or resume the waiter itself
     else
       op.waiter.resume();
   }
@@ -353,11 +349,7 @@ inline void op_queue::remove(operation& op) noexcept {
       count_queued(op, -1);
       break;
     }
-
-  op.queue = nullptr;
-  op.queue_next = nullptr;
-  op.state = op_state::idle;
-  unwatch_deadline(op);
+  detach(op);
 }
 
 inline operation& op_queue::remove_first() noexcept {
@@ -365,11 +357,15 @@ inline operation& op_queue::remove_first() noexcept {
   head_ = op.queue_next;
   if (head_ == nullptr) tail_ = &head_;
   count_queued(op, -1);
+  detach(op);
+  return op;
+}
+
+inline void op_queue::detach(operation& op) noexcept {
   op.queue = nullptr;
   op.queue_next = nullptr;
   op.state = op_state::idle;
   unwatch_deadline(op);
-  return op;
 }
 } // namespace detail
 /// \endcond

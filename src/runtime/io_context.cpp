@@ -410,8 +410,7 @@ void io_context::submit(detail::operation& op) {
 // complete() while the context is destroyed: the frame is about to be destroyed, not
 // resumed; what the completion carries is released.
 void io_context::complete_shutting_down(detail::operation& op) noexcept {
-  settle_completed(op);
-  backend_->discard(op);
+  backend_->discard(op); // (op is settled already: complete() settles first)
 }
 
 void io_context::defer_completion(detail::operation& op) noexcept {

@@ -100,8 +100,7 @@ void receiver::deliver() noexcept {
 }
 
 inline bool receiver::hand_over(const operation& from) noexcept {
-  if (count_ != 0) return false; // older completions go first
-  if (!waiters_.has_waiting()) return false;
+  if (count_ != 0 || !waiters_.has_waiting()) return false; // older completions go first
   operation& w = waiters_.remove_first();
   give(w, {from.res, from.error, from.lent_id, from.buffer});
   io_->complete_idle(w); // the reader runs now, inside this completion

@@ -248,6 +248,9 @@ public:
   operation* first_waiting() const noexcept { return head_; }
 
 private:
+  // An operation just unlinked from the waiting list: idle, in no queue, no deadline.
+  static inline void detach(operation& op) noexcept;
+
   operation* active_ = nullptr;
   operation* head_ = nullptr;
   operation** tail_ = &head_;

@@ -139,12 +139,14 @@ TEST_CASE("resolve: lookups from several loops at once, each answered on its own
 
 TEST_CASE("tcp::connect over several addresses: the first that accepts, errors that say which") {
   io_context io;
+  // The accepting one first: bound after the closed one, it could be given the very
+  // port just freed (the kernel reuses them), and "closed" would then accept.
+  auto acc = loopback_acceptor(io);
   endpoint closed;
   {
     auto gone = loopback_acceptor(io);
     closed = gone.local_endpoint();
   }
-  auto acc = loopback_acceptor(io);
   auto [c, s] = sync_wait(
       io, when_all(tcp::connect(io, std::vector<endpoint>{closed, acc.local_endpoint()}, 5s),
                    as_task(acc.accept())));

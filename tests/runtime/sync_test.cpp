@@ -8,6 +8,12 @@
 #include <thread>
 #include <vector>
 
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
 using namespace sluice;
 using namespace std::chrono_literals;
 
@@ -269,3 +275,70 @@ TEST_CASE("channel: a receiver on another thread's stop is cancelled promptly", 
   REQUIRE(!r);
   CHECK(r.error() == errc::operation_aborted);
 }
+
+#ifndef _WIN32
+namespace {
+// Descriptor 0 made a pipe of the test's own while it lives (what was there is put
+// back after): intact() says whether that pipe is still descriptor 0.
+class descriptor_zero_watch {
+public:
+  descriptor_zero_watch() {
+    saved_ = ::fcntl(0, F_DUPFD_CLOEXEC, 3); // -1: descriptor 0 was not open
+    REQUIRE(::pipe(pipe_) == 0);
+    REQUIRE(::dup2(pipe_[0], 0) == 0);
+    struct stat st {};
+    REQUIRE(::fstat(pipe_[0], &st) == 0);
+    inode_ = st.st_ino;
+  }
+  descriptor_zero_watch(const descriptor_zero_watch&) = delete;
+  descriptor_zero_watch& operator=(const descriptor_zero_watch&) = delete;
+  ~descriptor_zero_watch() {
+    if (saved_ >= 0) {
+      ::dup2(saved_, 0);
+      ::close(saved_);
+    } else {
+      ::close(0);
+    }
+    ::close(pipe_[0]);
+    ::close(pipe_[1]);
+  }
+  bool intact() const {
+    struct stat st {};
+    return ::fstat(0, &st) == 0 && st.st_ino == inode_;
+  }
+
+private:
+  int saved_ = -1;
+  int pipe_[2] = {-1, -1};
+  ino_t inode_ = 0;
+};
+} // namespace
+
+TEST_CASE("Waits that are no OS operation, destroyed after they completed but before they "
+          "resumed, close no descriptor") {
+  // Regression: such a wait's operation kind defaulted to accept and its result to 0,
+  // so discarding the result nobody saw closed descriptor 0: stdin, or the socket or
+  // ring that had been given that number since (seen as a ring setup failing with
+  // EBADF, and as connections that went silent).
+  descriptor_zero_watch zero;
+  int resumed = 0;
+  {
+    io_context io;
+    event ev(io);
+    channel<int> ch(io, 1);
+    spawn(io, [](event& e, int& r) -> task<void> {
+      (void)co_await e.wait();
+      ++r;
+    }(ev, resumed));
+    spawn(io, [](channel<int>& c, int& r) -> task<void> {
+      (void)co_await c.recv();
+      ++r;
+    }(ch, resumed));
+    sync_wait(io, [](io_context& c) -> task<void> { co_await yield(c); }(io)); // both wait
+    ev.set();                // the event's waiter completes: it resumes next turn
+    REQUIRE(ch.try_send(7)); // so does the channel's, handed the value
+  }                          // ~io_context: both frames go with their completions unseen
+  CHECK(resumed == 0);
+  CHECK(zero.intact());
+}
+#endif

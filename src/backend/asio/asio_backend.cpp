@@ -420,7 +420,8 @@ private:
       r = ::shutdown(fd, how);
       break;
     }
-    case op_code::timeout: return; // handled by submit()
+    case op_code::timeout: return;                    // handled by submit()
+    case op_code::none: return finish(op, EINVAL, 0); // nothing to ask of the OS
     }
     if (r >= 0) return finish(op, 0, r);
     if (errno == EINTR) return attempt(op);

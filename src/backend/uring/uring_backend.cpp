@@ -825,7 +825,8 @@ private:
   std::error_code probe(std::string& why) {
     // IORING_REGISTER_PROBE, retried when interrupted (EINTR, EAGAIN), and a failure names
     // its errno. (CI once saw this probe fail right after another ring of the same
-    // thread was torn down; it did not reproduce, and the old message could not say why.)
+    // thread was torn down: most likely the ring's descriptor was 0 and a destroyed wait
+    // closed it, the bug op_code::none fixed; see operation.hpp.)
     io_uring_probe* pr = nullptr;
     int err = 0;
     for (int attempt = 0; attempt < 10 && pr == nullptr; ++attempt) {

@@ -34,8 +34,8 @@ inline constexpr native_handle invalid_handle = -1;
 
 enum class op_code : std::uint8_t {
   // No OS operation (the default): a wait in one of the runtime's own queues (a wait
-  // list, a stream's receiver, a lookup's answer). A backend refuses to start one, and
-  // discarding one releases nothing: in particular its res (0) is not a descriptor.
+  // list: an event, a channel, a scope's join; a lookup's answer). A backend refuses to
+  // start one, and discarding one releases nothing: its res (0) is not a descriptor.
   none,
   accept,
   connect,

@@ -1,5 +1,6 @@
 // event and channel: waits, hand-over order, backpressure, close, cancellation, and
 // destruction of either side at every state.
+#include <sluice/detail/io_awaiter.hpp>
 #include <sluice/sluice.hpp>
 
 #include <catch2/catch.hpp>
@@ -274,6 +275,33 @@ TEST_CASE("channel: a receiver on another thread's stop is cancelled promptly", 
   t.join();
   REQUIRE(!r);
   CHECK(r.error() == errc::operation_aborted);
+}
+
+namespace {
+// An awaiter that hands its operation to the backend as it is: of no kind (op_code::none).
+class no_kind_awaiter : public detail::io_awaiter {
+public:
+  explicit no_kind_awaiter(io_context& io) noexcept { op_.ctx = &io; }
+  template <class P> bool await_suspend(std::coroutine_handle<P> h) {
+    return start(h, detail::stop_of(h));
+  }
+  std::error_code await_resume() noexcept {
+    finish();
+    return op_.error;
+  }
+};
+} // namespace
+
+TEST_CASE("An operation of no kind handed to the backend fails with invalid_argument") {
+  // A wait that never reaches the OS has op_code::none (the default); starting one in the
+  // backend is a bug, refused the same way by every backend rather than run as something.
+  io_context io;
+  const std::error_code ec = sync_wait(io, [](io_context& c) -> task<std::error_code> {
+    co_return co_await no_kind_awaiter(c);
+  }(io));
+  CHECK(ec == std::errc::invalid_argument);
+  // The loop goes on as before.
+  sync_wait(io, [](io_context& c) -> task<void> { co_await yield(c); }(io));
 }
 
 #ifndef _WIN32

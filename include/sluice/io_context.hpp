@@ -241,6 +241,8 @@ private:
   std::vector<std::unique_ptr<detail::receiver>> receivers_;
   std::vector<detail::receiver*> free_receivers_;
   void complete_shutting_down(detail::operation& op) noexcept;
+  // submit() while shutting down, of a cancelled operation, or of one of no kind.
+  [[gnu::noinline]] void refuse(detail::operation& op) noexcept;
   // A completion's effect on op's state: idle and off the in-flight list, unless it
   // was one completion of a multishot (the operation stays pending).
   void settle_completed(detail::operation& op) noexcept {

@@ -61,7 +61,8 @@
 //                 it carries. It is called for any operation an awaiter withdraws,
 //                 including waits the backend never saw (op_code::none, a wait in a
 //                 runtime queue): those release nothing (their res is not a handle).
-//   submit(op) of an op_code::none operation completes it with invalid_argument.
+//                 (io_context::submit never hands a backend an op_code::none: it
+//                 completes one with invalid_argument itself.)
 //   poll(block, wake_by) push queued submissions to the OS, wait for at least one
 //                 completion if `block` (but not past wake_by, a steady_clock time in ns,
 //                 when it is not 0: the loop's own earliest deadline), dispatch at most

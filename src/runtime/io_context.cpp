@@ -385,16 +385,7 @@ void io_context::restart() noexcept { remote_->stop.store(false); }
 
 void io_context::submit(detail::operation& op) {
   check_loop_thread("an I/O operation");
-  if (shutting_down_) { // its frame is about to be destroyed: start nothing
-    op.error = make_error_code(errc::operation_aborted);
-    return;
-  }
-  if (op.cancel_requested) { // a cancel that found nothing in flight still counts
-    op.res = 0;
-    op.error = make_error_code(errc::operation_aborted);
-    defer_completion(op);
-    return;
-  }
+  if (shutting_down_ || op.cancel_requested || op.code == detail::op_code::none) return refuse(op);
   op.state = detail::op_state::pending;
   if (op.background) ++background_;
   if (list_in_flight_) {
@@ -405,6 +396,19 @@ void io_context::submit(detail::operation& op) {
   }
   ++in_flight_;
   backend_->submit(op);
+}
+
+// What submit() does not start (apart: the usual submission saves fewer registers).
+void io_context::refuse(detail::operation& op) noexcept {
+  if (shutting_down_) { // its frame is about to be destroyed: start nothing
+    op.error = make_error_code(errc::operation_aborted);
+    return;
+  }
+  op.res = 0;
+  op.error = op.cancel_requested
+                 ? make_error_code(errc::operation_aborted) // a cancel that found nothing in flight
+                 : std::make_error_code(std::errc::invalid_argument); // op_code::none: no OS call
+  defer_completion(op);
 }
 
 // complete() while the context is destroyed: the frame is about to be destroyed, not

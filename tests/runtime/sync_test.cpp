@@ -278,7 +278,7 @@ TEST_CASE("channel: a receiver on another thread's stop is cancelled promptly", 
 }
 
 namespace {
-// An awaiter that hands its operation to the backend as it is: of no kind (op_code::none).
+// An awaiter that starts its operation as it is: of no kind (op_code::none).
 class no_kind_awaiter : public detail::io_awaiter {
 public:
   explicit no_kind_awaiter(io_context& io) noexcept { op_.ctx = &io; }
@@ -292,9 +292,10 @@ public:
 };
 } // namespace
 
-TEST_CASE("An operation of no kind handed to the backend fails with invalid_argument") {
-  // A wait that never reaches the OS has op_code::none (the default); starting one in the
-  // backend is a bug, refused the same way by every backend rather than run as something.
+TEST_CASE("An operation of no kind, started as an OS operation, fails with invalid_argument") {
+  // A wait that never reaches the OS has op_code::none (the default); starting one as an
+  // OS operation is a bug, refused on every backend (by io_context::submit, before any
+  // backend sees it) rather than run as something else.
   io_context io;
   const std::error_code ec = sync_wait(io, [](io_context& c) -> task<std::error_code> {
     co_return co_await no_kind_awaiter(c);

@@ -69,12 +69,6 @@ public:
 
   void submit(operation& op) override {
     auto& st = *new (op.scratch) op_data{};
-    if (op.code == op_code::none) { // nothing to ask of the OS: a caller's bug
-      op.res = 0;
-      op.error = std::make_error_code(std::errc::invalid_argument);
-      io_.defer_completion(op);
-      return;
-    }
     bind_slot(op, st);
     if (op.deadline != 0) add_deadline(op);
     if (op.code == op_code::timeout) {
@@ -426,8 +420,8 @@ private:
       r = ::shutdown(fd, how);
       break;
     }
-    case op_code::timeout: return;                    // handled by submit()
-    case op_code::none: return finish(op, EINVAL, 0); // (refused by submit)
+    case op_code::timeout: return; // handled by submit()
+    case op_code::none: return;    // never here: io_context::submit refuses it
     }
     if (r >= 0) return finish(op, 0, r);
     if (errno == EINTR) return attempt(op);

@@ -144,12 +144,7 @@ public:
   void submit(operation& op) override {
     if (op.deadline != 0) deadlines_.insert(op);
     switch (op.code) {
-    case op_code::none: // nothing to ask of the OS: a caller's bug
-      deadlines_.remove(op);
-      op.res = 0;
-      op.error = std::make_error_code(std::errc::invalid_argument);
-      io_.defer_completion(op);
-      return;
+    case op_code::none: return; // never here: io_context::submit refuses it
     case op_code::timeout: {
       timers_.push_back({clock::now() + std::chrono::nanoseconds(op.duration_ns), &op});
       std::push_heap(timers_.begin(), timers_.end(), later);

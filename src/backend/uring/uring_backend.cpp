@@ -461,12 +461,6 @@ public:
   // Every other operation (its code apart from the usual send's: fewer register saves).
   [[gnu::noinline]] void submit_rest(operation& op, op_data& d) {
     const int fd = static_cast<int>(op.handle);
-    if (op.code == op_code::none) { // nothing to ask of the kernel: a caller's bug
-      op.res = 0;
-      op.error = std::make_error_code(std::errc::invalid_argument);
-      io_.defer_completion(op);
-      return;
-    }
     if (op.code == op_code::shutdown && !feat_.op_shutdown) {
       // Fallback: shutdown(2) never blocks; its result is delivered next turn.
       const int how = op.flags == shutdown_receive ? SHUT_RD
@@ -567,7 +561,7 @@ public:
     case op_code::read:
       io_uring_prep_read(sqe, fd, op.buffer, static_cast<unsigned>(op.length), 0);
       break;
-    case op_code::none: break; // refused above
+    case op_code::none: break; // never here: io_context::submit refuses it
     }
     io_uring_sqe_set_data(sqe, &op);
     if (op.deadline != 0) {

@@ -5,7 +5,8 @@ same client, same run.
 Starts each server in turn, drives it with examples/echo_client at 1, 50 and 500
 connections with 64-byte and 4 KiB messages, and prints messages/s, the ratio of each
 server to the hand-written liburing loop (benchmarks/uring_echo_server.cpp, the
-practical limit), and the server's CPU time per message split into user (the
+practical limit; uring-coro is the same loop with a C++20 coroutine per
+connection), and the server's CPU time per message split into user (the
 framework's own cost) and sys (mostly the kernel's TCP).
 
   python3 benchmarks/echo_bench.py --build build/release [--seconds 3] [--cpus 0,0]
@@ -89,6 +90,8 @@ def main():
     b = args.build
     client = f"{b}/examples/echo_client"
     servers = [(REFERENCE, [f"{b}/benchmarks/uring_echo_server"], {}),
+               # the same loop with a coroutine per connection: the floor of that shape
+               ("uring-coro", [f"{b}/benchmarks/uring_echo_server", "--coro"], {}),
                ("sluice-uring", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "uring"}),
                ("sluice-asio", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "asio"}),
                ("asio-epoll", [f"{b}/benchmarks/asio_echo_server_epoll"], {}),

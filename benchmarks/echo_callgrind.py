@@ -14,7 +14,8 @@ With --cache, callgrind also simulates the caches (--cache-sim=yes) and the tabl
 the first-level data-cache misses per message (reads + writes): with many connections,
 what a message touches that is no longer in the cache costs more than instructions do.
 
-Servers by default: the hand-written liburing loop, sluice on io_uring and on Asio,
+Servers by default: the hand-written liburing loop, the same loop with a C++20
+coroutine per connection (uring-coro: the least that shape costs), sluice on io_uring and on Asio,
 standalone Asio on epoll.
 """
 import argparse
@@ -28,6 +29,7 @@ import time
 # The function whose calls are counted: each server's event loop.
 LOOPS = {
     "uring-loop": "main",
+    "uring-coro": "main",  # the coroutines resume from main's loop
     "sluice-uring": "sluice::io_context::run_until*",
     "sluice-asio": "sluice::io_context::run_until*",
     "asio-epoll": "main",  # its loop (io_context::run) is inlined into main
@@ -91,6 +93,7 @@ def main():
     b = args.build
     client = f"{b}/examples/echo_client"
     servers = [("uring-loop", [f"{b}/benchmarks/uring_echo_server"], {}),
+               ("uring-coro", [f"{b}/benchmarks/uring_echo_server", "--coro"], {}),
                ("sluice-uring", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "uring"}),
                ("sluice-asio", [f"{b}/examples/echo_server"], {"SLUICE_BACKEND": "asio"}),
                ("asio-epoll", [f"{b}/benchmarks/asio_echo_server_epoll"], {})]

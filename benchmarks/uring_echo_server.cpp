@@ -2,6 +2,7 @@
 //
 //   uring_echo_server --host 127.0.0.1 --port 0      (prints "listening on HOST:PORT")
 //   uring_echo_server ... --zerocopy 16384            (sends of 16 KiB and up: SEND_ZC)
+//   uring_echo_server ... --coro                      (a coroutine per connection)
 //
 // What a careful C programmer would write for echo on io_uring, and nothing more:
 // SINGLE_ISSUER | DEFER_TASKRUN, one submit-and-wait per loop turn, CQEs reaped in
@@ -9,10 +10,18 @@
 // received buffer sent back as it is (returned to the ring when its send completes).
 // One send in flight per connection keeps the echo in order. No coroutines, no
 // cancellation, no error reporting beyond closing the connection: not a framework.
+//
+// With --coro, the same ring and the same system calls, but each connection is a C++20
+// coroutine that awaits a receive, awaits the send of what came, and gives the buffer
+// back: the least a coroutine per connection costs on this interface (two suspensions
+// and two resumptions per message), with nothing of a framework around it (no
+// cancellation, deadlines, sender queue or half-close rules). It is the floor that the
+// coroutine layers of sluice are compared with (docs/performance.md).
 #include <liburing.h>
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <coroutine>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +34,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -47,6 +57,12 @@ struct connection {
   bool sending = false;
   std::deque<pending_send> queue; // received, not yet sent back
   int zc_res = 0;                 // a SEND_ZC's result, held until its notification
+  // --coro: the coroutine waiting for a receive or for its send, the send's result,
+  // and whether the receive has ended (end of stream or an error).
+  std::coroutine_handle<> reader;
+  std::coroutine_handle<> writer;
+  int send_res = 0;
+  bool recv_ended = false;
 };
 
 io_uring ring;
@@ -56,6 +72,7 @@ std::vector<connection> conns;
 int listener = -1;
 volatile std::sig_atomic_t stopping = 0;
 unsigned zc_min = 0; // --zerocopy N: sends of N bytes and up use IORING_OP_SEND_ZC
+bool coro = false;   // --coro: a coroutine per connection
 
 io_uring_sqe* sqe() {
   io_uring_sqe* s = io_uring_get_sqe(&ring);
@@ -110,9 +127,97 @@ void close_conn(int fd) {
   ::close(fd); // a multishot recv still armed ends with its own CQE
 }
 
+// --coro: a coroutine per connection. Its frame is allocated once, when the connection
+// is accepted, and freed when the coroutine ends.
+struct echo_task {
+  struct promise_type {
+    echo_task get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::abort(); }
+  };
+};
+
+connection& conn(int fd) { return conns[static_cast<std::size_t>(fd)]; }
+
+// The next received buffer ({bid, 0, len}), or len 0 once the receive has ended.
+struct next_receive {
+  int fd;
+  bool await_ready() const noexcept { return !conn(fd).queue.empty() || conn(fd).recv_ended; }
+  void await_suspend(std::coroutine_handle<> h) noexcept { conn(fd).reader = h; }
+  pending_send await_resume() noexcept {
+    connection& c = conn(fd);
+    if (c.queue.empty()) return {0, 0, 0};
+    const pending_send p = c.queue.front();
+    c.queue.pop_front();
+    return p;
+  }
+};
+
+// One send of `len` bytes of buffer `bid` from `off`; its result.
+struct send_some {
+  int fd;
+  pending_send what;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) noexcept {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_send(s, fd, bufs + static_cast<std::size_t>(what.bid) * buf_size + what.off,
+                       what.len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(s, tag(k_send, fd));
+    conn(fd).writer = h;
+  }
+  int await_resume() const noexcept { return conn(fd).send_res; }
+};
+
+echo_task echo_connection(int fd) {
+  for (;;) {
+    pending_send in = co_await next_receive{fd};
+    if (in.len == 0) break;
+    while (in.len != 0) {
+      const int n = co_await send_some{fd, in};
+      if (n <= 0) {
+        give_back(in.bid);
+        close_conn(fd);
+        co_return;
+      }
+      in.off += static_cast<unsigned>(n);
+      in.len -= static_cast<unsigned>(n);
+    }
+    give_back(in.bid);
+  }
+  close_conn(fd);
+}
+
+void resume_reader(connection& c) {
+  if (c.reader) std::exchange(c.reader, nullptr).resume();
+}
+
+// --coro's completions: they resume the connection's coroutine.
+void on_coro_cqe(kind k, int fd, int res, unsigned flags) {
+  connection& c = conn(fd);
+  if (k == k_recv) {
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+      const unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+      if (!c.open)
+        give_back(bid);
+      else
+        c.queue.push_back({bid, 0, static_cast<unsigned>(res)});
+    }
+    if (res == 0 || (res < 0 && res != -ENOBUFS))
+      c.recv_ended = true;
+    else if (!(flags & IORING_CQE_F_MORE) && c.open)
+      arm_recv(fd); // ENOBUFS or end of a batch
+    return resume_reader(conn(fd));
+  }
+  c.send_res = res; // k_send
+  std::exchange(c.writer, nullptr).resume();
+}
+
 void on_cqe(std::uint64_t data, int res, unsigned flags) {
   const auto k = static_cast<kind>(data & 0xff);
   const int fd = static_cast<int>(data >> 8);
+  if (coro && k != k_accept) return on_coro_cqe(k, fd, res, flags);
   switch (k) {
   case k_accept:
     if (res >= 0) {
@@ -120,8 +225,10 @@ void on_cqe(std::uint64_t data, int res, unsigned flags) {
         conns.resize(static_cast<std::size_t>(res) + 1024);
       int one = 1;
       setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      conns[static_cast<std::size_t>(res)] = connection{true, false, {}};
+      conns[static_cast<std::size_t>(res)] = connection{};
+      conns[static_cast<std::size_t>(res)].open = true;
       arm_recv(res);
+      if (coro) echo_connection(res);
     }
     if (!(flags & IORING_CQE_F_MORE) && !stopping) arm_accept();
     return;
@@ -182,6 +289,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--zerocopy") == 0)
       zc_min = static_cast<unsigned>(std::atoi(argv[i + 1]));
   }
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--coro") == 0) coro = true;
   // Without SA_RESTART, so that a blocked io_uring_enter returns EINTR and the loop ends
   // (valgrind then writes its counts).
   struct sigaction sa {};

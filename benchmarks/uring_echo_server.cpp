@@ -283,14 +283,25 @@ void on_cqe(std::uint64_t data, int res, unsigned flags) {
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   int port = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--host") == 0) host = argv[i + 1];
-    if (std::strcmp(argv[i], "--port") == 0) port = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--zerocopy") == 0)
-      zc_min = static_cast<unsigned>(std::atoi(argv[i + 1]));
+  for (int i = 1; i < argc; ++i) {
+    const bool has_value = i + 1 < argc;
+    if (std::strcmp(argv[i], "--coro") == 0) {
+      coro = true;
+    } else if (has_value && std::strcmp(argv[i], "--host") == 0) {
+      host = argv[++i];
+    } else if (has_value && std::strcmp(argv[i], "--port") == 0) {
+      port = std::atoi(argv[++i]);
+    } else if (has_value && std::strcmp(argv[i], "--zerocopy") == 0) {
+      zc_min = static_cast<unsigned>(std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "uring_echo_server: unknown or incomplete option %s\n", argv[i]);
+      return 2;
+    }
   }
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--coro") == 0) coro = true;
+  if (coro && zc_min != 0) {
+    std::fprintf(stderr, "uring_echo_server: --coro sends with plain sends (drop --zerocopy)\n");
+    return 2;
+  }
   // Without SA_RESTART, so that a blocked io_uring_enter returns EINTR and the loop ends
   // (valgrind then writes its counts).
   struct sigaction sa {};

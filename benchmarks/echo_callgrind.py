@@ -9,6 +9,7 @@ the messages the client counted.
 
   python3 benchmarks/echo_callgrind.py --build build/release [--conns 50] [--size 64]
                                       [--seconds 10] [--server NAME=PATH ...] [--cache]
+                                      [--only NAME,...] [--keep DIR]
 
 With --cache, callgrind also simulates the caches (--cache-sim=yes) and the table adds
 the first-level data-cache misses per message (reads + writes): with many connections,
@@ -21,6 +22,7 @@ standalone Asio on epoll.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,7 @@ LOOPS = {
 }
 
 
-def measure(name, cmd, env, client, conns, size, seconds, cache):
+def measure(name, cmd, env, client, conns, size, seconds, cache, keep=None):
     with tempfile.TemporaryDirectory() as tmp:
         out_file = os.path.join(tmp, "callgrind.out")
         vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
@@ -68,6 +70,9 @@ def measure(name, cmd, env, client, conns, size, seconds, cache):
         if res is None:
             raise RuntimeError(f"{name}: the client printed no result")
         messages = int(dict(kv.split("=") for kv in res.split()[1:])["messages"])
+        if keep:  # for callgrind_annotate: where the instructions go, function by function
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(out_file, os.path.join(keep, f"{name}.callgrind.out"))
         with open(out_file) as f:
             text = f.read()
         events = re.search(r"^events:\s+(.*)$", text, re.M)
@@ -89,6 +94,11 @@ def main():
                     help="NAME=PATH: an extra server binary (echo_server options)")
     ap.add_argument("--cache", action="store_true",
                     help="simulate the caches too: first-level data-cache misses per message")
+    ap.add_argument("--only", default="",
+                    help="NAME[,NAME...]: measure only these servers (uring-loop, uring-coro, ...)")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep each server's callgrind output in DIR as NAME.callgrind.out "
+                         "(then: callgrind_annotate --inclusive=yes DIR/sluice-uring.callgrind.out)")
     args = ap.parse_args()
     b = args.build
     client = f"{b}/examples/echo_client"
@@ -102,16 +112,23 @@ def main():
         LOOPS[name] = LOOPS["sluice-uring"]
         servers.append((name, [path], {"SLUICE_BACKEND": "uring"}))
     servers = [s for s in servers if os.path.exists(s[1][0])]
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = [w for w in wanted if w not in {s[0] for s in servers}]
+        if unknown:
+            sys.exit(f"echo_callgrind: --only names no built server: {', '.join(unknown)} "
+                     f"(built: {', '.join(s[0] for s in servers)})")
+        servers = [s for s in servers if s[0] in wanted]
     print(f"callgrind: {args.conns} connections x {args.size} B, {args.seconds} s per server; "
           f"instructions counted inside each server's event loop")
     cache_cols = (" D1 misses per message |", "---|") if args.cache else ("", "")
-    print("| server | messages | instructions | per message | vs uring-loop |" + cache_cols[0])
+    print(f"| server | messages | instructions | per message | vs {servers[0][0]} |" + cache_cols[0])
     print("|---|---|---|---|---|" + cache_cols[1])
     base = None
     for name, cmd, extra in servers:
         env = dict(os.environ, **extra)
         ir, d1, msgs = measure(name, cmd, env, client, args.conns, args.size, args.seconds,
-                               args.cache)
+                               args.cache, args.keep)
         per = ir / max(msgs, 1)
         base = base or per
         misses = f" {d1 / max(msgs, 1):.1f} |" if args.cache else ""

@@ -74,6 +74,8 @@ volatile std::sig_atomic_t stopping = 0;
 unsigned zc_min = 0; // --zerocopy N: sends of N bytes and up use IORING_OP_SEND_ZC
 bool coro = false;   // --coro: a coroutine per connection
 
+connection& conn(int fd) { return conns[static_cast<std::size_t>(fd)]; }
+
 io_uring_sqe* sqe() {
   io_uring_sqe* s = io_uring_get_sqe(&ring);
   while (s == nullptr) {
@@ -104,7 +106,7 @@ void give_back(unsigned bid) {
 }
 
 void send_next(int fd) {
-  connection& c = conns[static_cast<std::size_t>(fd)];
+  connection& c = conn(fd);
   if (c.sending || c.queue.empty()) return;
   const pending_send& p = c.queue.front();
   io_uring_sqe* s = sqe();
@@ -118,13 +120,31 @@ void send_next(int fd) {
 }
 
 void close_conn(int fd) {
-  connection& c = conns[static_cast<std::size_t>(fd)];
+  connection& c = conn(fd);
   if (!c.open) return;
   c.open = false;
   for (const auto& p : c.queue)
     give_back(p.bid);
   c.queue.clear();
   ::close(fd); // a multishot recv still armed ends with its own CQE
+}
+
+// A receive's CQE, in both modes: its bytes queued on the connection (the buffer given
+// back if the connection is closed). False when the receive has ended (end of stream or
+// an error); a multishot that stopped for another reason (ENOBUFS, the end of a batch)
+// is armed again.
+bool received(int fd, int res, unsigned flags) {
+  connection& c = conn(fd);
+  if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+    const unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+    if (!c.open)
+      give_back(bid);
+    else
+      c.queue.push_back({bid, 0, static_cast<unsigned>(res)});
+  }
+  if (res == 0 || (res < 0 && res != -ENOBUFS)) return false;
+  if (!(flags & IORING_CQE_F_MORE) && c.open) arm_recv(fd);
+  return true;
 }
 
 // --coro: a coroutine per connection. Its frame is allocated once, when the connection
@@ -138,8 +158,6 @@ struct echo_task {
     void unhandled_exception() noexcept { std::abort(); }
   };
 };
-
-connection& conn(int fd) { return conns[static_cast<std::size_t>(fd)]; }
 
 // The next received buffer ({bid, 0, len}), or len 0 once the receive has ended.
 struct next_receive {
@@ -189,26 +207,13 @@ echo_task echo_connection(int fd) {
   close_conn(fd);
 }
 
-void resume_reader(connection& c) {
-  if (c.reader) std::exchange(c.reader, nullptr).resume();
-}
-
 // --coro's completions: they resume the connection's coroutine.
 void on_coro_cqe(kind k, int fd, int res, unsigned flags) {
   connection& c = conn(fd);
   if (k == k_recv) {
-    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
-      const unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-      if (!c.open)
-        give_back(bid);
-      else
-        c.queue.push_back({bid, 0, static_cast<unsigned>(res)});
-    }
-    if (res == 0 || (res < 0 && res != -ENOBUFS))
-      c.recv_ended = true;
-    else if (!(flags & IORING_CQE_F_MORE) && c.open)
-      arm_recv(fd); // ENOBUFS or end of a batch
-    return resume_reader(conn(fd));
+    if (!received(fd, res, flags)) c.recv_ended = true;
+    if (c.reader) std::exchange(c.reader, nullptr).resume();
+    return;
   }
   c.send_res = res; // k_send
   std::exchange(c.writer, nullptr).resume();
@@ -232,26 +237,14 @@ void on_cqe(std::uint64_t data, int res, unsigned flags) {
     }
     if (!(flags & IORING_CQE_F_MORE) && !stopping) arm_accept();
     return;
-  case k_recv: {
-    connection& c = conns[static_cast<std::size_t>(fd)];
-    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
-      const unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-      if (!c.open) {
-        give_back(bid);
-      } else {
-        c.queue.push_back({bid, 0, static_cast<unsigned>(res)});
-        send_next(fd);
-      }
-    }
-    if (res == 0 || (res < 0 && res != -ENOBUFS)) {
+  case k_recv:
+    if (received(fd, res, flags))
+      send_next(fd); // (nothing to send on a closed connection: its queue is empty)
+    else
       close_conn(fd);
-      return;
-    }
-    if (!(flags & IORING_CQE_F_MORE) && c.open) arm_recv(fd); // ENOBUFS or end of a batch
     return;
-  }
   case k_send: {
-    connection& c = conns[static_cast<std::size_t>(fd)];
+    connection& c = conn(fd);
     // SEND_ZC: the result says a notification follows (F_MORE); the buffer is free, and
     // the send done, only when it comes.
     if ((flags & IORING_CQE_F_MORE) != 0) {

@@ -4,7 +4,8 @@
 // options::recv_buffers up to options::max_recv_buffers, and never move, so a buffer id
 // names one address for the pool's life. Asio and IOCP (and io_uring without a buffer
 // ring) take buffers from a free list; io_uring mirrors them into a provided-buffer ring
-// that the kernel picks from (uring_backend.cpp overrides give_back and grow).
+// that the kernel picks from (uring_backend.cpp overrides return_buffer and grow, and
+// lets buffer_pool::give_back put a buffer back into the ring inline).
 //
 // Giving a buffer back tells the io_context, which lets a receiver that was starved of
 // buffers go on.
@@ -49,12 +50,15 @@ public:
     return true;
   }
 
-  void give_back(std::uint32_t id) noexcept override {
+protected:
+  // Free-list mode (and whatever the inline path of give_back() leaves to it).
+  void return_buffer(std::uint32_t id) noexcept override {
     --in_use_;
     free_.push_back(id);
     io_.buffers_came_back();
   }
 
+public:
   // Ring mode: a buffer the kernel picked was lent out.
   void lent_by_kernel() noexcept { ++in_use_; }
 
@@ -92,7 +96,6 @@ protected:
   io_context& io_;
   std::size_t size_;
   std::uint32_t max_;
-  std::uint32_t in_use_ = 0;
   std::vector<std::unique_ptr<std::byte[]>> chunks_;
   std::vector<std::byte*> addr_;    // by id
   std::vector<std::uint32_t> free_; // free-list mode

@@ -17,9 +17,9 @@ public:
     auto* h = new heap_lend(std::move(bytes));
     return lent_buffer(*h, 0, h->bytes_.data(), h->bytes_.size());
   }
-  void give_back(std::uint32_t) noexcept override { delete this; }
 
 private:
+  void return_buffer(std::uint32_t) noexcept override { delete this; }
   explicit heap_lend(std::vector<std::byte> b) : bytes_(std::move(b)) {}
   std::vector<std::byte> bytes_;
 };

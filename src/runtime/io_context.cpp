@@ -229,6 +229,7 @@ void io_context::park_starved(detail::receiver& r) noexcept {
   else
     starved_ = &r;
   starved_tail_ = &r;
+  lend_pool_->set_starving(true); // buffers coming back go through buffers_came_back()
 }
 
 void io_context::resume_starved() noexcept {
@@ -240,7 +241,10 @@ void io_context::resume_starved() noexcept {
   for (std::uint32_t n = backend_->buffers().free_count(); n != 0 && starved_ != nullptr; --n) {
     detail::receiver* r = starved_;
     starved_ = r->next_starved;
-    if (starved_ == nullptr) starved_tail_ = nullptr;
+    if (starved_ == nullptr) {
+      starved_tail_ = nullptr;
+      lend_pool_->set_starving(false);
+    }
     r->resume_after_starving();
   }
   resuming_starved_ = false;

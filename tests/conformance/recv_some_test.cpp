@@ -142,6 +142,9 @@ TEST_CASE("A lent buffer goes back when destroyed: a long stream through a small
   auto [ignored, got] = sync_wait(io, when_all(writer(), drain_some(s)));
   (void)ignored;
   CHECK(got == all);
+  // Every buffer came back (on io_uring, straight into the kernel's ring), none twice.
+  CHECK(io.stats().buffers_in_use == 0);
+  CHECK(io.stats().buffers == 4);
 }
 
 TEST_CASE("A pool exhausted under load (ENOBUFS) is not end of stream: every byte arrives, in "
@@ -183,6 +186,10 @@ TEST_CASE("A pool exhausted under load (ENOBUFS) is not end of stream: every byt
     CHECK(got[i].size() == expected[i].size());
     CHECK(got[i] == expected[i]);
   }
+  // The pool grew to its cap, and every buffer came back to it, while receivers were
+  // starved of one as well as when none was.
+  CHECK(io.stats().buffers == 4);
+  CHECK(io.stats().buffers_in_use == 0);
 }
 
 TEST_CASE("Idle connections waiting in recv_some hold no buffer of the pool") {

@@ -142,6 +142,7 @@ public:
       add(id, offset++);
     io_uring_buf_ring_advance(br_, offset);
     free_.clear();
+    show_ring(); // buffer_pool::give_back writes it inline from now on
     return true;
   }
 
@@ -169,30 +170,40 @@ public:
     return true;
   }
 
-  void give_back(std::uint32_t id) noexcept override {
-    if ((id & spare_bit) != 0) {
-      --in_use_;
-      free_spares_.push_back(id & ~spare_bit); // reserved room: cannot fail
-      io_.buffers_came_back();
-      return;
-    }
-    if (!ring_mode()) return recv_pool::give_back(id);
-    --in_use_;
-    add(id, 0);
-    io_uring_buf_ring_advance(br_, 1);
-    io_.buffers_came_back();
-  }
-
   std::uint32_t grow() override {
     if (!ring_mode()) return recv_pool::grow();
     const added a = allocate(std::min(count(), max_ - count()));
     for (std::uint32_t i = 0; i < a.n; ++i)
       add(a.first + i, static_cast<int>(i));
     io_uring_buf_ring_advance(br_, static_cast<int>(a.n));
+    show_ring();
     return a.n;
   }
 
+protected:
+  // What the inline path of give_back() leaves here: a spare block, a buffer without a
+  // ring, or any buffer while a receiver waits for one (the io_context is told).
+  void return_buffer(std::uint32_t id) noexcept override {
+    if ((id & spare_bit) != 0) {
+      --in_use_;
+      free_spares_.push_back(id & ~spare_bit); // reserved room: cannot fail
+      io_.buffers_came_back();
+      return;
+    }
+    if (!ring_mode()) return recv_pool::return_buffer(id);
+    --in_use_;
+    add(id, 0);
+    io_uring_buf_ring_advance(br_, 1);
+    io_.buffers_came_back();
+  }
+
 private:
+  // The buffers the inline path may put back: all of them (addr_ may have moved).
+  void show_ring() noexcept {
+    buffer_pool::show_ring(reinterpret_cast<ring_entry*>(br_), static_cast<std::uint32_t>(mask_),
+                           addr_.data(), count(), static_cast<std::uint32_t>(size_));
+  }
+
   // Writes buffer `id` at the ring's tail + offset (published by the next advance).
   void add(std::uint32_t id, int offset) noexcept {
     io_uring_buf_ring_add(br_, addr_[id], static_cast<unsigned>(size_),
@@ -206,6 +217,14 @@ private:
   std::size_t ring_bytes_ = 0;
   int mask_ = 0;
 };
+
+// buffer_pool::give_back's view of a ring entry is the kernel's (the tail too: liburing
+// reads and writes it as the last field of entry 0).
+static_assert(sizeof(ring_entry) == sizeof(io_uring_buf));
+static_assert(offsetof(ring_entry, addr) == offsetof(io_uring_buf, addr));
+static_assert(offsetof(ring_entry, len) == offsetof(io_uring_buf, len));
+static_assert(offsetof(ring_entry, bid) == offsetof(io_uring_buf, bid));
+static_assert(offsetof(ring_entry, tail) == offsetof(io_uring_buf_ring, tail));
 
 static_assert(sizeof(op_data) <= sizeof(operation::scratch));
 static_assert(alignof(op_data) <= 8);

@@ -64,6 +64,24 @@ result<std::unique_ptr<backend>> make_backend(io_context& io, std::string_view n
       fmt::format("SLUICE_BACKEND='{}' names no backend (known: uring, asio, iocp)", name));
 }
 
+void backend::discard(operation& op) noexcept {
+  if (op.error) return; // nothing was produced
+  switch (op.code) {
+  case op_code::accept:
+    if (op.res >= 0) sys::close(static_cast<native_handle>(op.res));
+    break;
+  case op_code::recv_lent:
+    if (op.res > 0) buffers().give_back(op.lent_id);
+    break;
+  case op_code::recv_message: { // descriptors nobody took
+    const auto& m = *static_cast<const message*>(op.buffer);
+    sys::close_fds(m.control, m.control_length);
+    break;
+  }
+  default: break;
+  }
+}
+
 void sys::finish_datagram(std::byte* buf, std::size_t size, std::uint32_t name_length,
                           std::size_t whole, bool truncated) noexcept {
   datagram_header h{};

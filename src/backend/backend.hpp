@@ -121,7 +121,9 @@ public:
   virtual void cancel(operation& op) noexcept = 0;
   virtual void cancel_all(native_handle h) noexcept = 0;
   virtual abandoned_at abandon(operation& op) noexcept = 0;
-  virtual void discard(operation& op) noexcept = 0;
+  // The same on every backend (backend.cpp): closes an accepted socket, gives a lent
+  // buffer back, closes descriptors received as ancillary data.
+  void discard(operation& op) noexcept;
   virtual bool accept_sweep() const noexcept { return false; }
   virtual void poll(bool block, std::int64_t wake_by) = 0;
   virtual recv_pool& buffers() noexcept = 0;

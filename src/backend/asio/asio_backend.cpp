@@ -127,15 +127,6 @@ public:
                                                : abandoned_at::not_submitted;
   }
 
-  void discard(operation& op) noexcept override {
-    if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
-    if (op.code == op_code::recv_lent && !op.error && op.res > 0) pool_.give_back(op.lent_id);
-    if (op.code == op_code::recv_message && !op.error) { // descriptors nobody took
-      const auto& m = *static_cast<const message*>(op.buffer);
-      sys::close_fds(m.control, m.control_length);
-    }
-  }
-
   void poll(bool block, std::int64_t wake_by) override {
     if (block && wake_by != 0) // not past the loop's earliest deadline
       ctx_.run_one_until(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(wake_by)));

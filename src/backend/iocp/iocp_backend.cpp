@@ -242,12 +242,6 @@ public:
     }
   }
 
-  void discard(operation& op) noexcept override {
-    if (op.code == op_code::accept && !op.error && op.res >= 0)
-      closesocket(static_cast<SOCKET>(op.res));
-    if (op.code == op_code::recv_lent && !op.error && op.res > 0) pool_.give_back(op.lent_id);
-  }
-
   void cancel(operation& op) noexcept override {
     if (op.code == op_code::timeout) {
       if (remove_timer(op)) done_now(op, operation_aborted, 0);

@@ -685,15 +685,6 @@ public:
   // An armed accept is an exclusive waiter on its socket: see backend.hpp.
   bool accept_sweep() const noexcept override { return true; }
 
-  void discard(operation& op) noexcept override {
-    if (op.code == op_code::accept && !op.error && op.res >= 0) ::close(static_cast<int>(op.res));
-    if (op.code == op_code::recv_lent && !op.error && op.res > 0) pool_.give_back(op.lent_id);
-    if (op.code == op_code::recv_message && !op.error) { // descriptors nobody took
-      const auto& m = *static_cast<const message*>(op.buffer);
-      sys::close_fds(m.control, m.control_length);
-    }
-  }
-
   void poll(bool block, std::int64_t wake_by) override {
     // The usual turn apart: the ring running, the wake read armed, no deadline to wake
     // for, nothing set aside.

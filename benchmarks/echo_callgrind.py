@@ -9,11 +9,17 @@ the messages the client counted.
 
   python3 benchmarks/echo_callgrind.py --build build/release [--conns 50] [--size 64]
                                       [--seconds 10] [--server NAME=PATH ...] [--cache]
-                                      [--only NAME,...] [--keep DIR]
+                                      [--only NAME,...] [--keep DIR] [--rounds N]
 
 With --cache, callgrind also simulates the caches (--cache-sim=yes) and the table adds
 the first-level data-cache misses per message (reads + writes): with many connections,
 what a message touches that is no longer in the cache costs more than instructions do.
+
+With --rounds N, every server is measured N times, round by round (all servers, then
+all again), and the table gives the median per message with its range, and each
+server's ratio to the first server of the same round (its median and range). The
+loop's own count moves from run to run (how many CQEs a turn reaps, which timing
+decides), so a ratio near a target line is read over several rounds.
 
 Servers by default: the hand-written liburing loop, the same loop with a C++20
 coroutine per connection (uring-coro: the least that shape costs), sluice on io_uring and on Asio,
@@ -23,6 +29,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,9 +103,12 @@ def main():
                     help="simulate the caches too: first-level data-cache misses per message")
     ap.add_argument("--only", default="",
                     help="NAME[,NAME...]: measure only these servers (uring-loop, uring-coro, ...)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every server N times, round by round; medians and ranges")
     ap.add_argument("--keep", metavar="DIR",
                     help="keep each server's callgrind output in DIR as NAME.callgrind.out "
-                         "(then: callgrind_annotate --inclusive=yes DIR/sluice-uring.callgrind.out)")
+                         "(the last round's; then: callgrind_annotate --inclusive=yes "
+                         "DIR/sluice-uring.callgrind.out)")
     args = ap.parse_args()
     b = args.build
     client = f"{b}/examples/echo_client"
@@ -119,22 +129,50 @@ def main():
             sys.exit(f"echo_callgrind: --only names no built server: {', '.join(unknown)} "
                      f"(built: {', '.join(s[0] for s in servers)})")
         servers = [s for s in servers if s[0] in wanted]
-    print(f"callgrind: {args.conns} connections x {args.size} B, {args.seconds} s per server; "
-          f"instructions counted inside each server's event loop")
+    if args.rounds < 1:
+        sys.exit("echo_callgrind: --rounds must be at least 1")
+    rounds = f", {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"callgrind: {args.conns} connections x {args.size} B, {args.seconds} s per server"
+          f"{rounds}; instructions counted inside each server's event loop")
     cache_cols = (" D1 misses per message |", "---|") if args.cache else ("", "")
-    print(f"| server | messages | instructions | per message | vs {servers[0][0]} |" + cache_cols[0])
-    print("|---|---|---|---|---|" + cache_cols[1])
-    base = None
-    for name, cmd, extra in servers:
-        env = dict(os.environ, **extra)
-        ir, d1, msgs = measure(name, cmd, env, client, args.conns, args.size, args.seconds,
-                               args.cache, args.keep)
-        per = ir / max(msgs, 1)
-        base = base or per
-        misses = f" {d1 / max(msgs, 1):.1f} |" if args.cache else ""
-        print(f"| {name} | {msgs:,} | {ir:,} | {per:,.0f} | {per / base:.2f}x |{misses}",
-              flush=True)
-        time.sleep(0.5)
+    if args.rounds == 1:
+        print(f"| server | messages | instructions | per message | vs {servers[0][0]} |"
+              + cache_cols[0])
+        print("|---|---|---|---|---|" + cache_cols[1])
+    per = {name: [] for name, _, _ in servers}    # instructions per message, by round
+    ratio = {name: [] for name, _, _ in servers}  # to the first server of the same round
+    miss = {name: [] for name, _, _ in servers}
+    for r in range(args.rounds):
+        base = None
+        for name, cmd, extra in servers:
+            env = dict(os.environ, **extra)
+            ir, d1, msgs = measure(name, cmd, env, client, args.conns, args.size, args.seconds,
+                                   args.cache, args.keep)
+            p = ir / max(msgs, 1)
+            base = base or p
+            per[name].append(p)
+            ratio[name].append(p / base)
+            miss[name].append(d1 / max(msgs, 1))
+            if args.rounds == 1:
+                misses = f" {miss[name][-1]:.1f} |" if args.cache else ""
+                print(f"| {name} | {msgs:,} | {ir:,} | {p:,.0f} | {p / base:.2f}x |{misses}",
+                      flush=True)
+            else:
+                print(f"round {r + 1}: {name} {p:,.0f} per message ({p / base:.2f}x)",
+                      file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    if args.rounds == 1:
+        return 0
+    print(f"| server | per message, median [range] | vs {servers[0][0]}, median [range] |"
+          + cache_cols[0])
+    print("|---|---|---|" + cache_cols[1])
+    for name, _, _ in servers:
+        misses = f" {statistics.median(miss[name]):.1f} |" if args.cache else ""
+        print(f"| {name} | {statistics.median(per[name]):,.0f} [{min(per[name]):,.0f}–"
+              f"{max(per[name]):,.0f}] | {statistics.median(ratio[name]):.2f}x "
+              f"[{min(ratio[name]):.2f}–{max(ratio[name]):.2f}] |{misses}")
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

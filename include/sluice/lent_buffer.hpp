@@ -41,14 +41,7 @@ public:
   void give_back(std::uint32_t id) noexcept {
     if (id < ring_ids_) { // a buffer of the ring, and no receiver starved of one
       --in_use_;
-      std::atomic_ref<std::uint16_t> tail(ring_[0].tail);
-      const std::uint16_t t = tail.load(std::memory_order_relaxed);
-      ring_entry& e = ring_[t & ring_mask_];
-      e.addr = reinterpret_cast<std::uintptr_t>(ring_addr_[id]);
-      e.len = ring_len_;
-      e.bid = static_cast<std::uint16_t>(id);
-      tail.store(static_cast<std::uint16_t>(t + 1), std::memory_order_release);
-      return;
+      return put_in_ring(id);
     }
     return_buffer(id);
   }
@@ -63,6 +56,18 @@ public:
 protected:
   ~buffer_pool() = default;
   virtual void return_buffer(std::uint32_t id) noexcept = 0;
+
+  // Buffer `id` (one of the ring shown) goes into the ring at its tail, for the kernel to
+  // pick: the only place that writes ring entries.
+  void put_in_ring(std::uint32_t id) noexcept {
+    std::atomic_ref<std::uint16_t> tail(ring_[0].tail);
+    const std::uint16_t t = tail.load(std::memory_order_relaxed);
+    ring_entry& e = ring_[t & ring_mask_];
+    e.addr = reinterpret_cast<std::uintptr_t>(ring_addr_[id]);
+    e.len = ring_len_;
+    e.bid = static_cast<std::uint16_t>(id);
+    tail.store(static_cast<std::uint16_t>(t + 1), std::memory_order_release);
+  }
 
   // Shows the inline path a ring of `count` buffers (the first `count` ids), buffer i
   // at addr[i], `len` bytes each; called again when the ring grows.

@@ -137,12 +137,10 @@ public:
     br_ = static_cast<io_uring_buf_ring*>(ring_mem_);
     mask_ = io_uring_buf_ring_mask(entries);
     io_uring_buf_ring_init(br_);
-    int offset = 0; // what the free list held goes to the kernel
-    for (std::uint32_t id : free_)
-      add(id, offset++);
-    io_uring_buf_ring_advance(br_, offset);
+    show_ring();                   // buffer_pool::give_back writes it inline from now on
+    for (std::uint32_t id : free_) // what the free list held goes to the kernel
+      put_in_ring(id);
     free_.clear();
-    show_ring(); // buffer_pool::give_back writes it inline from now on
     return true;
   }
 
@@ -173,10 +171,9 @@ public:
   std::uint32_t grow() override {
     if (!ring_mode()) return recv_pool::grow();
     const added a = allocate(std::min(count(), max_ - count()));
+    show_ring(); // the new buffers too (addr_ may have moved)
     for (std::uint32_t i = 0; i < a.n; ++i)
-      add(a.first + i, static_cast<int>(i));
-    io_uring_buf_ring_advance(br_, static_cast<int>(a.n));
-    show_ring();
+      put_in_ring(a.first + i);
     return a.n;
   }
 
@@ -192,22 +189,15 @@ protected:
     }
     if (!ring_mode()) return recv_pool::return_buffer(id);
     --in_use_;
-    add(id, 0);
-    io_uring_buf_ring_advance(br_, 1);
+    put_in_ring(id);
     io_.buffers_came_back();
   }
 
 private:
-  // The buffers the inline path may put back: all of them (addr_ may have moved).
+  // The buffers put_in_ring() and the inline path may put back: all of them.
   void show_ring() noexcept {
     buffer_pool::show_ring(reinterpret_cast<ring_entry*>(br_), static_cast<std::uint32_t>(mask_),
                            addr_.data(), count(), static_cast<std::uint32_t>(size_));
-  }
-
-  // Writes buffer `id` at the ring's tail + offset (published by the next advance).
-  void add(std::uint32_t id, int offset) noexcept {
-    io_uring_buf_ring_add(br_, addr_[id], static_cast<unsigned>(size_),
-                          static_cast<unsigned short>(id), mask_, offset);
   }
 
   std::vector<std::unique_ptr<std::byte[]>> spares_; // spare_block()s, by index
@@ -218,8 +208,8 @@ private:
   int mask_ = 0;
 };
 
-// buffer_pool::give_back's view of a ring entry is the kernel's (the tail too: liburing
-// reads and writes it as the last field of entry 0).
+// buffer_pool::put_in_ring's view of a ring entry is the kernel's (the tail too, which
+// io_uring_buf_ring_init zeroes: the last field of entry 0).
 static_assert(sizeof(ring_entry) == sizeof(io_uring_buf));
 static_assert(offsetof(ring_entry, addr) == offsetof(io_uring_buf, addr));
 static_assert(offsetof(ring_entry, len) == offsetof(io_uring_buf, len));
